@@ -1,0 +1,322 @@
+"""Configs: dataclasses with help text and validation, loaded from a YAML recipe plus
+``--key value`` command-line overrides (``transformers.HfArgumentParser``).
+
+    parsimony train --config recipes/grpo/tiny.yaml --learning_rate 5e-5 --max_steps 50
+
+Command-line values override the recipe; the recipe overrides the dataclass defaults.
+Unknown keys in a recipe are an error that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value or combination of values is invalid. The message names the field."""
+
+
+def _check(cond: bool, field_name: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{field_name}: {message}")
+
+
+@dataclass
+class TrainConfig:
+    """Settings shared by the SFT and GRPO trainers."""
+
+    # --- model -----------------------------------------------------------------------
+    model: str = field(
+        default="",
+        metadata={"help": "Model to train: a local directory or a hub id (e.g. Qwen/Qwen2.5-1.5B)."},
+    )
+    tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer path/id (default: the model's)."})
+    bf16: bool = field(default=False, metadata={"help": "Compute in bfloat16 autocast (weights stay fp32)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        metadata={"help": "Module names that get LoRA adapters."},
+    )
+    # --- data ------------------------------------------------------------------------
+    dataset: str = field(
+        default="task:overthink",
+        metadata={
+            "help": "Training data: 'task:<name>' (built-in synthetic task), a .parquet/.jsonl/.json file, "
+            "or a hub dataset id. Rows need a `prompt` (chat messages or string) and, for RL, an answer "
+            "(`reward_model.ground_truth`, `ground_truth` or `answer`)."
+        },
+    )
+    dataset_split: str = field(default="train", metadata={"help": "Split to read from a hub dataset or task."})
+    dataset_num_examples: int = field(
+        default=4096, metadata={"help": "Number of examples to generate for a 'task:' dataset."}
+    )
+    dataset_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Extra keyword arguments for the task generator."}
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message prepended."})
+    # --- optimisation ----------------------------------------------------------------
+    learning_rate: float = field(default=1e-6, metadata={"help": "Peak learning rate (AdamW)."})
+    lr_scheduler_type: str = field(
+        default="constant", metadata={"help": "constant | linear | cosine | constant_with_warmup ..."}
+    )
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Fraction of max_steps used for linear warmup."})
+    warmup_steps: int = field(default=0, metadata={"help": "Warmup steps (overrides warmup_ratio when > 0)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
+    per_device_train_batch_size: int = field(
+        default=8, metadata={"help": "Sequences per device per micro-batch (GRPO: completions)."}
+    )
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    max_steps: int = field(default=100, metadata={"help": "Optimizer steps to run."})
+    seed: int = field(default=0, metadata={"help": "Seed for data order, sampling and init."})
+    # --- logging / checkpoints ----------------------------------------------------------
+    output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints and metrics go."})
+    run_name: str | None = field(default=None, metadata={"help": "Run name for W&B (default: output_dir name)."})
+    report_to: list[str] = field(
+        default_factory=lambda: ["console", "jsonl"],
+        metadata={"help": "Any of: console, jsonl, wandb (offline when WANDB_API_KEY is unset), none."},
+    )
+    logging_steps: int = field(default=1, metadata={"help": "Log every N optimizer steps."})
+    save_steps: int = field(default=0, metadata={"help": "Checkpoint every N steps (0 = only at the end)."})
+    save_total_limit: int = field(default=2, metadata={"help": "Keep the last N checkpoints (0 = keep all)."})
+    save_final: bool = field(default=True, metadata={"help": "Save the final model to output_dir/final."})
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "Checkpoint dir to resume from, or 'latest' for the newest in output_dir."},
+    )
+    disable_progress_bar: bool = field(default=False, metadata={"help": "No console progress bar."})
+    num_threads: int = field(default=0, metadata={"help": "torch.set_num_threads on CPU (0 = torch default)."})
+
+    def __post_init__(self) -> None:
+        _check(bool(self.model), "model", "is required (a local directory or a hub id)")
+        _check(self.learning_rate >= 0, "learning_rate", f"must be >= 0, got {self.learning_rate}")
+        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        _check(self.per_device_train_batch_size >= 1, "per_device_train_batch_size", "must be >= 1")
+        _check(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")
+        _check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        _check(self.logging_steps >= 1, "logging_steps", "must be >= 1")
+        _check(self.save_steps >= 0, "save_steps", "must be >= 0")
+        _check(self.save_total_limit >= 0, "save_total_limit", "must be >= 0")
+        _check(self.lora_r >= 1, "lora_r", "must be >= 1")
+        _check(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
+        if isinstance(self.report_to, str):
+            self.report_to = [s.strip() for s in self.report_to.split(",") if s.strip()]
+        valid = {"console", "jsonl", "wandb", "none", "all"}
+        bad = [r for r in self.report_to if r not in valid]
+        _check(not bad, "report_to", f"unknown target(s) {bad}; choose from {sorted(valid)}")
+        if "all" in self.report_to:
+            self.report_to = ["console", "jsonl", "wandb"]
+        if "none" in self.report_to:
+            self.report_to = []
+        if self.run_name is None:
+            self.run_name = Path(self.output_dir).name or "run"
+
+    @property
+    def num_warmup_steps(self) -> int:
+        return self.warmup_steps if self.warmup_steps > 0 else int(self.warmup_ratio * self.max_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning on prompt/completion pairs (loss on completion tokens only)."""
+
+    max_length: int = field(default=512, metadata={"help": "Truncate prompt+completion to this many tokens."})
+    num_train_epochs: float = field(
+        default=0.0, metadata={"help": "If > 0, max_steps is derived from epochs over the dataset."}
+    )
+    completion_only_loss: bool = field(default=True, metadata={"help": "Loss on completion tokens only."})
+    eval_steps: int = field(default=0, metadata={"help": "Evaluate held-out accuracy every N steps (0 = off)."})
+    eval_num_examples: int = field(default=128, metadata={"help": "Held-out problems per evaluation."})
+    max_completion_length: int = field(default=256, metadata={"help": "Max new tokens when evaluating."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.max_length >= 8, "max_length", "must be >= 8")
+
+
+@dataclass
+class GRPOConfig(TrainConfig):
+    """Group Relative Policy Optimisation and the methods that plug into it."""
+
+    learning_rate: float = field(default=1e-6, metadata={"help": "Peak learning rate (AdamW)."})
+    # --- rollout ---------------------------------------------------------------------
+    engine: str = field(default="hf", metadata={"help": "Rollout engine: hf | vllm."})
+    num_generations: int = field(default=8, metadata={"help": "Completions per prompt (group size G)."})
+    max_prompt_length: int = field(default=512, metadata={"help": "Prompts longer than this are left-truncated."})
+    max_completion_length: int = field(default=256, metadata={"help": "Max new tokens per completion."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature for rollouts."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling for rollouts."})
+    top_k: int = field(default=0, metadata={"help": "Top-k sampling for rollouts (0 = off)."})
+    generation_batch_size: int = field(
+        default=0, metadata={"help": "Prompts per generate() call per device (0 = all prompts of the step)."}
+    )
+    # --- algorithm -------------------------------------------------------------------
+    advantage_estimator: str = field(
+        default="grpo", metadata={"help": "Registered advantage estimator: grpo | dr_grpo | rloo | decs ..."}
+    )
+    loss_composition: str = field(
+        default="single", metadata={"help": "Registered loss composition (which loss consumes which channel)."}
+    )
+    loss_type: str = field(default="clipped", metadata={"help": "Registered policy loss for the 'single' composition."})
+    loss_agg_mode: str = field(
+        default="token-mean",
+        metadata={"help": "token-mean | seq-mean-token-mean | seq-mean-token-sum | seq-mean-token-sum-norm."},
+    )
+    num_iterations: int = field(default=1, metadata={"help": "Policy updates per generated batch (mu)."})
+    epsilon: float = field(default=0.2, metadata={"help": "Lower clip range of the ratio."})
+    epsilon_high: float | None = field(default=None, metadata={"help": "Upper clip range (default: epsilon)."})
+    dual_clip_c: float | None = field(default=None, metadata={"help": "verl-style dual clip for A<0 (None = off)."})
+    beta: float = field(default=0.0, metadata={"help": "k3 KL coefficient to a frozen reference (0 = no reference)."})
+    scale_rewards: str = field(default="group", metadata={"help": "Divide advantages by std: group | batch | none."})
+    advantage_eps: float = field(default=1e-6, metadata={"help": "Added to the std when normalising."})
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy"],
+        metadata={"help": "Reward functions: registered names or 'module:function' import paths."},
+    )
+    reward_weights: list[float] | None = field(
+        default=None, metadata={"help": "One weight per reward function (default: all 1)."}
+    )
+    reward_error_policy: str = field(
+        default="raise", metadata={"help": "When a reward function raises: raise | skip_batch."}
+    )
+    nonfinite_reward_policy: str = field(
+        default="raise", metadata={"help": "NaN/inf rewards: raise | zero | skip_batch."}
+    )
+    mask_truncated_completions: bool = field(
+        default=False, metadata={"help": "Exclude completions that hit max_completion_length from the loss."}
+    )
+    # --- sampling of prompts ------------------------------------------------------------
+    sampler: str = field(default="plain", metadata={"help": "Prompt batch assembler: plain | dynamic | decs_kappa."})
+    dynamic_sampling: bool = field(
+        default=False, metadata={"help": "Drop zero-variance groups and draw more prompts (sets sampler=dynamic)."}
+    )
+    max_generation_batches: int = field(
+        default=4, metadata={"help": "Dynamic sampling: generation rounds per step before giving up."}
+    )
+    dynamic_sampling_on_shortfall: str = field(
+        default="train", metadata={"help": "When still short after max_generation_batches: train | warn_skip."}
+    )
+    # --- evaluation during training ----------------------------------------------------
+    eval_steps: int = field(default=0, metadata={"help": "Evaluate every N steps (0 = off)."})
+    eval_dataset: str | None = field(default=None, metadata={"help": "Eval data (default: the task's test split)."})
+    eval_num_examples: int = field(default=128, metadata={"help": "Held-out problems per evaluation."})
+    log_completions_steps: int = field(default=10, metadata={"help": "Log a table of sample completions every N steps."})
+    # --- method-specific knobs live in this free-form dict, read by the registered pieces
+    method_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Extra settings read by the advantage estimator / rewards."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        G = self.num_generations
+        _check(G >= 2, "num_generations", f"must be >= 2 for group-relative advantages, got {G}")
+        _check(
+            self.per_device_train_batch_size % G == 0,
+            "per_device_train_batch_size",
+            f"({self.per_device_train_batch_size}) must be divisible by num_generations ({G}) so that "
+            "groups stay whole on each device",
+        )
+        _check(self.engine in ("hf", "vllm"), "engine", f"must be 'hf' or 'vllm', got {self.engine!r}")
+        _check(self.max_completion_length >= 1, "max_completion_length", "must be >= 1")
+        _check(self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
+        _check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        _check(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
+        _check(self.num_iterations >= 1, "num_iterations", "must be >= 1")
+        _check(self.epsilon > 0, "epsilon", "must be > 0")
+        if self.epsilon_high is None:
+            self.epsilon_high = self.epsilon
+        _check(self.epsilon_high > 0, "epsilon_high", "must be > 0")
+        _check(self.dual_clip_c is None or self.dual_clip_c > 1, "dual_clip_c", "must be > 1 (or unset)")
+        _check(self.beta >= 0, "beta", "must be >= 0")
+        _check(self.scale_rewards in ("group", "batch", "none"), "scale_rewards", "must be group | batch | none")
+        from rl.losses import AGG_MODES
+
+        _check(self.loss_agg_mode in AGG_MODES, "loss_agg_mode", f"must be one of {list(AGG_MODES)}")
+        _check(len(self.reward_funcs) >= 1, "reward_funcs", "needs at least one reward function")
+        if self.reward_weights is not None:
+            _check(
+                len(self.reward_weights) == len(self.reward_funcs),
+                "reward_weights",
+                f"has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}",
+            )
+        _check(self.reward_error_policy in ("raise", "skip_batch"), "reward_error_policy", "must be raise | skip_batch")
+        _check(
+            self.nonfinite_reward_policy in ("raise", "zero", "skip_batch"),
+            "nonfinite_reward_policy",
+            "must be raise | zero | skip_batch",
+        )
+        if self.dynamic_sampling and self.sampler == "plain":
+            self.sampler = "dynamic"
+        _check(self.max_generation_batches >= 1, "max_generation_batches", "must be >= 1")
+        _check(
+            self.dynamic_sampling_on_shortfall in ("train", "warn_skip"),
+            "dynamic_sampling_on_shortfall",
+            "must be train | warn_skip",
+        )
+        _check(self.generation_batch_size >= 0, "generation_batch_size", "must be >= 0")
+
+    @property
+    def prompts_per_step(self) -> int:
+        """Prompts each device trains on per optimizer step."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps // self.num_generations
+
+
+C = TypeVar("C", bound=TrainConfig)
+
+
+def load_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
+    """Parse ``--config recipe.yaml`` plus ``--key value`` overrides into ``cls``."""
+    from transformers import HfArgumentParser
+
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe: dict[str, Any] = {}
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ConfigError("--config: expects a path to a YAML recipe")
+        path = argv[i + 1]
+        del argv[i : i + 2]
+        recipe = read_recipe(path)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(recipe) - names)
+    if unknown:
+        raise ConfigError(f"recipe key(s) {unknown} are not fields of {cls.__name__}")
+    parser = HfArgumentParser(cls)
+    # dict-typed fields cannot be given on the command line as flags; take them from the recipe
+    dict_fields = {f.name for f in dataclasses.fields(cls) if "dict" in str(f.type)}
+    parser.set_defaults(**{k: v for k, v in recipe.items() if k not in dict_fields})
+    for action in parser._actions:  # a value from the recipe satisfies a required flag
+        if action.dest in recipe:
+            action.required = False
+    (cfg_raw,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    if dict_fields & set(recipe):
+        cfg_raw = dataclasses.replace(cfg_raw, **{k: recipe[k] for k in dict_fields & set(recipe)})
+    return cfg_raw
+
+
+def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config: recipe file {str(p)!r} does not exist")
+    with open(p) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {p} must hold a mapping of field: value")
+    return data

@@ -1,0 +1,349 @@
+"""The GRPO loop: sample -> rollout -> reward -> advantage -> policy update -> log / checkpoint.
+
+The loop is method-blind. A method is (1) reward functions, (2) a registered advantage
+estimator that returns per-token advantage channels, and (3) a registered loss
+composition saying which loss consumes which channel. This file never branches on a
+method's name; it runs whatever the config names from the registries.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import nullcontext
+from typing import Any, Callable, Sequence
+
+import torch
+
+from curriculum.data import get_ground_truth, render_prompt, validate_dataset
+from curriculum.samplers import PromptSampler, ScoredGroup, get_assembler
+from rl.advantages import get_advantage
+from rl.batch import RolloutBatch, collate
+from rl.config import GRPOConfig
+from rl.losses import LossTerm, compute_policy_loss, get_composition, k3_kl
+from rl.modeling import completion_logprobs
+from rl.rewarding import RewardError, SkipBatch, resolve_reward_funcs, score_completions
+from rl.trainer_base import BaseTrainer
+from rollout.hf import HFEngine
+from rollout.types import RolloutEngine, SamplingConfig
+
+RewardFunc = Callable[..., list]
+
+
+class GRPOTrainer(BaseTrainer):
+    """``GRPOTrainer(model, reward_funcs, args, train_dataset)``, as in TRL.
+
+    ``model``: a path / hub id or a loaded causal LM. ``reward_funcs``: callables
+    ``f(prompts, completions, completion_ids, **columns) -> list[float | None]`` or registered
+    names (default: ``args.reward_funcs``). ``train_dataset``: a ``datasets.Dataset`` with
+    ``prompt`` and an answer column.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        reward_funcs: Sequence[RewardFunc | str] | RewardFunc | str | None = None,
+        args: GRPOConfig | None = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        engine: RolloutEngine | None = None,
+    ) -> None:
+        if args is None:
+            raise ValueError("args: a GRPOConfig is required")
+        if train_dataset is None:
+            from curriculum.data import load_dataset_spec
+
+            train_dataset = load_dataset_spec(
+                args.dataset, args.dataset_split, args.dataset_num_examples, args.seed, args.dataset_kwargs
+            )
+        # fail on malformed rows before any model is loaded
+        validate_dataset(train_dataset, require_answer=True)
+        funcs = reward_funcs if reward_funcs is not None else list(args.reward_funcs)
+        self.reward_funcs, self.reward_names = resolve_reward_funcs(funcs)
+        weights = args.reward_weights or [1.0] * len(self.reward_funcs)
+        if len(weights) != len(self.reward_funcs):
+            raise ValueError(f"reward_weights has {len(weights)} entries for {len(self.reward_funcs)} reward functions")
+        self.reward_weights = [float(w) for w in weights]
+        super().__init__(model, args, processing_class)
+        self.args: GRPOConfig = args
+        self.train_dataset = train_dataset
+        self.eval_dataset = eval_dataset
+        self.advantage_fn = get_advantage(args.advantage_estimator)
+        self.loss_terms: list[LossTerm] = get_composition(args.loss_composition)(args)
+        self.engine = engine or HFEngine(self.model, self.tokenizer, max_batch_size=0, unwrap=self.accelerator.unwrap_model)
+        self.sampling = SamplingConfig(
+            max_new_tokens=args.max_completion_length,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            return_logprobs=False,  # the HF engine shares weights: old log-probs come from the trainer
+        )
+        self.sampler = PromptSampler(
+            len(train_dataset), seed=args.seed, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
+        )
+        self.assembler = get_assembler(args.sampler, args)
+        self.ref_model = None
+        if args.beta > 0 and not args.use_peft:
+            self.ref_model = copy.deepcopy(self.unwrapped_model).eval().requires_grad_(False)
+        self.skipped_batches = 0
+        self._eval_fn: Callable[[], dict[str, float]] | None = None
+
+    # --- rollout + reward -----------------------------------------------------------------------
+    def _prompt_ids(self, rows: list[dict]) -> list[list[int]]:
+        texts = [render_prompt(self.tokenizer, r["prompt"], self.args.system_prompt) for r in rows]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        limit = self.args.max_prompt_length
+        return [x[-limit:] for x in ids]  # left-truncate: the end of a prompt holds the question
+
+    def rollout_and_score(self, indices: list[int]) -> list[ScoredGroup]:
+        """Generate G completions for each prompt index and score them."""
+        t0 = time.time()
+        rows = [self.train_dataset[i] for i in indices]
+        groups = self.engine.generate(self._prompt_ids(rows), self.args.num_generations, self.sampling)
+        self._timing["rollout"] += time.time() - t0
+        t0 = time.time()
+        flat_rows = [row for row, g in zip(rows, groups) for _ in g]
+        flat_traj = [t for g in groups for t in g]
+        rewards, total, metrics = score_completions(
+            self.reward_funcs,
+            self.reward_names,
+            self.reward_weights,
+            prompts=[r["prompt"] for r in flat_rows],
+            completions=[t.text for t in flat_traj],
+            completion_ids=[t.completion_ids for t in flat_traj],
+            rows=flat_rows,
+            error_policy=self.args.reward_error_policy,
+            nonfinite_policy=self.args.nonfinite_reward_policy,
+        )
+        for k, v in metrics.items():
+            self._reward_metrics[k] = self._reward_metrics.get(k, 0.0) + v
+        self._timing["reward"] += time.time() - t0
+        out, pos = [], 0
+        for idx, row, g in zip(indices, rows, groups):
+            G = len(g)
+            for t in g:
+                t.meta.update(prompt_index=idx, ground_truth=get_ground_truth(row), data_source=row.get("data_source"))
+            out.append(
+                ScoredGroup(
+                    prompt_index=idx,
+                    trajectories=g,
+                    rewards={k: v[pos : pos + G] for k, v in rewards.items()},
+                    total=total[pos : pos + G],
+                )
+            )
+            pos += G
+        return out
+
+    def build_batch(self, groups: list[ScoredGroup]) -> RolloutBatch:
+        trajs = []
+        for gi, g in enumerate(groups):
+            for t in g.trajectories:
+                t.group_index = gi
+                trajs.append(t)
+        batch = collate(trajs, self.engine.pad_token_id if hasattr(self.engine, "pad_token_id") else self.tokenizer.pad_token_id)
+        batch.rewards = {
+            name: torch.tensor([x for g in groups for x in g.rewards[name]], dtype=torch.float32)
+            for name in groups[0].rewards
+        }
+        batch.total_reward = torch.tensor([x for g in groups for x in g.total], dtype=torch.float32)  # [N]
+        if self.args.mask_truncated_completions:
+            batch.completion_mask = batch.completion_mask * (~batch.truncated).float().unsqueeze(1)
+        return batch
+
+    # --- one optimizer step ---------------------------------------------------------------------
+    def training_step(self) -> dict[str, float]:
+        args = self.args
+        self._timing = {"rollout": 0.0, "reward": 0.0, "update": 0.0}
+        self._reward_metrics: dict[str, float] = {}
+        try:
+            groups, sampling_metrics = self.assembler.assemble(self.sampler.draw, self.rollout_and_score, args.prompts_per_step)
+        except SkipBatch as e:
+            return self._skip(str(e))
+        skip = 1.0 if not groups else 0.0
+        if sampling_metrics.get("sampling/shortfall", 0) > 0 and args.dynamic_sampling_on_shortfall == "warn_skip":
+            skip = 1.0
+        if self.accelerator.num_processes > 1:  # every process must take (or skip) the step together
+            flag = self.accelerator.reduce(torch.tensor([skip], device=self.accelerator.device), reduction="max")
+            skip = float(flag.item())
+        if skip:
+            return self._skip(f"dynamic sampling found too few groups with reward variance ({sampling_metrics})")
+        batch = self.build_batch(groups)
+        t0 = time.time()
+        self._add_reference_logprobs(batch)
+        batch.advantages = self.advantage_fn(batch, args)
+        update_metrics = self._update(batch)
+        self._timing["update"] += time.time() - t0
+        metrics = {
+            **self._batch_metrics(batch),
+            **sampling_metrics,
+            **update_metrics,
+            **{f"time/{k}": v for k, v in self._timing.items()},
+        }
+        metrics.update(self.assembler.after_step(batch, metrics))
+        metrics = self.reduce_metrics(metrics)
+        if self.global_step % max(1, args.log_completions_steps) == 0:
+            self._log_samples(batch)
+        return metrics
+
+    def _skip(self, reason: str) -> dict[str, float]:
+        self.skipped_batches += 1
+        self.log_line(f"[parsimony] step {self.global_step + 1}: batch skipped: {reason}")
+        if self.skipped_batches > 20 and self.skipped_batches > self.global_step:
+            raise RuntimeError("more than 20 batches skipped and more skips than steps: check rewards and sampler")
+        return {"skipped": 1.0}
+
+    @torch.no_grad()
+    def _add_reference_logprobs(self, batch: RolloutBatch) -> None:
+        """Old-policy log-probs (needed when mu > 1) and reference log-probs (beta > 0)."""
+        args = self.args
+        need_old = args.num_iterations > 1
+        if not need_old and args.beta == 0:
+            return
+        old, ref = [], []
+        for idx in self._micro_batches(batch.num_rollouts):
+            mb = batch.select(idx)
+            if need_old:
+                old.append(self._logp(self.model, mb)[0])
+            if args.beta > 0:
+                if self.ref_model is not None:
+                    ref.append(self._logp(self.ref_model, mb)[0])
+                else:  # PEFT: the reference is the base model with adapters off
+                    with self.unwrapped_model.disable_adapter():
+                        ref.append(self._logp(self.model, mb)[0])
+        if old:
+            batch.old_logprobs = torch.cat(old)
+        if ref:
+            batch.ref_logprobs = torch.cat(ref)
+
+    def _micro_batches(self, n: int) -> list[torch.Tensor]:
+        """Exactly ``gradient_accumulation_steps`` index chunks (some may be empty on a shortfall)."""
+        k = self.args.gradient_accumulation_steps
+        return list(torch.arange(n).tensor_split(k))
+
+    def _logp(self, model: Any, mb: RolloutBatch, with_entropy: bool = False):
+        dev = self.accelerator.device
+        return completion_logprobs(
+            model,
+            mb.prompt_ids.to(dev),
+            mb.prompt_mask.to(dev),
+            mb.completion_ids.to(dev),
+            mb.attention_mask_completion.to(dev),
+            temperature=self.args.temperature,
+            with_entropy=with_entropy,
+        )
+
+    def _update(self, batch: RolloutBatch) -> dict[str, float]:
+        args = self.args
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        grad_norms = []
+        chunks = self._micro_batches(batch.num_rollouts)
+        for _ in range(args.num_iterations):
+            for j, idx in enumerate(chunks):
+                last = j == len(chunks) - 1
+                ctx = nullcontext() if last else self.accelerator.no_sync(self.model)
+                with ctx:
+                    if len(idx) == 0:  # keep DDP's collective calls aligned across processes
+                        dummy = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+                        self.accelerator.backward(dummy)
+                        continue
+                    loss, m = self._micro_loss(batch.select(idx))
+                    self.accelerator.backward(loss / len(chunks))
+                for k, v in m.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                    counts[k] = counts.get(k, 0) + 1
+            grad_norms.append(self.clip_and_step())
+        self.engine.sync_weights(self.model)
+        out = {k: sums[k] / counts[k] for k in sums}
+        out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+        return out
+
+    def _micro_loss(self, mb: RolloutBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        dev = self.accelerator.device
+        with self.accelerator.autocast():
+            logp, entropy = self._logp(self.model, mb, with_entropy=True)
+        mask = mb.completion_mask.to(dev)  # [n, T]
+        old = mb.old_logprobs.to(dev) if mb.old_logprobs is not None else logp.detach()
+        adv = {k: v.to(dev) for k, v in mb.advantages.items()}
+        loss, metrics = compute_policy_loss(
+            logp, old, adv, mask, self.loss_terms, self.args,
+            rollout_masks={k: v.to(dev) for k, v in mb.rollout_masks.items()},
+        )
+        denom = mask.sum().clamp(min=1)
+        if self.args.beta > 0 and mb.ref_logprobs is not None:
+            kl = k3_kl(logp, mb.ref_logprobs.to(dev))  # [n, T]
+            from rl.losses import aggregate
+
+            loss = loss + self.args.beta * aggregate(kl, mask, self.args.loss_agg_mode, self.args.max_completion_length)
+            metrics["kl"] = float((kl * mask).sum() / denom)
+        metrics["entropy"] = float((entropy * mask).sum() / denom)
+        return loss, {k: float(v) for k, v in metrics.items()}
+
+    # --- metrics --------------------------------------------------------------------------------
+    def _batch_metrics(self, batch: RolloutBatch) -> dict[str, float]:
+        m: dict[str, float] = {}
+        for name, r in batch.rewards.items():
+            valid = r[~torch.isnan(r)] if r.dim() == 1 else r.flatten()
+            if valid.numel():
+                m[f"rewards/{name}/mean"] = float(valid.mean())
+                m[f"rewards/{name}/std"] = float(valid.std()) if valid.numel() > 1 else 0.0
+        if "accuracy" in batch.rewards:
+            m["accuracy"] = m.get("rewards/accuracy/mean", float("nan"))
+        m["reward"] = float(batch.total_reward.mean())
+        lengths = batch.completion_lengths.float()
+        m["completion/mean_length"] = float(lengths.mean())
+        m["completion/min_length"] = float(lengths.min())
+        m["completion/max_length"] = float(lengths.max())
+        m["completion/truncated_frac"] = float(batch.truncated.float().mean())
+        G = self.args.num_generations
+        groups = batch.total_reward.view(-1, G) if batch.num_rollouts % G == 0 else None
+        if groups is not None:
+            m["zero_std_frac"] = float((groups.std(dim=1) < 1e-12).float().mean())
+        for k, v in self._reward_metrics.items():
+            m[k] = v
+        for ch, a in batch.advantages.items():
+            mask = batch.completion_mask > 0
+            m[f"advantages/{ch}/abs_mean"] = float(a[mask].abs().mean()) if mask.any() else 0.0
+        return m
+
+    def _log_samples(self, batch: RolloutBatch, k: int = 4) -> None:
+        if self.tracker is None:
+            return
+        rows = []
+        for i in range(min(k, batch.num_rollouts)):
+            rows.append(
+                {
+                    "prompt": self.tokenizer.decode(batch.prompt_ids[i][batch.prompt_mask[i] > 0]),
+                    "completion": self.tokenizer.decode(batch.completion_ids[i][batch.attention_mask_completion[i] > 0]),
+                    "reward": float(batch.total_reward[i]),
+                    "ground_truth": str(batch.meta[i].get("ground_truth")),
+                }
+            )
+        self.tracker.log_completions(self.global_step + 1, rows)
+
+    # --- checkpoint state -------------------------------------------------------------------------
+    def extra_state(self):
+        shared = {"assembler": self.assembler.state_dict(), "skipped_batches": self.skipped_batches}
+        return shared, {"sampler": self.sampler.state_dict()}
+
+    def load_extra_state(self, shared, local):
+        self.assembler.load_state_dict(shared.get("assembler", {}))
+        self.skipped_batches = shared.get("skipped_batches", 0)
+        if "sampler" in local:
+            self.sampler.load_state_dict(local["sampler"])
+
+    # --- evaluation during training -----------------------------------------------------------------
+    def set_eval_fn(self, fn: Callable[[], dict[str, float]]) -> None:
+        self._eval_fn = fn
+
+    def on_step_end(self, metrics: dict[str, float]) -> None:
+        if self.args.eval_steps > 0 and self._eval_fn is not None and self.global_step % self.args.eval_steps == 0:
+            results = self._eval_fn()
+            if self.tracker is not None and results:
+                self.tracker.log(self.global_step, {f"eval/{k}": v for k, v in results.items()})
+
+
+def _isfinite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))

@@ -1,0 +1,88 @@
+"""Loading models and tokenizers, LoRA, and per-token log-probs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class ModelLoadError(RuntimeError):
+    """The model or tokenizer could not be loaded; the message is one clear line."""
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") > 1
+
+
+def load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    _require_exists(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+    except Exception as e:  # hub/network stacks are long; keep the first line
+        raise ModelLoadError(f"could not load tokenizer {name!r}: {str(e).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _require_exists(name: str) -> None:
+    if _looks_like_path(name) and not Path(name).expanduser().exists():
+        raise ModelLoadError(f"model path {name!r} does not exist (build one with `parsimony make-tiny-model --out DIR`)")
+
+
+def load_model(name: str, dtype: torch.dtype | None = None) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    _require_exists(name)
+    try:
+        return AutoModelForCausalLM.from_pretrained(name, dtype=dtype or torch.float32)
+    except Exception as e:
+        raise ModelLoadError(f"could not load model {name!r}: {str(e).splitlines()[0]}") from None
+
+
+def apply_lora(model: Any, r: int, alpha: int, dropout: float, target_modules: list[str]) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    names = {n.split(".")[-1] for n, _ in model.named_modules()}
+    targets = [t for t in target_modules if t in names]
+    if not targets:
+        raise ValueError(f"lora_target_modules: none of {target_modules} exist in the model")
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def completion_logprobs(
+    model: Any,
+    prompt_ids: Tensor,  # [N, P] left-padded
+    prompt_mask: Tensor,  # [N, P]
+    completion_ids: Tensor,  # [N, T] right-padded
+    completion_attn: Tensor,  # [N, T]
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Log-prob of each completion token under ``model`` (logits / temperature).
+
+    Returns (logp [N, T], entropy [N, T] or None). Position ids follow the attention mask,
+    matching what ``generate`` used with left padding.
+    """
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)  # [N, P+T]
+    attention = torch.cat([prompt_mask, completion_attn], dim=1)  # [N, P+T]
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)  # [N, P+T]
+    T = completion_ids.shape[1]
+    out = model(
+        input_ids=input_ids, attention_mask=attention, position_ids=position_ids, logits_to_keep=T + 1, use_cache=False
+    )
+    logits = out.logits[:, :-1, :].float() / temperature  # [N, T, V]: position t predicts token t
+    logp_all = F.log_softmax(logits, dim=-1)  # [N, T, V]
+    logp = logp_all.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)  # [N, T]
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)  # [N, T]
+    return logp, entropy

@@ -1,0 +1,109 @@
+"""Calling reward functions: the TRL contract, error policy, NaN policy, weighting.
+
+A reward function is ``f(prompts, completions, completion_ids, **columns) -> list[float | None]``
+(``None`` = not applicable to that completion). Dataset columns are passed by name, one
+entry per completion.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+RewardFunc = Callable[..., list]
+
+
+class RewardError(RuntimeError):
+    """A reward function raised or returned something unusable; names the function."""
+
+
+class SkipBatch(Exception):
+    """The batch is dropped (configured policy) and the step is retried with new prompts."""
+
+
+def reward_name(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def resolve_reward_funcs(funcs: Sequence[RewardFunc | str] | RewardFunc | str) -> tuple[list[RewardFunc], list[str]]:
+    from rewards import get_reward_func
+
+    if isinstance(funcs, (str,)) or callable(funcs):
+        funcs = [funcs]
+    resolved = [get_reward_func(f) if isinstance(f, str) else f for f in funcs]
+    for f in resolved:
+        if not callable(f):
+            raise TypeError(f"reward function {f!r} is not callable")
+    names = [reward_name(f) for f in resolved]
+    seen: dict[str, int] = {}
+    unique = []
+    for n in names:  # two functions with the same name get distinct metric keys
+        seen[n] = seen.get(n, 0) + 1
+        unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return resolved, unique
+
+
+def score_completions(
+    funcs: list[RewardFunc],
+    names: list[str],
+    weights: list[float],
+    prompts: list[Any],
+    completions: list[str],
+    completion_ids: list[list[int]],
+    rows: list[dict[str, Any]],
+    error_policy: str = "raise",
+    nonfinite_policy: str = "raise",
+) -> tuple[dict[str, list[float]], list[float], dict[str, float]]:
+    """Returns (name -> per-completion values with NaN for None, weighted totals, metrics)."""
+    n = len(completions)
+    columns = {k: [r.get(k) for r in rows] for k in (rows[0].keys() if rows else []) if k != "prompt"}
+    out: dict[str, list[float]] = {}
+    metrics: dict[str, float] = {}
+    for fn, name in zip(funcs, names):
+        try:
+            values = fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+        except Exception as e:
+            if error_policy == "skip_batch":
+                raise SkipBatch(f"reward function {name!r} raised {type(e).__name__}: {e}") from e
+            raise RewardError(f"reward function {name!r} raised {type(e).__name__}: {e}") from e
+        if values is None or len(values) != n:
+            got = "None" if values is None else f"{len(values)} values"
+            raise RewardError(f"reward function {name!r} returned {got} for {n} completions")
+        clean: list[float] = []
+        nonfinite = 0
+        for i, v in enumerate(values):
+            if v is None:
+                clean.append(float("nan"))  # not applicable: excluded from this reward's total
+                continue
+            if isinstance(v, (list, tuple)):  # token-level reward: kept as is, summed for the total
+                clean.append(v)  # type: ignore[arg-type]
+                continue
+            x = float(v)
+            if not math.isfinite(x):
+                nonfinite += 1
+                if nonfinite_policy == "raise":
+                    raise RewardError(
+                        f"reward function {name!r} returned {x} for completion {i}; set "
+                        "nonfinite_reward_policy to 'zero' or 'skip_batch' to tolerate it"
+                    )
+                if nonfinite_policy == "skip_batch":
+                    raise SkipBatch(f"reward function {name!r} returned {x} for completion {i}")
+                x = 0.0
+            clean.append(x)
+        if nonfinite:
+            metrics[f"rewards/{name}/nonfinite"] = float(nonfinite)
+        out[name] = clean
+        pop = getattr(fn, "pop_metrics", None)
+        if callable(pop):
+            metrics.update({k: float(v) for k, v in pop().items()})
+    totals = []
+    for i in range(n):
+        s = 0.0
+        for name, w in zip(names, weights):
+            v = out[name][i]
+            if isinstance(v, (list, tuple)):
+                v = float(sum(v))
+            if not math.isnan(v):
+                s += w * v
+        totals.append(s)
+    return out, totals, metrics

@@ -1,0 +1,239 @@
+"""Machinery shared by the SFT and GRPO trainers: accelerator, model/optimizer/scheduler
+setup, checkpoint save/resume, SIGTERM handling, tracking.
+
+Subclasses implement ``training_step(step) -> metrics`` and may add state to checkpoints
+through ``extra_state`` / ``load_extra_state``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl import checkpoint as ckpt_lib
+from rl.config import TrainConfig
+from rl.modeling import apply_lora, load_model, load_tokenizer
+from rl.tracking import Tracker
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class BaseTrainer:
+    def __init__(self, model: Any, args: TrainConfig, processing_class: Any = None) -> None:
+        from accelerate import Accelerator
+
+        self.args = args
+        if args.num_threads > 0:
+            torch.set_num_threads(args.num_threads)
+        self.accelerator = Accelerator(mixed_precision="bf16" if args.bf16 else "no")
+        seed_everything(args.seed)
+        # model / tokenizer: a path or hub id, or objects the user built
+        model_name = model if isinstance(model, str) else args.model
+        self.tokenizer = processing_class if processing_class is not None else load_tokenizer(args.tokenizer or model_name)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if isinstance(model, str):
+            model = load_model(model)
+        if args.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        if args.use_peft:
+            model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, list(args.lora_target_modules))
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=args.learning_rate,
+            betas=(args.adam_beta1, args.adam_beta2),
+            weight_decay=args.weight_decay,
+        )
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler(
+            args.lr_scheduler_type,
+            self.optimizer,
+            num_warmup_steps=args.num_warmup_steps,
+            num_training_steps=args.max_steps,
+        )
+        self.model, self.optimizer = self.accelerator.prepare(model, self.optimizer)
+        self.global_step = 0
+        self._stop_signal: int | None = None
+        self.tracker: Tracker | None = None
+
+    # --- helpers -------------------------------------------------------------------------
+    @property
+    def unwrapped_model(self) -> Any:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def log_line(self, message: str) -> None:
+        if self.tracker is not None:
+            self.tracker.write(message)
+        elif self.is_main:
+            print(message, flush=True)
+
+    def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Average scalar metrics over processes (every process must pass the same keys)."""
+        if self.accelerator.num_processes == 1 or not metrics:
+            return metrics
+        keys = sorted(metrics)
+        t = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=self.accelerator.device)
+        t = self.accelerator.reduce(t, reduction="mean")
+        return dict(zip(keys, t.tolist()))
+
+    def clip_and_step(self) -> float:
+        """Clip gradients, step optimizer and scheduler; returns the pre-clip grad norm."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.args.max_grad_norm > 0:
+            norm = self.accelerator.clip_grad_norm_(params, self.args.max_grad_norm)
+        else:
+            norm = torch.sqrt(sum((p.grad.detach().float() ** 2).sum() for p in params if p.grad is not None))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    # --- checkpointing -----------------------------------------------------------------------
+    def extra_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(state shared by all processes, this process's own state)."""
+        return {}, {}
+
+    def load_extra_state(self, shared: dict[str, Any], local: dict[str, Any]) -> None:
+        pass
+
+    def save_checkpoint(self) -> Path:
+        shared, local = self.extra_state()
+        shared = {"config": self.args.to_dict(), **shared}
+        path = ckpt_lib.save_checkpoint(
+            self.args.output_dir,
+            self.global_step,
+            self.unwrapped_model,
+            self.tokenizer,
+            self.optimizer,
+            self.scheduler,
+            {"shared": shared, "local": local},
+            rank=self.accelerator.process_index,
+            is_main_process=self.is_main,
+            save_total_limit=self.args.save_total_limit,
+            barrier=self.accelerator.wait_for_everyone,
+        )
+        self.log_line(f"[parsimony] saved {path}")
+        return path
+
+    def maybe_resume(self) -> None:
+        path = ckpt_lib.resolve_checkpoint(self.args.resume_from_checkpoint, self.args.output_dir)
+        if path is None:
+            if self.args.resume_from_checkpoint == "latest":
+                self.log_line(f"[parsimony] no checkpoint in {self.args.output_dir}; starting fresh")
+            return
+        ckpt_lib.load_model_weights(self.unwrapped_model, path)
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+        shared, local = ckpt_lib.load_trainer_state(path, self.accelerator.process_index)
+        self.global_step = int(shared["step"])
+        self.load_extra_state(shared, local.get("local", {}))
+        ckpt_lib.set_rng_state(local["rng"])
+        self.log_line(f"[parsimony] resumed from {path} at step {self.global_step}")
+
+    # --- signals -----------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict:
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # second signal: give up immediately
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            print(f"[parsimony] got signal {signum}: saving a checkpoint after this step, then exiting", flush=True)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+        return previous
+
+    def _should_stop(self) -> bool:
+        flag = torch.tensor([1.0 if self._stop_signal is not None else 0.0], device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            flag = self.accelerator.reduce(flag, reduction="max")
+        return bool(flag.item() > 0)
+
+    # --- the loop ------------------------------------------------------------------------------
+    def training_step(self) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def on_step_end(self, metrics: dict[str, float]) -> None:
+        """Subclass hook after logging (e.g. periodic evaluation)."""
+
+    def train(self) -> dict[str, Any]:
+        """Run until ``max_steps`` (or a stop signal); returns a summary."""
+        args = self.args
+        self.maybe_resume()
+        self.tracker = Tracker(
+            args.output_dir,
+            args.report_to,
+            total_steps=args.max_steps,
+            config=args.to_dict(),
+            run_name=args.run_name,
+            is_main_process=self.is_main,
+            initial_step=self.global_step,
+            disable_progress_bar=args.disable_progress_bar,
+        )
+        previous = self._install_signal_handlers()
+        start = time.time()
+        last: dict[str, float] = {}
+        interrupted = False
+        try:
+            while self.global_step < args.max_steps:
+                metrics = self.training_step()
+                if metrics.get("skipped"):
+                    continue
+                self.global_step += 1
+                metrics["lr"] = self.scheduler.get_last_lr()[0]
+                last = metrics
+                if self.global_step % args.logging_steps == 0 or self.global_step == args.max_steps:
+                    self.tracker.log(self.global_step, metrics)
+                self.tracker.advance()
+                self.on_step_end(metrics)
+                if args.save_steps > 0 and self.global_step % args.save_steps == 0:
+                    self.save_checkpoint()
+                if self._should_stop():
+                    interrupted = True
+                    if not (args.save_steps > 0 and self.global_step % args.save_steps == 0):
+                        self.save_checkpoint()
+                    break
+            if not interrupted and args.save_final:
+                self.save_final()
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+            self.tracker.close()
+        elapsed = time.time() - start
+        return {"global_step": self.global_step, "interrupted": interrupted, "seconds": elapsed, "last_metrics": last}
+
+    def save_final(self) -> Path:
+        out = Path(self.args.output_dir) / "final"
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            model = self.unwrapped_model
+            model.save_pretrained(out, safe_serialization=True)
+            self.tokenizer.save_pretrained(out)
+        self.accelerator.wait_for_everyone()
+        return out
+
+
+def nan_safe_mean(values: list[float]) -> float:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
