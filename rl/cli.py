@@ -1,0 +1,71 @@
+"""``parsimony`` console entry point.
+
+Each subcommand is a thin wrapper over a script in ``scripts/`` (so ``accelerate launch
+scripts/train_grpo.py ...`` works the same way); this module only dispatches.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "make-tiny-model": ("make_tiny_model.py", "build the embedded tiny Qwen2 model + tokenizer"),
+    "sft": ("train_sft.py", "supervised fine-tuning (full or LoRA)"),
+    "train": ("train_grpo.py", "GRPO training (and the methods that plug into it)"),
+    "eval": ("evaluate.py", "evaluate checkpoints on math benchmarks or a task split"),
+    "quickstart": ("quickstart.py", "tiny model -> SFT -> GRPO -> before/after report, on CPU"),
+}
+
+USAGE = "usage: parsimony <command> [options]   (parsimony <command> --help for its options)\n\ncommands:\n"
+
+
+def scripts_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "scripts"
+
+
+def print_help() -> None:
+    width = max(len(k) for k in SUBCOMMANDS)
+    lines = [f"  {name:<{width}}  {desc}" for name, (_, desc) in SUBCOMMANDS.items()]
+    print(USAGE + "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"parsimony: unknown command {name!r}\n", file=sys.stderr)
+        print_help()
+        return 2
+    script = scripts_dir() / SUBCOMMANDS[name][0]
+    if not script.is_file():
+        print(f"parsimony: {script} is missing (install the project with `pip install -e .`)", file=sys.stderr)
+        return 2
+    sys.argv = [f"parsimony {name}"] + rest
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else (print(e.code, file=sys.stderr) or 1)
+    return 0
+
+
+def run_cli(fn, argv=None) -> None:
+    """Run a script's ``fn(argv)``; user errors become one clear line and exit code 2."""
+    from curriculum.data import DatasetError
+    from rl.config import ConfigError
+    from rl.modeling import ModelLoadError
+
+    try:
+        code = fn(argv)
+    except (ConfigError, DatasetError, ModelLoadError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""Supervised fine-tuning (full or LoRA) on prompt/completion pairs, loss on completion
+tokens only. Same config, tracking and exact-resume checkpoint machinery as GRPO.
+
+Rows: ``prompt`` (chat messages or text) and ``completion`` (assistant messages or
+text), TRL's prompt-completion layout. The completion ends with the tokenizer's eos.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from curriculum.data import DatasetError, completion_text, render_prompt, validate_prompt
+from curriculum.samplers import PromptSampler
+from rl.config import SFTConfig
+from rl.trainer_base import BaseTrainer
+
+IGNORE = -100
+
+
+def validate_sft_dataset(dataset, name: str = "train_dataset") -> None:
+    if len(dataset) == 0:
+        raise DatasetError(f"{name} is empty")
+    for field in ("prompt", "completion"):
+        if field not in dataset.column_names:
+            raise DatasetError(f"{name}: row 0 has no field {field!r} (columns: {dataset.column_names})")
+    for i, row in enumerate(dataset):
+        problem = validate_prompt(row["prompt"])
+        if problem:
+            raise DatasetError(f"{name}: row {i} field 'prompt' {problem}")
+        c = row["completion"]
+        if c is None or (isinstance(c, str) and not c.strip()) or (isinstance(c, list) and not c):
+            raise DatasetError(f"{name}: row {i} field 'completion' is missing or empty")
+
+
+def tokenize_example(tokenizer, prompt: Any, completion: Any, max_length: int, system_prompt: str | None = None):
+    """-> (input_ids, labels) with labels = IGNORE on prompt tokens."""
+    p_ids = tokenizer(render_prompt(tokenizer, prompt, system_prompt), add_special_tokens=False)["input_ids"]
+    text = completion_text(completion)
+    if tokenizer.eos_token and not text.endswith(tokenizer.eos_token):
+        text = text + tokenizer.eos_token
+    c_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = (p_ids + c_ids)[:max_length]
+    labels = ([IGNORE] * len(p_ids) + c_ids)[:max_length]
+    return ids, labels
+
+
+class SFTTrainer(BaseTrainer):
+    def __init__(self, model: Any, args: SFTConfig, train_dataset: Any = None, processing_class: Any = None) -> None:
+        if train_dataset is None:
+            from curriculum.data import load_dataset_spec
+
+            train_dataset = load_dataset_spec(
+                args.dataset, args.dataset_split, args.dataset_num_examples, args.seed, args.dataset_kwargs
+            )
+        validate_sft_dataset(train_dataset)
+        super().__init__(model, args, processing_class)
+        self.args: SFTConfig = args
+        self.examples = [
+            tokenize_example(self.tokenizer, r["prompt"], r["completion"], args.max_length, args.system_prompt)
+            for r in train_dataset
+        ]
+        self.sampler = PromptSampler(
+            len(self.examples), seed=args.seed, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
+        )
+        self._eval_fn: Callable[[], dict[str, float]] | None = None
+
+    def set_eval_fn(self, fn: Callable[[], dict[str, float]]) -> None:
+        self._eval_fn = fn
+
+    def _collate(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        pad = self.tokenizer.pad_token_id
+        items = [self.examples[i] for i in idx]
+        L = max(len(ids) for ids, _ in items)
+        input_ids = torch.full((len(items), L), pad, dtype=torch.long)  # [B, L]
+        labels = torch.full((len(items), L), IGNORE, dtype=torch.long)  # [B, L]
+        attention = torch.zeros((len(items), L), dtype=torch.long)  # [B, L]
+        for i, (ids, lab) in enumerate(items):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            labels[i, : len(lab)] = torch.tensor(lab)
+            attention[i, : len(ids)] = 1
+        return input_ids, labels, attention
+
+    def training_step(self) -> dict[str, float]:
+        args = self.args
+        t0 = time.time()
+        dev = self.accelerator.device
+        total_loss, total_tokens = 0.0, 0
+        k = args.gradient_accumulation_steps
+        for j in range(k):
+            input_ids, labels, attention = self._collate(self.sampler.draw(args.per_device_train_batch_size))
+            ctx = self.accelerator.no_sync(self.model) if j < k - 1 else nullcontext()
+            with ctx:
+                with self.accelerator.autocast():
+                    logits = self.model(input_ids=input_ids.to(dev), attention_mask=attention.to(dev)).logits
+                shift_logits = logits[:, :-1, :].float()  # [B, L-1, V]
+                shift_labels = labels[:, 1:].to(dev)  # [B, L-1]
+                loss = F.cross_entropy(
+                    shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE
+                )
+                self.accelerator.backward(loss / k)
+            total_loss += float(loss)
+            total_tokens += int((shift_labels != IGNORE).sum())
+        grad_norm = self.clip_and_step()
+        metrics = {
+            "loss": total_loss / k,
+            "grad_norm": grad_norm,
+            "tokens": float(total_tokens),
+            "time/step": time.time() - t0,
+        }
+        return self.reduce_metrics(metrics)
+
+    def on_step_end(self, metrics: dict[str, float]) -> None:
+        if self.args.eval_steps > 0 and self._eval_fn is not None and self.global_step % self.args.eval_steps == 0:
+            results = self._eval_fn()
+            if self.tracker is not None and results:
+                self.tracker.log(self.global_step, {f"eval/{k}": v for k, v in results.items()})
+
+    def extra_state(self):
+        return {}, {"sampler": self.sampler.state_dict()}
+
+    def load_extra_state(self, shared, local):
+        if "sampler" in local:
+            self.sampler.load_state_dict(local["sampler"])
+
