@@ -36,7 +36,8 @@ class BaseTrainer:
         self.args = args
         if args.num_threads > 0:
             torch.set_num_threads(args.num_threads)
-        self.accelerator = Accelerator(mixed_precision="bf16" if args.bf16 else "no")
+        # without CUDA, cpu=True lets accelerate pick MULTI_CPU (gloo) under torchrun
+        self.accelerator = Accelerator(mixed_precision="bf16" if args.bf16 else "no", cpu=not torch.cuda.is_available())
         seed_everything(args.seed)
         # model / tokenizer: a path or hub id, or objects the user built
         model_name = model if isinstance(model, str) else args.model
