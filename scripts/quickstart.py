@@ -1,0 +1,165 @@
+"""The main job on the embedded default, end to end on CPU in a few minutes:
+
+    tiny Qwen2 model + tokenizer  ->  SFT warm start on the overthinking-arithmetic task
+    ->  evaluate  ->  GRPO  ->  evaluate  ->  report (accuracy, mean completion tokens, time)
+
+    parsimony quickstart [--out outputs/quickstart] [--sft-steps N] [--grpo-steps N]
+
+Writes ``<out>/report.json`` and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="parsimony quickstart", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="outputs/quickstart", help="output directory")
+    p.add_argument("--size", default="tiny", choices=["tiny", "small"], help="embedded model size")
+    p.add_argument("--task", default="overthink", help="synthetic task name")
+    p.add_argument("--sft-steps", type=int, default=500, help="SFT optimizer steps (batch 32)")
+    p.add_argument("--sft-lr", type=float, default=3e-3)
+    p.add_argument("--grpo-steps", type=int, default=60, help="GRPO optimizer steps")
+    p.add_argument("--grpo-lr", type=float, default=5e-5)
+    p.add_argument("--prompts-per-step", type=int, default=8)
+    p.add_argument("--num-generations", type=int, default=8)
+    p.add_argument("--max-completion-length", type=int, default=160)
+    p.add_argument("--eval-problems", type=int, default=200, help="held-out problems per evaluation")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report-to", default="console,jsonl", help="console,jsonl[,wandb]")
+    return p.parse_args(argv)
+
+
+def evaluate_both(model_dir: Path, test_set, max_tokens: int, temperature: float, extra) -> dict:
+    from rl.evaluate import evaluate_dataset
+    from rl.modeling import load_model, load_tokenizer
+
+    tok = load_tokenizer(str(model_dir))
+    model = load_model(str(model_dir)).eval()
+    out = {}
+    for decoding, greedy in (("greedy", True), ("sampled", False)):
+        res = evaluate_dataset(
+            model, tok, test_set, greedy=greedy, temperature=temperature, max_new_tokens=max_tokens,
+            batch_size=100, text_metrics=extra,
+        )
+        out[decoding] = {k: v for k, v in res.items() if k != "samples"}
+    return out
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from curriculum.tasks import get_task_dataset
+    from rl.config import GRPOConfig, SFTConfig
+    from rl.embedded import make_tiny_model
+    from rl.grpo_trainer import GRPOTrainer
+    from rl.sft_trainer import SFTTrainer
+
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report_to = [s for s in args.report_to.split(",") if s]
+    timings: dict[str, float] = {}
+    t_all = time.time()
+
+    t0 = time.time()
+    model_dir = make_tiny_model(out / "tiny-model", size=args.size, seed=args.seed)
+    timings["build_model"] = time.time() - t0
+    print(f"[quickstart] built the {args.size} model + tokenizer in {model_dir} ({timings['build_model']:.1f}s)")
+
+    extra = {}
+    try:
+        from curriculum.tasks.overthink import count_redundant_chunks
+
+        extra["redundant_chunks"] = count_redundant_chunks
+    except ImportError:
+        pass
+    test_set = get_task_dataset(args.task, args.eval_problems, seed=args.seed + 1, split="test")
+
+    t0 = time.time()
+    sft_cfg = SFTConfig(
+        model=str(model_dir),
+        dataset=f"task:{args.task}",
+        dataset_num_examples=max(4096, args.sft_steps * 32),
+        learning_rate=args.sft_lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=min(50, args.sft_steps // 10),
+        per_device_train_batch_size=32,
+        max_steps=args.sft_steps,
+        output_dir=str(out / "sft"),
+        report_to=report_to,
+        logging_steps=25,
+        save_total_limit=1,
+        seed=args.seed,
+        run_name="quickstart-sft",
+    )
+    SFTTrainer(sft_cfg.model, args=sft_cfg).train()
+    timings["sft"] = time.time() - t0
+    sft_dir = out / "sft" / "final"
+
+    t0 = time.time()
+    before = evaluate_both(sft_dir, test_set, args.max_completion_length, 1.0, extra)
+    timings["eval_before"] = time.time() - t0
+    print(f"[quickstart] after SFT: greedy accuracy {before['greedy']['accuracy']:.3f}, "
+          f"mean tokens {before['greedy']['mean_tokens']:.1f}")
+
+    t0 = time.time()
+    grpo_cfg = GRPOConfig(
+        model=str(sft_dir),
+        dataset=f"task:{args.task}",
+        dataset_num_examples=4096,
+        learning_rate=args.grpo_lr,
+        num_generations=args.num_generations,
+        per_device_train_batch_size=args.prompts_per_step * args.num_generations,
+        max_steps=args.grpo_steps,
+        max_completion_length=args.max_completion_length,
+        temperature=1.0,
+        reward_funcs=["accuracy"],
+        output_dir=str(out / "grpo"),
+        report_to=report_to,
+        logging_steps=5,
+        save_total_limit=1,
+        seed=args.seed,
+        run_name="quickstart-grpo",
+    )
+    GRPOTrainer(grpo_cfg.model, args=grpo_cfg).train()
+    timings["grpo"] = time.time() - t0
+    grpo_dir = out / "grpo" / "final"
+
+    t0 = time.time()
+    after = evaluate_both(grpo_dir, test_set, args.max_completion_length, 1.0, extra)
+    timings["eval_after"] = time.time() - t0
+    timings["total"] = time.time() - t_all
+
+    rows = []
+    for stage, res in (("SFT start", before), ("GRPO (accuracy)", after)):
+        for decoding in ("greedy", "sampled"):
+            r = res[decoding]
+            rows.append({"stage": stage, "decoding": decoding, "accuracy": r["accuracy"],
+                         "mean_tokens": r["mean_tokens"], "redundant_chunks": r.get("redundant_chunks")})
+    report = {"rows": rows, "timings_s": timings, "eval_problems": args.eval_problems,
+              "sft_steps": args.sft_steps, "grpo_steps": args.grpo_steps}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    print("\n## parsimony quickstart\n")
+    print("| stage | decoding | accuracy | mean tokens | redundant chunks |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        rc = "" if r["redundant_chunks"] is None else f"{r['redundant_chunks']:.2f}"
+        print(f"| {r['stage']} | {r['decoding']} | {100 * r['accuracy']:.1f}% | {r['mean_tokens']:.1f} | {rc} |")
+    print(f"\nheld-out problems: {args.eval_problems}; time: " +
+          ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    print(f"report: {out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    from rl.cli import run_cli
+
+    run_cli(main)
