@@ -26,11 +26,15 @@ def reward_name(fn: Any) -> str:
 
 
 def resolve_reward_funcs(funcs: Sequence[RewardFunc | str] | RewardFunc | str) -> tuple[list[RewardFunc], list[str]]:
-    from rewards import get_reward_func
-
     if isinstance(funcs, (str,)) or callable(funcs):
         funcs = [funcs]
-    resolved = [get_reward_func(f) if isinstance(f, str) else f for f in funcs]
+    resolved = []
+    for f in funcs:
+        if isinstance(f, str):
+            from rewards import get_reward_func
+
+            f = get_reward_func(f)
+        resolved.append(f)
     for f in resolved:
         if not callable(f):
             raise TypeError(f"reward function {f!r} is not callable")

@@ -1,0 +1,154 @@
+"""The GRPO loop on the tiny model: parameters move, zero advantages move nothing,
+resume is exact, bad input fails early and clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from datasets import Dataset
+
+from curriculum.data import DatasetError
+from rl.config import GRPOConfig
+from rl.grpo_trainer import GRPOTrainer
+from rl.modeling import ModelLoadError
+from rl.rewarding import RewardError
+
+
+def token_sum_reward(prompts, completions, completion_ids, **kw):
+    """Varies between completions of a random model, so advantages are non-zero."""
+    return [float(sum(ids) % 7) / 7.0 for ids in completion_ids]
+
+
+def constant_reward(prompts, completions, completion_ids, **kw):
+    return [1.0] * len(completions)
+
+
+def make_dataset(n=12):
+    return Dataset.from_list(
+        [
+            {"prompt": [{"role": "user", "content": f"Compute: {i % 9 + 1} + {i % 5 + 1}"}],
+             "reward_model": {"ground_truth": str(i % 9 + i % 5 + 2)}}
+            for i in range(n)
+        ]
+    )
+
+
+def make_cfg(model_dir, tmp_path, **kw):
+    base = dict(
+        model=str(model_dir),
+        output_dir=str(tmp_path / "run"),
+        num_generations=4,
+        per_device_train_batch_size=8,
+        max_completion_length=12,
+        max_steps=1,
+        learning_rate=1e-3,
+        report_to=["jsonl"],
+        save_final=False,
+        seed=7,
+        disable_progress_bar=True,
+    )
+    base.update(kw)
+    return GRPOConfig(**base)
+
+
+def params(trainer):
+    return {k: v.detach().clone() for k, v in trainer.unwrapped_model.named_parameters()}
+
+
+def test_one_step_changes_parameters_and_logs(tiny_model_dir, tmp_path):
+    cfg = make_cfg(tiny_model_dir, tmp_path)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+    before = params(trainer)
+    summary = trainer.train()
+    after = params(trainer)
+    assert summary["global_step"] == 1
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) > len(before) // 2, "most parameters should move after one step"
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    m = rows[-1]
+    for key in ("rewards/token_sum_reward/mean", "completion/mean_length", "completion/truncated_frac",
+                "zero_std_frac", "clip_frac", "entropy", "grad_norm", "lr", "time/rollout", "time/reward",
+                "time/update"):
+        assert key in m, key
+    assert m["advantages/main/abs_mean"] > 0
+
+
+def test_zero_advantages_change_nothing(tiny_model_dir, tmp_path):
+    cfg = make_cfg(tiny_model_dir, tmp_path, max_steps=2)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[constant_reward], args=cfg, train_dataset=make_dataset())
+    before = params(trainer)
+    trainer.train()
+    after = params(trainer)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def _run(model_dir, tmp_path, max_steps, resume=None, record=None):
+    cfg = make_cfg(model_dir, tmp_path, max_steps=max_steps, save_steps=2, resume_from_checkpoint=resume,
+                   save_total_limit=0)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset(10))
+    original = trainer.rollout_and_score
+
+    def recording(indices):
+        record.append(list(indices))
+        return original(indices)
+
+    trainer.rollout_and_score = recording
+    trainer.train()
+    return params(trainer)
+
+
+def test_exact_resume(tiny_model_dir, tmp_path):
+    straight_prompts: list = []
+    straight = _run(tiny_model_dir, tmp_path / "a", 4, record=straight_prompts)
+    resumed_prompts: list = []
+    _run(tiny_model_dir, tmp_path / "b", 2, record=resumed_prompts)
+    assert (tmp_path / "b" / "run" / "checkpoint-2" / "model.safetensors").is_file()
+    resumed = _run(tiny_model_dir, tmp_path / "b", 4, resume="latest", record=resumed_prompts)
+    assert resumed_prompts == straight_prompts
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), f"{k} differs after resume"
+
+
+def test_row_missing_answer_fails_before_training(tmp_path):
+    ds = Dataset.from_list([{"prompt": "a", "answer": "1"}, {"prompt": "b", "answer": ""}])
+    cfg = make_cfg("/does/not/matter", tmp_path)
+    with pytest.raises(DatasetError, match="row 1 has no answer field"):
+        GRPOTrainer(cfg.model, reward_funcs=[constant_reward], args=cfg, train_dataset=ds)
+
+
+def test_row_missing_prompt_fails_before_training(tmp_path):
+    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": "x"}], "answer": "1"},
+                            {"prompt": [], "answer": "2"}])
+    cfg = make_cfg("/does/not/matter", tmp_path)
+    with pytest.raises(DatasetError, match="row 1 field 'prompt' is an empty message list"):
+        GRPOTrainer(cfg.model, reward_funcs=[constant_reward], args=cfg, train_dataset=ds)
+
+
+def test_missing_model_path_is_one_clear_line(tmp_path):
+    cfg = make_cfg(tmp_path / "no-such-model", tmp_path)
+    with pytest.raises(ModelLoadError) as e:
+        GRPOTrainer(cfg.model, reward_funcs=[constant_reward], args=cfg, train_dataset=make_dataset())
+    assert "does not exist" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_nan_reward_raises_by_default_and_skips_when_configured(tiny_model_dir, tmp_path):
+    calls = {"n": 0}
+
+    def nan_once(prompts, completions, completion_ids, **kw):
+        calls["n"] += 1
+        out = token_sum_reward(prompts, completions, completion_ids)
+        if calls["n"] == 1:
+            out[0] = float("nan")
+        return out
+
+    cfg = make_cfg(tiny_model_dir, tmp_path)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[nan_once], args=cfg, train_dataset=make_dataset())
+    with pytest.raises(RewardError, match="nan_once"):
+        trainer.train()
+    calls["n"] = 0
+    cfg = make_cfg(tiny_model_dir, tmp_path / "skip", nonfinite_reward_policy="skip_batch")
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[nan_once], args=cfg, train_dataset=make_dataset())
+    summary = trainer.train()
+    assert summary["global_step"] == 1 and trainer.skipped_batches == 1 and calls["n"] == 2

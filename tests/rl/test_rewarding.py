@@ -1,0 +1,75 @@
+import math
+
+import pytest
+
+from rl.rewarding import RewardError, SkipBatch, resolve_reward_funcs, score_completions
+
+ROWS = [{"prompt": "p", "answer": "1", "data_source": "x"}, {"prompt": "q", "answer": "2", "data_source": "y"}]
+
+
+def length_reward(prompts, completions, completion_ids, **kw):
+    return [float(len(c)) for c in completions]
+
+
+def answer_echo(prompts, completions, completion_ids, answer, data_source, **kw):
+    # dataset columns arrive by name, one entry per completion
+    return [1.0 if c == a else 0.0 for c, a in zip(completions, answer)]
+
+
+def test_weighted_total_and_columns():
+    funcs, names = resolve_reward_funcs([length_reward, answer_echo])
+    rewards, total, _ = score_completions(
+        funcs, names, [0.5, 2.0], ["p", "q"], ["1", "22"], [[1], [2, 2]], ROWS
+    )
+    assert rewards == {"length_reward": [1.0, 2.0], "answer_echo": [1.0, 0.0]}
+    assert total == [0.5 * 1 + 2 * 1, 0.5 * 2 + 2 * 0]
+
+
+def test_none_means_not_applicable():
+    def partial(prompts, completions, **kw):
+        return [None, 3.0]
+
+    funcs, names = resolve_reward_funcs([partial])
+    rewards, total, _ = score_completions(funcs, names, [1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS)
+    assert math.isnan(rewards["partial"][0]) and total == [0.0, 3.0]
+
+
+def test_raising_reward_names_itself_or_skips():
+    def broken(prompts, completions, **kw):
+        raise ZeroDivisionError("boom")
+
+    funcs, names = resolve_reward_funcs([broken])
+    with pytest.raises(RewardError, match="reward function 'broken' raised ZeroDivisionError: boom"):
+        score_completions(funcs, names, [1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS)
+    with pytest.raises(SkipBatch, match="broken"):
+        score_completions(funcs, names, [1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS, error_policy="skip_batch")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nonfinite_rewards_policy(bad):
+    def nonfinite(prompts, completions, **kw):
+        return [bad, 1.0]
+
+    funcs, names = resolve_reward_funcs([nonfinite])
+    args = (funcs, names, [1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS)
+    with pytest.raises(RewardError, match="nonfinite.*completion 0"):
+        score_completions(*args)
+    with pytest.raises(SkipBatch):
+        score_completions(*args, nonfinite_policy="skip_batch")
+    rewards, total, metrics = score_completions(*args, nonfinite_policy="zero")
+    assert rewards["nonfinite"] == [0.0, 1.0] and total == [0.0, 1.0]
+    assert metrics["rewards/nonfinite/nonfinite"] == 1.0
+
+
+def test_wrong_length_is_an_error():
+    def short(prompts, completions, **kw):
+        return [1.0]
+
+    funcs, names = resolve_reward_funcs([short])
+    with pytest.raises(RewardError, match="returned 1 values for 2 completions"):
+        score_completions(funcs, names, [1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS)
+
+
+def test_duplicate_names_get_distinct_keys():
+    _, names = resolve_reward_funcs([length_reward, length_reward])
+    assert names == ["length_reward", "length_reward_2"]
