@@ -192,6 +192,10 @@ class BaseTrainer:
             initial_step=self.global_step,
             disable_progress_bar=args.disable_progress_bar,
         )
+        self.log_line(
+            f"[parsimony] {type(self).__name__}: processes: {self.accelerator.num_processes}, "
+            f"device: {self.accelerator.device}, steps: {self.global_step} -> {args.max_steps}"
+        )
         previous = self._install_signal_handlers()
         start = time.time()
         last: dict[str, float] = {}

@@ -1,0 +1,52 @@
+import json
+
+import pytest
+import torch
+from datasets import Dataset
+
+from curriculum.data import DatasetError
+from rl.config import SFTConfig
+from rl.sft_trainer import IGNORE, SFTTrainer, tokenize_example
+
+
+def _ds(n=16):
+    return Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": f"Compute: {i % 9 + 1} + 1"}],
+          "completion": [{"role": "assistant", "content": f"<think>\n{i % 9 + 1} + 1 = {i % 9 + 2}\n</think>\n\\boxed{{{i % 9 + 2}}}"}]}
+         for i in range(n)]
+    )
+
+
+def test_labels_mask_the_prompt(tiny_model_dir):
+    from rl.modeling import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    row = _ds(1)[0]
+    ids, labels = tokenize_example(tok, row["prompt"], row["completion"], 512)
+    n_prompt = sum(1 for x in labels if x == IGNORE)
+    assert n_prompt > 0 and labels[n_prompt:] == ids[n_prompt:]
+    assert ids[-1] == tok.eos_token_id  # the model learns to stop
+
+
+def test_sft_loss_goes_down_and_resume_is_exact(tiny_model_dir, tmp_path):
+    def run(out, steps, resume=None):
+        cfg = SFTConfig(model=str(tiny_model_dir), output_dir=str(out), learning_rate=3e-3, max_steps=steps,
+                        per_device_train_batch_size=8, report_to=["jsonl"], save_steps=3, save_final=False,
+                        resume_from_checkpoint=resume, disable_progress_bar=True, seed=3)
+        t = SFTTrainer(cfg.model, args=cfg, train_dataset=_ds())
+        t.train()
+        return t, {k: v.detach().clone() for k, v in t.unwrapped_model.named_parameters()}
+
+    t, straight = run(tmp_path / "a", 6)
+    losses = [json.loads(x)["loss"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0]
+    run(tmp_path / "b", 3)
+    _, resumed = run(tmp_path / "b", 6, resume="latest")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_bad_rows(tiny_model_dir, tmp_path):
+    ds = Dataset.from_list([{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": ""}])
+    cfg = SFTConfig(model=str(tiny_model_dir), output_dir=str(tmp_path))
+    with pytest.raises(DatasetError, match="row 1 field 'completion'"):
+        SFTTrainer(cfg.model, args=cfg, train_dataset=ds)
