@@ -139,6 +139,12 @@ class BaseTrainer:
             if self.args.resume_from_checkpoint == "latest":
                 self.log_line(f"[parsimony] no checkpoint in {self.args.output_dir}; starting fresh")
             return
+        saved_procs = len(list(path.glob("rng_state_*.pt")))
+        if saved_procs != self.accelerator.num_processes:
+            raise RuntimeError(
+                f"resume_from_checkpoint: {path} was written by {saved_procs} process(es) but "
+                f"{self.accelerator.num_processes} are resuming; exact resume needs the same number"
+            )
         ckpt_lib.load_model_weights(self.unwrapped_model, path)
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
