@@ -1,0 +1,299 @@
+"""The "overthinking arithmetic" task: short left-to-right arithmetic whose SFT traces carry
+honest but redundant re-verification chunks.
+
+A problem is ``a op b op c [op d]`` with single-digit operands, evaluated strictly left to
+right, every intermediate value kept in [0, 99]. The SFT trace (the assistant completion)
+is one step per line::
+
+    <think>
+    Let me compute step by step.          <- chunk 0: the necessary reasoning
+    3 + 4 = 7
+    7 * 2 = 14
+    14 - 5 = 9
+    So the answer is 9.
+    Wait, let me double-check.            <- redundant chunk 1 (same steps, same answer)
+    3 + 4 = 7
+    7 * 2 = 14
+    14 - 5 = 9
+    Yes, the answer is 9.
+    </think>
+    \\boxed{9}
+
+Chunk 0 starts with "Let me compute" and ends with the answer statement; no other line
+of it starts with a split word (Wait/But/Alternatively/Hmm/Let/Therefore). Each redundant
+chunk starts with one of :data:`REDUNDANT_PHRASES`, recomputes the same steps faithfully
+and restates the same answer, so a chunker splitting at split-word lines recovers exactly
+1 + k chunks. The number k of redundant chunks is drawn per trace from a distribution
+chosen by ``redundancy`` ("standard": U{0..3}; "heavy": mostly 1-4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Mapping
+from typing import Any
+
+DATA_SOURCE = "parsimony/overthink"
+OPS = ("+", "-", "*")
+MAX_VALUE = 99  # every intermediate value stays in [0, MAX_VALUE]
+
+OPENING_LINE = "Let me compute step by step."
+REDUNDANT_PHRASES = (
+    "Wait, let me double-check.",
+    "Hmm, let me verify once more.",
+    "But let me recheck the steps.",
+    "Alternatively, recompute it.",
+)
+# first words of the redundant phrases: a line starting with one of them opens a chunk
+REDUNDANT_OPENERS = tuple(sorted({p.split(",")[0].split()[0] for p in REDUNDANT_PHRASES}))
+# the words at which the later chunker splits the reasoning
+SPLIT_WORDS = ("Wait", "But", "Alternatively", "Hmm", "Let", "Therefore")
+
+REDUNDANCY_PRESETS: dict[str, dict[int, float]] = {
+    "standard": {0: 0.25, 1: 0.25, 2: 0.25, 3: 0.25},
+    "heavy": {0: 0.1, 1: 0.15, 2: 0.2, 3: 0.25, 4: 0.3},
+    "none": {0: 1.0},
+}
+
+_ANSWER_STATEMENT = re.compile(r"the answer is\s*(-?\d+)", re.IGNORECASE)
+_BOXED = re.compile(r"\\boxed\{\s*(-?\d+)\s*\}")
+_PROMPT_PROBLEM = re.compile(r"Compute left to right:\s*(.+?)\s*$")
+
+
+# --------------------------------------------------------------------------- problems
+
+
+def apply_op(a: int, op: str, b: int) -> int:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def format_problem(operands: list[int], ops: list[str]) -> str:
+    parts = [str(operands[0])]
+    for op, b in zip(ops, operands[1:]):
+        parts += [op, str(b)]
+    return " ".join(parts)
+
+
+def parse_problem(problem: str) -> tuple[list[int], list[str]]:
+    """``"3 + 4 * 2"`` -> ([3, 4, 2], ["+", "*"])."""
+    toks = problem.split()
+    if len(toks) < 3 or len(toks) % 2 == 0:
+        raise ValueError(f"not a problem: {problem!r}")
+    operands = [int(t) for t in toks[0::2]]
+    ops = list(toks[1::2])
+    for op in ops:
+        if op not in OPS:
+            raise ValueError(f"unknown operator {op!r} in {problem!r}")
+    return operands, ops
+
+
+def solve_steps(operands: list[int], ops: list[str]) -> list[tuple[int, str, int, int]]:
+    """Left-to-right evaluation -> [(a, op, b, result), ...]."""
+    steps = []
+    acc = operands[0]
+    for op, b in zip(ops, operands[1:]):
+        res = apply_op(acc, op, b)
+        steps.append((acc, op, b, res))
+        acc = res
+    return steps
+
+
+def solve(problem: str) -> int:
+    operands, ops = parse_problem(problem)
+    return solve_steps(operands, ops)[-1][3]
+
+
+def problem_split(problem: str) -> str:
+    """Stable train/test assignment by hash of the problem string (10% test)."""
+    h = int.from_bytes(hashlib.sha256(problem.encode()).digest()[:8], "big")
+    return "test" if h % 10 == 0 else "train"
+
+
+def sample_problem(rng: random.Random, num_ops: int, max_operand: int = 9) -> tuple[list[int], list[str]]:
+    """Draw operands in 1..max_operand and ops until every intermediate is in [0, MAX_VALUE]."""
+    while True:
+        operands = [rng.randint(1, max_operand) for _ in range(num_ops + 1)]
+        ops = [rng.choice(OPS) for _ in range(num_ops)]
+        acc, ok = operands[0], True
+        for op, b in zip(ops, operands[1:]):
+            acc = apply_op(acc, op, b)
+            if not 0 <= acc <= MAX_VALUE:
+                ok = False
+                break
+        if ok:
+            return operands, ops
+
+
+# --------------------------------------------------------------------------- text
+
+
+def make_prompt(problem: str) -> str:
+    return f"Compute left to right: {problem}"
+
+
+def problem_from_prompt(prompt: str) -> str | None:
+    m = _PROMPT_PROBLEM.search(prompt.strip())
+    return m.group(1) if m else None
+
+
+def _step_lines(steps: list[tuple[int, str, int, int]]) -> list[str]:
+    return [f"{a} {op} {b} = {r}" for a, op, b, r in steps]
+
+
+def make_trace(operands: list[int], ops: list[str], redundant_phrases: list[str] | tuple[str, ...] = ()) -> str:
+    """The SFT completion (without the chat template's end-of-turn token)."""
+    steps = solve_steps(operands, ops)
+    answer = steps[-1][3]
+    body = _step_lines(steps)
+    lines = ["<think>", OPENING_LINE, *body, f"So the answer is {answer}."]
+    for phrase in redundant_phrases:
+        lines += [phrase, *body, f"Yes, the answer is {answer}."]
+    lines += ["</think>", f"\\boxed{{{answer}}}"]
+    return "\n".join(lines)
+
+
+def _redundancy_weights(redundancy: str | Mapping[int, float]) -> tuple[list[int], list[float]]:
+    if isinstance(redundancy, str):
+        if redundancy not in REDUNDANCY_PRESETS:
+            raise ValueError(f"unknown redundancy {redundancy!r}; known: {sorted(REDUNDANCY_PRESETS)} or a {{k: weight}} dict")
+        redundancy = REDUNDANCY_PRESETS[redundancy]
+    ks = sorted(int(k) for k in redundancy)
+    ws = [float(redundancy[k] if k in redundancy else redundancy[str(k)]) for k in ks]
+    if not ks or any(k < 0 for k in ks) or any(w < 0 for w in ws) or sum(ws) <= 0:
+        raise ValueError(f"bad redundancy distribution {redundancy!r}")
+    if max(ks) > 2 * len(REDUNDANT_PHRASES):
+        raise ValueError(f"at most {2 * len(REDUNDANT_PHRASES)} redundant chunks are supported")
+    return ks, ws
+
+
+def _choose_phrases(rng: random.Random, k: int) -> list[str]:
+    """k phrases; all distinct while k <= len(REDUNDANT_PHRASES)."""
+    out: list[str] = []
+    while len(out) < k:
+        perm = list(REDUNDANT_PHRASES)
+        rng.shuffle(perm)
+        out += perm[: k - len(out)]
+    return out
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def generate_examples(
+    num_examples: int,
+    seed: int = 0,
+    split: str = "train",
+    min_ops: int = 2,
+    max_ops: int = 3,
+    max_operand: int = 9,
+    redundancy: str | Mapping[int, float] = "standard",
+) -> list[dict[str, Any]]:
+    """The rows of :func:`make_overthink_dataset` as plain dicts."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not 1 <= min_ops <= max_ops:
+        raise ValueError(f"need 1 <= min_ops <= max_ops, got min_ops={min_ops}, max_ops={max_ops}")
+    if not 1 <= max_operand <= 9:
+        raise ValueError(f"max_operand must be in 1..9 (single-digit operands), got {max_operand}")
+    ks, ws = _redundancy_weights(redundancy)
+    rng = random.Random(f"overthink/{seed}/{split}")
+    rows: list[dict[str, Any]] = []
+    attempts = 0
+    while len(rows) < num_examples:
+        attempts += 1
+        if attempts > 1000 * (num_examples + 10):
+            raise RuntimeError("could not draw enough problems for this split; widen min_ops/max_ops/max_operand")
+        num_ops = rng.randint(min_ops, max_ops)
+        operands, ops = sample_problem(rng, num_ops, max_operand)
+        problem = format_problem(operands, ops)
+        if problem_split(problem) != split:
+            continue
+        k = rng.choices(ks, weights=ws)[0]
+        phrases = _choose_phrases(rng, k)
+        answer = solve_steps(operands, ops)[-1][3]
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": make_prompt(problem)}],
+                "completion": [{"role": "assistant", "content": make_trace(operands, ops, phrases)}],
+                "reward_model": {"ground_truth": str(answer), "style": "rule"},
+                "data_source": DATA_SOURCE,
+                "extra_info": {
+                    "difficulty": num_ops,
+                    "num_ops": num_ops,
+                    "split": split,
+                    "index": len(rows),
+                    "redundant_chunks": k,
+                    "problem": problem,
+                },
+            }
+        )
+    return rows
+
+
+def make_overthink_dataset(
+    num_examples: int,
+    seed: int = 0,
+    split: str = "train",
+    min_ops: int = 2,
+    max_ops: int = 3,
+    max_operand: int = 9,
+    redundancy: str | Mapping[int, float] = "standard",
+):
+    """Seeded synthetic dataset (``datasets.Dataset``) in the shared-benchmark layout.
+
+    Columns: ``prompt`` (user chat message), ``completion`` (assistant SFT trace),
+    ``reward_model`` ({"ground_truth", "style": "rule"}), ``data_source``, ``extra_info``
+    ({difficulty, num_ops, split, index, redundant_chunks, problem}). Train and test are
+    disjoint problem sets (stable hash of the problem string).
+    """
+    import datasets
+
+    rows = generate_examples(num_examples, seed, split, min_ops, max_ops, max_operand, redundancy)
+    return datasets.Dataset.from_list(rows)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def extract_answer(text: str) -> str | None:
+    """The last ``\\boxed{N}`` in a completion, else None."""
+    found = _BOXED.findall(text)
+    return found[-1] if found else None
+
+
+def count_redundant_chunks(text: str) -> int:
+    """Re-verification chunks in a completion: lines starting with a redundant-chunk opener
+    (Wait/Hmm/But/Alternatively) after the first answer statement, inside the reasoning
+    (before ``</think>`` when present). 0 when there is no answer statement."""
+    if "</think>" in text:
+        text = text.split("</think>", 1)[0]
+    lines = text.split("\n")
+    first = next((i for i, line in enumerate(lines) if _ANSWER_STATEMENT.search(line)), None)
+    if first is None:
+        return 0
+    n = 0
+    for line in lines[first + 1 :]:
+        word = re.split(r"[\s,.:;!?]", line.strip(), maxsplit=1)[0]
+        if word in REDUNDANT_OPENERS:
+            n += 1
+    return n
+
+
+def corpus_texts(num_examples: int = 400, seed: int = 0) -> list[str]:
+    """Prompt and trace texts covering every phrase, for training a tokenizer."""
+    texts: list[str] = []
+    for split in ("train", "test"):
+        for red in ("standard", "heavy"):
+            for row in generate_examples(num_examples // 4, seed=seed, split=split, min_ops=1, max_ops=4, redundancy=red):
+                texts.append(row["prompt"][0]["content"])
+                texts.append(row["completion"][0]["content"])
+    texts += list(REDUNDANT_PHRASES) + [OPENING_LINE]
+    return texts
