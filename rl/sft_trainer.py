@@ -103,7 +103,7 @@ class SFTTrainer(BaseTrainer):
                     shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE
                 )
                 self.accelerator.backward(loss / k)
-            total_loss += float(loss)
+            total_loss += float(loss.detach())
             total_tokens += int((shift_labels != IGNORE).sum())
         grad_norm = self.clip_and_step()
         metrics = {
