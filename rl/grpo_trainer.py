@@ -9,7 +9,6 @@ method's name; it runs whatever the config names from the registries.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from contextlib import nullcontext
 from typing import Any, Callable, Sequence
@@ -67,6 +66,10 @@ class GRPOTrainer(BaseTrainer):
             raise ValueError(f"reward_weights has {len(weights)} entries for {len(self.reward_funcs)} reward functions")
         self.reward_weights = [float(w) for w in weights]
         super().__init__(model, args, processing_class)
+        for fn in self.reward_funcs:  # rewards that need the tokenizer or config get them once
+            setup = getattr(fn, "setup", None)
+            if callable(setup):
+                setup(tokenizer=self.tokenizer, args=args)
         self.args: GRPOConfig = args
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
@@ -144,7 +147,7 @@ class GRPOTrainer(BaseTrainer):
                 trajs.append(t)
         batch = collate(trajs, self.engine.pad_token_id if hasattr(self.engine, "pad_token_id") else self.tokenizer.pad_token_id)
         batch.rewards = {
-            name: torch.tensor([x for g in groups for x in g.rewards[name]], dtype=torch.float32)
+            name: _reward_tensor([x for g in groups for x in g.rewards[name]], batch.completion_ids.shape[1])
             for name in groups[0].rewards
         }
         batch.total_reward = torch.tensor([x for g in groups for x in g.total], dtype=torch.float32)  # [N]
@@ -345,5 +348,13 @@ class GRPOTrainer(BaseTrainer):
                 self.tracker.log(self.global_step, {f"eval/{k}": v for k, v in results.items()})
 
 
-def _isfinite(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))
+def _reward_tensor(values: list, width: int) -> torch.Tensor:
+    """Sequence-level values -> [N]; token-level lists -> [N, width] (zero-padded)."""
+    if not any(isinstance(v, (list, tuple)) for v in values):
+        return torch.tensor(values, dtype=torch.float32)  # [N]
+    out = torch.zeros((len(values), width), dtype=torch.float32)  # [N, T]
+    for i, v in enumerate(values):
+        if isinstance(v, (list, tuple)):
+            n = min(len(v), width)
+            out[i, :n] = torch.tensor(list(v)[:n], dtype=torch.float32)
+    return out

@@ -3,6 +3,13 @@
 A reward function is ``f(prompts, completions, completion_ids, **columns) -> list[float | None]``
 (``None`` = not applicable to that completion). Dataset columns are passed by name, one
 entry per completion.
+
+A *token-level* reward returns one list of floats per completion (one value per completion
+token). It does not enter the scalar total; it is collated into a ``[N, T]`` tensor in
+``batch.rewards[name]`` for token-level advantage estimators (e.g. DECS).
+
+A reward object may define ``setup(tokenizer=..., args=...)``; the trainer calls it once
+(e.g. a reward that maps character spans to tokens needs the tokenizer).
 """
 
 from __future__ import annotations
@@ -106,7 +113,7 @@ def score_completions(
         for name, w in zip(names, weights):
             v = out[name][i]
             if isinstance(v, (list, tuple)):
-                v = float(sum(v))
+                continue  # token-level rewards are read by token-level advantage estimators
             if not math.isnan(v):
                 s += w * v
         totals.append(s)
