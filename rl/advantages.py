@@ -1,0 +1,167 @@
+"""Advantage estimators: a registry of ``fn(batch, cfg) -> {channel: [N, T]}``.
+
+    N = rollouts in the batch, T = padded completion length
+
+An estimator reads the batch (usually ``batch.total_reward`` [N] and ``batch.group_index`` [N])
+and returns one or more named per-token advantage *channels*. Every channel is ``[N, T]`` and
+already multiplied by ``batch.completion_mask``, so padding and tool-observation tokens carry 0.
+Single-channel methods return ``{"main": A}``. A loss composition (``rl/losses.py``) says which
+loss consumes which channel; the trainer never names a method.
+
+``cfg`` is any object with attributes (the trainer passes its ``GRPOConfig``). Estimators read:
+
+- ``scale_rewards``: ``"group"`` (default) | ``"batch"`` | ``"none"``;
+- ``advantage_eps``: added to the std before dividing, default ``1e-6`` (verl's value; TRL uses
+  1e-4). A group whose rewards all agree has std 0 and gets advantage exactly 0 either way.
+
+Conventions (documented because papers and libraries differ):
+
+- std is the unbiased (Bessel-corrected) std, as ``torch.std`` / TRL / verl;
+- a group with a single rollout gets mean 0 and std 1 (verl's convention), so ``grpo`` and
+  ``dr_grpo`` give it ``A = r`` (divided by ``1 + eps`` for ``grpo``); ``rloo`` gives it 0, since
+  there is no other rollout to form a baseline from;
+- ``group_index`` holds arbitrary integer ids: groups need not be sorted, contiguous, numbered
+  from 0 or of equal size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from rl.batch import RolloutBatch
+
+AdvantageFn = Callable[[RolloutBatch, Any], "dict[str, Tensor]"]
+
+ADVANTAGES: dict[str, AdvantageFn] = {}
+
+DEFAULT_ADVANTAGE_EPS = 1e-6
+SCALE_MODES = ("group", "batch", "none")
+
+
+def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
+    """Decorator: register ``fn(batch, cfg) -> dict[str, Tensor [N, T]]`` under ``name``."""
+
+    def deco(fn: AdvantageFn) -> AdvantageFn:
+        if name in ADVANTAGES:
+            raise ValueError(f"advantage estimator {name!r} is already registered")
+        ADVANTAGES[name] = fn
+        return fn
+
+    return deco
+
+
+def get_advantage(name: str) -> AdvantageFn:
+    try:
+        return ADVANTAGES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown advantage estimator {name!r}; registered: {sorted(ADVANTAGES)}"
+        ) from None
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def group_mean_std(values: Tensor, group_index: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-group mean and unbiased std, broadcast back to rows.
+
+    values [N] float, group_index [N] int (any ids, any order) -> (mean [N], std [N]).
+    A singleton group gets mean 0 and std 1 (verl's convention).
+    """
+    if values.dim() != 1 or group_index.shape != values.shape:
+        raise ValueError(
+            f"values and group_index must both be [N], got {tuple(values.shape)} and {tuple(group_index.shape)}"
+        )
+    if values.numel() == 0:
+        return values.clone(), values.clone()
+    _, inv = torch.unique(group_index, return_inverse=True)  # inv [N] in 0..K-1
+    k = int(inv.max()) + 1
+    count = torch.zeros(k, dtype=values.dtype, device=values.device).index_add_(0, inv, torch.ones_like(values))  # [K]
+    total = torch.zeros(k, dtype=values.dtype, device=values.device).index_add_(0, inv, values)  # [K]
+    mean_k = total / count  # [K]
+    dev2 = (values - mean_k[inv]) ** 2  # [N]
+    ss = torch.zeros(k, dtype=values.dtype, device=values.device).index_add_(0, inv, dev2)  # [K]
+    single = count < 2  # [K]
+    std_k = torch.sqrt(ss / (count - 1).clamp(min=1))  # [K]
+    mean_k = torch.where(single, torch.zeros_like(mean_k), mean_k)
+    std_k = torch.where(single, torch.ones_like(std_k), std_k)
+    return mean_k[inv], std_k[inv]
+
+
+def group_sizes(group_index: Tensor) -> Tensor:
+    """group_index [N] -> size of each row's group [N] (long)."""
+    _, inv, counts = torch.unique(group_index, return_inverse=True, return_counts=True)
+    return counts[inv]
+
+
+def broadcast_to_tokens(adv: Tensor, mask: Tensor) -> Tensor:
+    """adv [N] -> [N, T]: every token of a row gets the row's advantage, times ``mask`` [N, T].
+
+    The result has the mask's dtype when that is floating point, else float32.
+    """
+    dtype = mask.dtype if mask.is_floating_point() else torch.float32
+    return adv.to(dtype)[:, None] * mask.to(dtype)
+
+
+def _rewards(batch: RolloutBatch) -> Tensor:
+    """batch.total_reward as a detached float64 [N] (float64 for exact group statistics)."""
+    r = batch.total_reward
+    if r is None:
+        raise ValueError("batch.total_reward is None: compute rewards before advantages")
+    if r.dim() != 1 or r.shape[0] != batch.num_rollouts:
+        raise ValueError(f"batch.total_reward must be [N={batch.num_rollouts}], got {tuple(r.shape)}")
+    return r.detach().to(torch.float64)
+
+
+def _eps(cfg: Any) -> float:
+    eps = getattr(cfg, "advantage_eps", None)
+    return DEFAULT_ADVANTAGE_EPS if eps is None else float(eps)
+
+
+# --- estimators ----------------------------------------------------------------------------------
+
+
+@register_advantage("grpo")
+def grpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
+    """GRPO: ``(r - mean_g) / (std + eps)``; std per group, over the batch, or none (scale_rewards)."""
+    r = _rewards(batch)  # [N]
+    mode = getattr(cfg, "scale_rewards", "group") or "group"
+    if mode is True:  # TRL's old boolean form
+        mode = "group"
+    elif mode is False:
+        mode = "none"
+    mean, std = group_mean_std(r, batch.group_index)  # [N], [N]
+    centered = r - mean  # [N]
+    if mode == "group":
+        adv = centered / (std + _eps(cfg))
+    elif mode == "batch":
+        # TRL's scale_rewards="batch": mean per group, std over the whole (local) batch
+        batch_std = r.std() if r.numel() > 1 else torch.ones((), dtype=r.dtype, device=r.device)
+        adv = centered / (batch_std + _eps(cfg))
+    elif mode == "none":
+        adv = centered
+    else:
+        raise ValueError(f"scale_rewards must be one of {list(SCALE_MODES)}, got {mode!r}")
+    return {"main": broadcast_to_tokens(adv, batch.completion_mask)}
+
+
+@register_advantage("dr_grpo")
+def dr_grpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
+    """Dr.GRPO: ``r - mean_g`` (never divided by a std, whatever scale_rewards says)."""
+    r = _rewards(batch)
+    mean, _ = group_mean_std(r, batch.group_index)
+    return {"main": broadcast_to_tokens(r - mean, batch.completion_mask)}
+
+
+@register_advantage("rloo")
+def rloo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
+    """RLOO: ``r_i - mean_{j != i} r_j = G / (G - 1) * (r_i - mean_g)``; 0 for a singleton group."""
+    r = _rewards(batch)
+    mean, _ = group_mean_std(r, batch.group_index)
+    g = group_sizes(batch.group_index).to(r.dtype)  # [N]
+    scale = torch.where(g > 1, g / (g - 1).clamp(min=1), torch.zeros_like(g))
+    adv = scale * (r - mean)
+    return {"main": broadcast_to_tokens(adv, batch.completion_mask)}
