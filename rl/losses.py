@@ -1,0 +1,291 @@
+"""Policy losses, loss aggregation and loss compositions.
+
+    N = rollouts in the (micro-)batch, T = padded completion length
+
+- ``LOSSES``: registry of per-token policy losses
+  ``fn(logp, old_logp, adv, mask, cfg, *, weights=None, **kwargs) -> (per_token [N, T], metrics)``.
+  ``per_token`` is 0 outside ``mask``; ``metrics`` maps names to detached scalar tensors
+  (masked means over the tokens of ``mask``).
+- ``aggregate``: per-token loss -> scalar, by ``loss_agg_mode`` (``AGG_MODES``).
+- ``COMPOSITIONS``: a composition is ``fn(cfg) -> list[LossTerm]``, saying which loss consumes
+  which advantage channel, with which weight, on which rollouts. ``compute_policy_loss`` runs
+  the terms. A method is registered rewards + an advantage estimator + a loss composition; the
+  trainer never names a method.
+
+Numerical guards: the log-ratio ``logp - old_logp`` and the k3 log-ratio are clamped to
+``[-20, 20]`` before ``exp`` (as verl does), so a wild token cannot produce inf; outside that
+range the clamped term has no gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+LossFn = Callable[..., "tuple[Tensor, dict[str, Tensor]]"]
+
+LOSSES: dict[str, LossFn] = {}
+COMPOSITIONS: dict[str, Callable[[Any], "list[LossTerm]"]] = {}
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+LOG_RATIO_CLAMP = 20.0
+
+
+# --- registries ----------------------------------------------------------------------------------
+
+
+def register_loss(name: str) -> Callable[[LossFn], LossFn]:
+    """Decorator: register a per-token policy loss under ``name``."""
+
+    def deco(fn: LossFn) -> LossFn:
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} is already registered")
+        LOSSES[name] = fn
+        return fn
+
+    return deco
+
+
+def get_loss(name: str) -> LossFn:
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; registered: {sorted(LOSSES)}") from None
+
+
+def register_composition(name: str):
+    """Decorator: register a composition ``fn(cfg) -> list[LossTerm]`` under ``name``."""
+
+    def deco(fn):
+        if name in COMPOSITIONS:
+            raise ValueError(f"loss composition {name!r} is already registered")
+        COMPOSITIONS[name] = fn
+        return fn
+
+    return deco
+
+
+def get_composition(name: str) -> Callable[[Any], "list[LossTerm]"]:
+    try:
+        return COMPOSITIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown loss composition {name!r}; registered: {sorted(COMPOSITIONS)}") from None
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Detached mean of x [N, T] over mask [N, T] (0 when the mask is empty)."""
+    x = x.detach().to(torch.float32)
+    m = mask.detach().to(torch.float32)
+    denom = m.sum()
+    return torch.where(m > 0, x * m, torch.zeros_like(x)).sum() / torch.where(denom > 0, denom, torch.ones_like(denom))
+
+
+def _apply_mask(per_token: Tensor, mask: Tensor) -> Tensor:
+    """per_token * mask, with masked-out positions exactly 0 even if per_token is nan/inf there."""
+    m = mask.to(per_token.dtype)
+    return torch.where(mask > 0, per_token * m, torch.zeros_like(per_token))
+
+
+def _ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    """exp(logp - old_logp) [N, T], the log-ratio clamped to +-LOG_RATIO_CLAMP and set to 0 (ratio 1)
+    outside ``mask``, so that garbage log-probs on padding cannot reach the loss or its gradient."""
+    log_ratio = torch.where(mask > 0, logp - old_logp, torch.zeros_like(logp))
+    return torch.exp(log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+
+
+def _epsilons(cfg: Any) -> tuple[float, float]:
+    eps_low = getattr(cfg, "epsilon", None)
+    eps_low = 0.2 if eps_low is None else float(eps_low)
+    eps_high = getattr(cfg, "epsilon_high", None)
+    eps_high = eps_low if eps_high is None else float(eps_high)
+    return eps_low, eps_high
+
+
+def _weighted(per_token: Tensor, weights: Tensor | None) -> Tensor:
+    """Multiply in importance weights [N, T] (treated as constants: no gradient through them)."""
+    if weights is None:
+        return per_token
+    return per_token * weights.detach().to(per_token.dtype)
+
+
+# --- losses --------------------------------------------------------------------------------------
+
+
+@register_loss("clipped")
+def clipped_loss(
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: Any, *, weights: Tensor | None = None, **kwargs
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO/GRPO clipped surrogate, per token (all inputs [N, T]).
+
+    ``L = -min(rho A, clip(rho, 1 - epsilon, 1 + epsilon_high) A)``, ``rho = exp(logp - old_logp)``.
+    With ``cfg.dual_clip_c = c`` (> 1), for ``A < 0`` the loss is further capped: ``min(L, -c A)``.
+    ``weights`` [N, T] (e.g. truncated importance-sampling weights) multiply the per-token loss.
+    """
+    eps_low, eps_high = _epsilons(cfg)
+    ratio = _ratio(logp, old_logp, mask)  # [N, T]
+    adv = adv.to(ratio.dtype)
+    unclipped = -adv * ratio
+    clipped = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
+    loss = torch.maximum(unclipped, clipped)  # = -min(rho A, clip(rho) A)
+    c = getattr(cfg, "dual_clip_c", None)
+    neg = adv < 0
+    if c is not None:
+        cap = -adv * float(c)
+        dual_active = neg & (loss > cap)
+        loss = torch.where(neg, torch.minimum(loss, cap), loss)
+    else:
+        dual_active = torch.zeros_like(neg)
+    loss = _apply_mask(_weighted(loss, weights), mask)
+    low = (ratio < 1.0 - eps_low) & neg
+    high = (ratio > 1.0 + eps_high) & (adv > 0)
+    metrics = {
+        "clip_frac_low": _masked_mean(low.float(), mask),
+        "clip_frac_high": _masked_mean(high.float(), mask),
+        "clip_frac": _masked_mean((low | high).float(), mask),
+        "ratio_mean": _masked_mean(ratio, mask),
+        "dual_clip_frac": _masked_mean(dual_active.float(), mask),
+    }
+    return loss, metrics
+
+
+@register_loss("reinforce")
+def reinforce_loss(
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: Any, *, weights: Tensor | None = None, **kwargs
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Plain policy gradient ``L = -A * rho`` (no clipping); with old_logp = logp.detach() the
+    gradient is ``-A * grad logp``."""
+    ratio = _ratio(logp, old_logp, mask)
+    loss = _apply_mask(_weighted(-adv.to(ratio.dtype) * ratio, weights), mask)
+    return loss, {"ratio_mean": _masked_mean(ratio, mask)}
+
+
+def k3_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """Schulman's k3 estimator of KL(pi || ref), per token: ``exp(d) - d - 1``, ``d = ref - logp``.
+
+    logp [N, T], ref_logp [N, T] -> [N, T], >= 0. ``d`` is clamped to +-20 before ``exp``.
+    """
+    d = (ref_logp - logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    return torch.exp(d) - d - 1.0
+
+
+# --- aggregation ---------------------------------------------------------------------------------
+
+
+def aggregate(per_token: Tensor, mask: Tensor, mode: str, max_len: int | None = None) -> Tensor:
+    """Reduce a per-token loss [N, T] over mask [N, T] to a scalar.
+
+    - ``token-mean``: ``sum(L m) / sum(m)``
+    - ``seq-mean-token-mean``: mean, over rows with at least one token, of ``sum_t(L m) / sum_t(m)``
+    - ``seq-mean-token-sum``: mean, over rows with at least one token, of ``sum_t(L m)``
+    - ``seq-mean-token-sum-norm`` (Dr.GRPO): ``sum(L m) / (N * max_len)``, ``max_len`` defaulting
+      to the padded width ``T``
+
+    An empty mask gives 0, still connected to the graph (its gradient is 0).
+    """
+    if mode not in AGG_MODES:
+        raise ValueError(f"unknown loss_agg_mode {mode!r}; valid modes: {list(AGG_MODES)}")
+    if per_token.dim() != 2 or mask.shape != per_token.shape:
+        raise ValueError(
+            f"per_token and mask must both be [N, T], got {tuple(per_token.shape)} and {tuple(mask.shape)}"
+        )
+    lm = _apply_mask(per_token, mask)  # [N, T]
+    m = mask.to(lm.dtype)
+    one = torch.ones((), dtype=lm.dtype, device=lm.device)
+
+    def safe_div(a: Tensor, b: Tensor) -> Tensor:
+        return a / torch.where(b > 0, b, one)
+
+    if mode == "token-mean":
+        return safe_div(lm.sum(), m.sum())
+    if mode == "seq-mean-token-sum-norm":
+        n, t = per_token.shape
+        denom = n * (t if max_len is None else int(max_len))
+        return lm.sum() / max(denom, 1)
+    seq_sum = lm.sum(dim=1)  # [N]
+    tokens = m.sum(dim=1)  # [N]
+    has = (tokens > 0).to(lm.dtype)  # [N]
+    if mode == "seq-mean-token-mean":
+        per_seq = safe_div(seq_sum, tokens)
+    else:  # seq-mean-token-sum
+        per_seq = seq_sum
+    return safe_div((per_seq * has).sum(), has.sum())
+
+
+# --- compositions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    channel: str = "main"  # key in the advantages dict
+    loss: str = "clipped"  # name in LOSSES
+    weight: float = 1.0
+    rollout_mask: str | None = None  # name of a [N] bool in batch.rollout_masks; None = all rollouts
+
+
+@register_composition("single")
+def single(cfg: Any) -> list[LossTerm]:
+    """One term: ``cfg.loss_type`` (default ``clipped``) on the ``main`` channel, all rollouts."""
+    return [LossTerm("main", loss=getattr(cfg, "loss_type", None) or "clipped")]
+
+
+def _term_prefixes(terms: list[LossTerm]) -> list[str]:
+    """Metric prefix per term: the channel; ``channel.i`` when channels repeat; none for one term."""
+    if len(terms) == 1:
+        return [""]
+    channels = [t.channel for t in terms]
+    return [f"{c}/" if channels.count(c) == 1 else f"{c}.{i}/" for i, c in enumerate(channels)]
+
+
+def compute_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: dict[str, Tensor],
+    completion_mask: Tensor,
+    terms: list[LossTerm],
+    cfg: Any,
+    rollout_masks: dict[str, Tensor] | None = None,
+    weights: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Sum over ``terms`` of ``weight * aggregate(loss(channel), token mask)``.
+
+    logp, old_logp, completion_mask, advantages[*], weights: [N, T]; rollout_masks[*]: [N] bool.
+    A term's token mask is ``completion_mask * rollout_masks[term.rollout_mask][:, None]``.
+    Aggregation is ``cfg.loss_agg_mode`` (default token-mean), with
+    ``max_len = cfg.max_completion_length`` for ``seq-mean-token-sum-norm``. Metrics are the
+    loss's own; with more than one term they are prefixed ``"<channel>/"`` and a per-term
+    ``"<channel>/loss"`` is added.
+    """
+    if not terms:
+        raise ValueError("compute_policy_loss needs at least one LossTerm")
+    rollout_masks = rollout_masks or {}
+    mode = getattr(cfg, "loss_agg_mode", None) or "token-mean"
+    max_len = getattr(cfg, "max_completion_length", None)
+    total: Tensor | None = None  # every aggregate stays in the graph, even over an empty mask
+    metrics: dict[str, Tensor] = {}
+    for term, prefix in zip(terms, _term_prefixes(terms)):
+        if term.channel not in advantages:
+            raise KeyError(f"loss term wants advantage channel {term.channel!r}; batch has {sorted(advantages)}")
+        mask = completion_mask
+        if term.rollout_mask is not None:
+            if term.rollout_mask not in rollout_masks:
+                raise KeyError(
+                    f"loss term wants rollout mask {term.rollout_mask!r}; batch has {sorted(rollout_masks)}"
+                )
+            rm = rollout_masks[term.rollout_mask]  # [N]
+            mask = completion_mask * rm.to(completion_mask.dtype)[:, None]
+        per_token, m = get_loss(term.loss)(logp, old_logp, advantages[term.channel], mask, cfg, weights=weights)
+        term_loss = aggregate(per_token, mask, mode, max_len)
+        weighted = float(term.weight) * term_loss
+        total = weighted if total is None else total + weighted
+        for k, v in m.items():
+            metrics[prefix + k] = v
+        if prefix:
+            metrics[prefix + "loss"] = term_loss.detach()
+    return total, metrics

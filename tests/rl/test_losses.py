@@ -1,0 +1,356 @@
+"""Policy losses, k3, aggregation modes and loss compositions against hand-computed values.
+
+Ratios are set exactly: old_logp = 0 and logp = log(rho), in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rl.losses import (
+    AGG_MODES,
+    COMPOSITIONS,
+    LOSSES,
+    LossTerm,
+    aggregate,
+    compute_policy_loss,
+    get_composition,
+    get_loss,
+    k3_kl,
+    register_composition,
+    register_loss,
+)
+
+D = torch.float64
+
+
+def t(x):
+    return torch.tensor(x, dtype=D)
+
+
+def cfg(**kw):
+    base = dict(epsilon=0.2, epsilon_high=None, dual_clip_c=None, loss_agg_mode="token-mean")
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def logp_for(ratios):
+    """logp (leaf, requires grad) and old_logp = 0 so that exp(logp - old) == ratios."""
+    lp = torch.log(t(ratios)).requires_grad_(True)
+    return lp, torch.zeros_like(lp)
+
+
+def close(a, b, tol=1e-9):
+    if a.dtype == torch.float32:  # metrics are float32 whatever the input dtype
+        tol = max(tol, 1e-6)
+    assert torch.allclose(a.detach().to(D), t(b), atol=tol, rtol=0), (a, b)
+
+
+# --- clipped ---------------------------------------------------------------------------------------
+
+RATIOS = [[1.0, 1.1, 1.5, 0.5], [1.0, 1.1, 1.5, 0.5]]
+ADV = [[1.0, 1.0, 1.0, 1.0], [-1.0, -1.0, -1.0, -1.0]]
+
+
+def test_clipped_values_and_gradients_symmetric():
+    lp, old = logp_for(RATIOS)
+    loss, m = get_loss("clipped")(lp, old, t(ADV), torch.ones(2, 4, dtype=D), cfg())
+    # A > 0: -min(rho, clip(rho, .8, 1.2)):  1 -> -1, 1.1 -> -1.1, 1.5 -> -1.2 (clipped), 0.5 -> -0.5
+    # A < 0:  max(rho, clip(rho, .8, 1.2)):  1 ->  1, 1.1 ->  1.1, 1.5 ->  1.5, 0.5 -> 0.8 (clipped)
+    close(loss, [[-1.0, -1.1, -1.2, -0.5], [1.0, 1.1, 1.5, 0.8]])
+    loss.sum().backward()
+    # d(-A rho)/d logp = -A rho where unclipped, 0 where the clipped branch is taken
+    close(lp.grad, [[-1.0, -1.1, 0.0, -0.5], [1.0, 1.1, 1.5, 0.0]])
+    close(m["clip_frac_low"], 1 / 8)  # rho=0.5 with A<0
+    close(m["clip_frac_high"], 1 / 8)  # rho=1.5 with A>0
+    close(m["clip_frac"], 2 / 8)
+    close(m["ratio_mean"], 8.2 / 8)
+    close(m["dual_clip_frac"], 0.0)
+    assert all(v.dim() == 0 and not v.requires_grad for v in m.values())
+
+
+def test_clipped_scales_with_advantage_magnitude():
+    lp, old = logp_for([[1.5, 0.5, 1.1]])
+    loss, _ = get_loss("clipped")(lp, old, t([[2.0, -3.0, 0.0]]), torch.ones(1, 3, dtype=D), cfg())
+    # 2 * -1.2; -3 * -0.8 = 2.4 (low clip); A=0 -> 0
+    close(loss, [[-2.4, 2.4, 0.0]])
+
+
+def test_clipped_mask_zeroes_loss_and_restricts_metrics():
+    lp, old = logp_for(RATIOS)
+    mask = t([[1, 1, 1, 0], [1, 1, 1, 1]])
+    lp.data[0, 3] = float("nan")  # garbage under the mask must not leak
+    loss, m = get_loss("clipped")(lp, old, t(ADV), mask, cfg())
+    close(loss, [[-1.0, -1.1, -1.2, 0.0], [1.0, 1.1, 1.5, 0.8]])
+    close(m["clip_frac_low"], 1 / 7)
+    close(m["clip_frac_high"], 1 / 7)
+    close(m["clip_frac"], 2 / 7)
+    close(m["ratio_mean"], (1.0 + 1.1 + 1.5 + 4.1) / 7)
+    loss.sum().backward()
+    close(lp.grad, [[-1.0, -1.1, 0.0, 0.0], [1.0, 1.1, 1.5, 0.0]])
+
+
+def test_clipped_asymmetric_eps_high():
+    # epsilon 0.2, epsilon_high 0.28: ratio range [0.8, 1.28]
+    lp, old = logp_for([[1.25, 1.3, 0.75, 1.25]])
+    loss, m = get_loss("clipped")(lp, old, t([[1.0, 1.0, -1.0, -1.0]]), torch.ones(1, 4, dtype=D),
+                                  cfg(epsilon_high=0.28))
+    # +1, 1.25 -> -1.25 (inside); +1, 1.3 -> -1.28 (clipped high); -1, 0.75 -> 0.8 (clipped low);
+    # -1, 1.25 -> 1.25 (pessimistic branch is the unclipped one)
+    close(loss, [[-1.25, -1.28, 0.8, 1.25]])
+    loss.sum().backward()
+    close(lp.grad, [[-1.25, 0.0, 0.0, 1.25]])
+    close(m["clip_frac_high"], 1 / 4)
+    close(m["clip_frac_low"], 1 / 4)
+    # the same 1.25 is clipped under the symmetric default
+    lp2, old2 = logp_for([[1.25]])
+    loss2, m2 = get_loss("clipped")(lp2, old2, t([[1.0]]), torch.ones(1, 1, dtype=D), cfg())
+    close(loss2, [[-1.2]])
+    close(m2["clip_frac_high"], 1.0)
+
+
+def test_clipped_dual_clip():
+    lp, old = logp_for([[4.0, 2.0, 4.0, 4.0]])
+    adv = t([[-1.0, -1.0, 1.0, -2.0]])
+    loss, m = get_loss("clipped")(lp, old, adv, torch.ones(1, 4, dtype=D), cfg(dual_clip_c=3.0))
+    # A=-1, rho=4: PPO loss max(4, 1.2) = 4, capped at -c A = 3 (dual clip, no gradient)
+    # A=-1, rho=2: 2 < 3, untouched. A=+1, rho=4: -1.2, dual clip does not apply to A>0.
+    # A=-2, rho=4: max(8, 2.4) = 8, capped at 6
+    close(loss, [[3.0, 2.0, -1.2, 6.0]])
+    loss.sum().backward()
+    close(lp.grad, [[0.0, 2.0, 0.0, 0.0]])
+    close(m["dual_clip_frac"], 2 / 4)
+    # without dual clip the same tokens are unbounded
+    lp2, old2 = logp_for([[4.0, 2.0, 4.0, 4.0]])
+    loss2, m2 = get_loss("clipped")(lp2, old2, adv, torch.ones(1, 4, dtype=D), cfg())
+    close(loss2, [[4.0, 2.0, -1.2, 8.0]])
+    close(m2["dual_clip_frac"], 0.0)
+
+
+def test_clipped_defaults_when_cfg_is_bare():
+    lp, old = logp_for([[1.5, 0.5]])
+    loss, _ = get_loss("clipped")(lp, old, t([[1.0, -1.0]]), torch.ones(1, 2, dtype=D), SimpleNamespace())
+    close(loss, [[-1.2, 0.8]])  # epsilon 0.2 both sides
+
+
+def test_on_policy_ratio_is_one_and_gradient_is_minus_advantage():
+    lp = t([[-0.3, -2.0], [-1.0, -0.1]]).requires_grad_(True)
+    adv = t([[0.5, 0.5], [-2.0, -2.0]])
+    for name in ("clipped", "reinforce"):
+        lp.grad = None
+        loss, m = get_loss(name)(lp, lp.detach(), adv, torch.ones(2, 2, dtype=D), cfg())
+        close(loss, [[-0.5, -0.5], [2.0, 2.0]])
+        loss.sum().backward()
+        close(lp.grad, [[-0.5, -0.5], [2.0, 2.0]])
+        close(m["ratio_mean"], 1.0)
+
+
+def test_importance_weights_multiply_loss_not_differentiated():
+    lp, old = logp_for([[1.1, 1.5, 0.5]])
+    w = t([[2.0, 0.5, 0.0]]).requires_grad_(True)
+    loss, _ = get_loss("clipped")(lp, old, t([[1.0, 1.0, -1.0]]), torch.ones(1, 3, dtype=D), cfg(), weights=w)
+    close(loss, [[-2.2, -0.6, 0.0]])
+    loss.sum().backward()
+    close(lp.grad, [[-2.2, 0.0, 0.0]])
+    assert w.grad is None
+
+
+def test_reinforce_is_unclipped():
+    lp, old = logp_for([[1.5, 0.5]])
+    loss, m = get_loss("reinforce")(lp, old, t([[1.0, -2.0]]), torch.ones(1, 2, dtype=D), cfg())
+    close(loss, [[-1.5, 1.0]])
+    loss.sum().backward()
+    close(lp.grad, [[-1.5, 1.0]])
+    close(m["ratio_mean"], 1.0)
+
+
+def test_losses_accept_extra_kwargs():
+    lp, old = logp_for([[1.0]])
+    for name in ("clipped", "reinforce"):
+        get_loss(name)(lp, old, t([[1.0]]), torch.ones(1, 1, dtype=D), cfg(), weights=None, future_thing=3)
+
+
+# --- k3 ----------------------------------------------------------------------------------------------
+
+
+def test_k3_values():
+    logp = t([[0.0, 0.0, 0.0, -1.0]])
+    ref = t([[0.0, 1.0, -1.0, math.log(2) - 1.0]])
+    # d = ref - logp = [0, 1, -1, ln 2]: e^d - d - 1 = [0, e - 2, 1/e, 1 - ln 2]
+    close(k3_kl(logp, ref), [[0.0, math.e - 2.0, 1.0 / math.e, 1.0 - math.log(2)]], tol=1e-12)
+
+
+def test_k3_non_negative_and_finite():
+    g = torch.Generator().manual_seed(0)
+    logp = torch.randn(16, 32, generator=g) * 10
+    ref = torch.randn(16, 32, generator=g) * 10
+    kl = k3_kl(logp, ref)
+    assert torch.isfinite(kl).all() and (kl >= 0).all()
+
+
+# --- aggregation -------------------------------------------------------------------------------------
+
+# row 0: 4 tokens [1,2,3,4]; row 1: 2 tokens [5,6]; row 2: 1 token [9]; row 3: no tokens
+AGG_L = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 100.0, float("nan")], [100.0, 9.0, 100.0, 100.0], [7.0, 7.0, 7.0, 7.0]]
+AGG_M = [[1, 1, 1, 1], [1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    "mode,max_len,expected,grad_row0,grad_row1,grad_row2",
+    [
+        ("token-mean", None, 30 / 7, 1 / 7, 1 / 7, 1 / 7),  # 30 over 7 tokens
+        ("seq-mean-token-mean", None, (2.5 + 5.5 + 9.0) / 3, 1 / 12, 1 / 6, 1 / 3),  # empty row excluded
+        ("seq-mean-token-sum", None, (10 + 11 + 9) / 3, 1 / 3, 1 / 3, 1 / 3),
+        ("seq-mean-token-sum-norm", None, 30 / 16, 1 / 16, 1 / 16, 1 / 16),  # N=4 * T=4
+        ("seq-mean-token-sum-norm", 10, 30 / 40, 1 / 40, 1 / 40, 1 / 40),  # N=4 * max_len=10
+    ],
+)
+def test_aggregate_modes_on_ragged_mask(mode, max_len, expected, grad_row0, grad_row1, grad_row2):
+    L = t(AGG_L).requires_grad_(True)
+    mask = t(AGG_M)
+    out = aggregate(L, mask, mode, max_len)
+    assert out.dim() == 0
+    close(out, expected)
+    out.backward()
+    g = torch.zeros(4, 4, dtype=D)
+    g[0, :] = grad_row0
+    g[1, :2] = grad_row1
+    g[2, 1] = grad_row2
+    close(L.grad, g.tolist())  # masked positions (even nan ones) get exactly 0
+
+
+@pytest.mark.parametrize("mode", AGG_MODES)
+def test_aggregate_zero_tokens_is_zero_with_grad(mode):
+    L = t([[3.0, float("nan")], [2.0, 1.0]]).requires_grad_(True)
+    out = aggregate(L, torch.zeros(2, 2, dtype=D), mode)
+    assert out.item() == 0.0 and out.requires_grad
+    out.backward()
+    assert torch.equal(L.grad, torch.zeros(2, 2, dtype=D))
+
+
+def test_aggregate_unknown_mode():
+    with pytest.raises(ValueError, match="token-mean"):
+        aggregate(torch.ones(1, 1), torch.ones(1, 1), "sum")
+    assert AGG_MODES == ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+
+# --- compositions ------------------------------------------------------------------------------------
+
+# 3 rollouts x 2 tokens, on-policy (ratio 1): clipped loss per token = -A.
+MAIN = [[1.0, 1.0], [2.0, 0.0], [-1.0, -1.0]]
+AUX = [[10.0, 10.0], [20.0, 0.0], [30.0, 30.0]]
+CMASK = [[1.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
+
+
+def _on_policy():
+    lp = t([[-0.5, -1.0], [-0.2, -3.0], [-0.7, -0.4]]).requires_grad_(True)
+    return lp, lp.detach()
+
+
+def test_compute_policy_loss_two_terms_with_rollout_mask():
+    lp, old = _on_policy()
+    terms = [LossTerm("main"), LossTerm("aux", weight=0.5, rollout_mask="tool")]
+    rm = {"tool": torch.tensor([True, False, True])}
+    loss, m = compute_policy_loss(lp, old, {"main": t(MAIN), "aux": t(AUX)}, t(CMASK), terms, cfg(),
+                                  rollout_masks=rm)
+    # main, token-mean over 5 tokens: -(1 + 1 + 2 - 1 - 1) / 5 = -0.4
+    # aux, rows 0 and 2 only (4 tokens): -(10 + 10 + 30 + 30) / 4 = -20, weight 0.5 -> -10
+    close(loss, -10.4)
+    loss.backward()
+    # row 0: -1/5 - 0.5*10/4 = -1.45; row 1: -2/5 (aux masked), pad 0; row 2: 1/5 - 0.5*30/4 = -3.55
+    close(lp.grad, [[-1.45, -1.45], [-0.4, 0.0], [-3.55, -3.55]])
+    close(m["main/loss"], -0.4)
+    close(m["aux/loss"], -20.0)
+    for k in ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean", "dual_clip_frac"):
+        assert f"main/{k}" in m and f"aux/{k}" in m
+    close(m["aux/ratio_mean"], 1.0)
+
+
+def test_compute_policy_loss_same_channel_twice_keeps_metrics_apart():
+    lp, old = _on_policy()
+    terms = [LossTerm("main"), LossTerm("main", loss="reinforce", weight=2.0)]
+    loss, m = compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), terms, cfg())
+    close(loss, -0.4 * 3)
+    assert "main.0/clip_frac" in m and "main.1/ratio_mean" in m
+
+
+def test_compute_policy_loss_single_term_metrics_unprefixed_and_agg_mode():
+    lp, old = _on_policy()
+    c = cfg(loss_agg_mode="seq-mean-token-sum-norm", max_completion_length=5)
+    loss, m = compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), get_composition("single")(c), c)
+    close(loss, -2.0 / (3 * 5))  # sum -2 over N=3 x max_len=5
+    assert "clip_frac" in m and "loss" not in m and not any("/" in k for k in m)
+    c = cfg(loss_agg_mode="seq-mean-token-mean")
+    loss, _ = compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), [LossTerm()], c)
+    close(loss, (-1.0 - 2.0 + 1.0) / 3)  # row means -1, -2, 1
+
+
+def test_compute_policy_loss_empty_rollout_mask_contributes_zero():
+    lp, old = _on_policy()
+    terms = [LossTerm("main"), LossTerm("aux", rollout_mask="tool")]
+    rm = {"tool": torch.zeros(3, dtype=torch.bool)}
+    loss, m = compute_policy_loss(lp, old, {"main": t(MAIN), "aux": t(AUX)}, t(CMASK), terms, cfg(),
+                                  rollout_masks=rm)
+    close(loss, -0.4)
+    close(m["aux/loss"], 0.0)
+    close(m["aux/clip_frac"], 0.0)
+    loss.backward()
+    close(lp.grad, [[-0.2, -0.2], [-0.4, 0.0], [0.2, 0.2]])
+    # a lone term that selects nothing still returns a differentiable 0
+    lp.grad = None
+    loss, _ = compute_policy_loss(lp, old, {"aux": t(AUX)}, t(CMASK), [LossTerm("aux", rollout_mask="tool")],
+                                  cfg(), rollout_masks=rm)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.equal(lp.grad, torch.zeros(3, 2, dtype=D))
+
+
+def test_compute_policy_loss_passes_weights():
+    lp, old = _on_policy()
+    w = t([[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]])
+    loss, _ = compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), [LossTerm()], cfg(), weights=w)
+    close(loss, -(2 + 2 + 0 - 1 - 1) / 5)
+
+
+def test_compute_policy_loss_errors():
+    lp, old = _on_policy()
+    with pytest.raises(ValueError, match="at least one"):
+        compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), [], cfg())
+    with pytest.raises(KeyError, match="aux"):
+        compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), [LossTerm("aux")], cfg())
+    with pytest.raises(KeyError, match="tool"):
+        compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), [LossTerm(rollout_mask="tool")], cfg())
+    with pytest.raises(ValueError, match="unknown loss 'nope'"):
+        compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), [LossTerm(loss="nope")], cfg())
+
+
+# --- registries --------------------------------------------------------------------------------------
+
+
+def test_single_composition_uses_loss_type():
+    assert get_composition("single")(SimpleNamespace()) == [LossTerm("main", "clipped", 1.0, None)]
+    assert get_composition("single")(SimpleNamespace(loss_type="reinforce")) == [LossTerm("main", "reinforce")]
+
+
+def test_registries_duplicate_and_unknown():
+    assert {"clipped", "reinforce"} <= set(LOSSES) and "single" in COMPOSITIONS
+    with pytest.raises(ValueError, match="already registered"):
+        register_loss("clipped")(lambda *a, **k: None)
+    with pytest.raises(ValueError, match="already registered"):
+        register_composition("single")(lambda c: [])
+    with pytest.raises(ValueError, match=r"unknown loss 'nope'.*clipped"):
+        get_loss("nope")
+    with pytest.raises(ValueError, match=r"unknown loss composition 'nope'.*single"):
+        get_composition("nope")
+    try:
+        @register_composition("_test_two")
+        def two(c):
+            return [LossTerm("main"), LossTerm("aux", weight=0.1)]
+
+        assert get_composition("_test_two")(None)[1].weight == 0.1
+    finally:
+        COMPOSITIONS.pop("_test_two", None)
