@@ -847,6 +847,10 @@ class MathGrader:
         n = len(items)
         size = self.chunk_size or max(1, min(64, -(-n // (self.num_workers * 4))))
         batch = _Batch(n, [items[i : i + size] for i in range(0, n, size)])
+        for w in list(self._workers):  # workers that died while idle (killed from outside)
+            if w.proc.poll() is not None:
+                self.stats["died"] += 1
+                self._discard(w, kill=False)
         while len(self._workers) < self.num_workers:
             self._spawn()
         hard = self.timeout + self.kill_grace
@@ -862,6 +866,10 @@ class MathGrader:
             # us on a worker that is stuck and about to be killed)
             for w in list(self._workers):
                 if w.ready and not w.inflight and batch.pending:
+                    if w.proc.poll() is not None:  # died while idle: nothing of ours was lost
+                        self.stats["died"] += 1
+                        self._fail_head(w, batch, "error")
+                        continue
                     chunk = batch.pending.popleft()
                     w.inflight.extend(chunk)
                     w.item_started = time.monotonic()
