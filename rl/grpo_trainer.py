@@ -109,7 +109,7 @@ class GRPOTrainer(BaseTrainer):
         t0 = time.time()
         flat_rows = [row for row, g in zip(rows, groups) for _ in g]
         flat_traj = [t for g in groups for t in g]
-        rewards, total, metrics = score_completions(
+        rewards, total, metrics, metas = score_completions(
             self.reward_funcs,
             self.reward_names,
             self.reward_weights,
@@ -123,6 +123,8 @@ class GRPOTrainer(BaseTrainer):
         for k, v in metrics.items():
             self._reward_metrics[k] = self._reward_metrics.get(k, 0.0) + v
         self._timing["reward"] += time.time() - t0
+        for t, meta in zip(flat_traj, metas):
+            t.meta.update(meta)
         out, pos = [], 0
         for idx, row, g in zip(indices, rows, groups):
             G = len(g)

@@ -8,8 +8,11 @@ A *token-level* reward returns one list of floats per completion (one value per 
 token). It does not enter the scalar total; it is collated into a ``[N, T]`` tensor in
 ``batch.rewards[name]`` for token-level advantage estimators (e.g. DECS).
 
-A reward object may define ``setup(tokenizer=..., args=...)``; the trainer calls it once
-(e.g. a reward that maps character spans to tokens needs the tokenizer).
+Optional hooks on a reward object (all generic; the trainer never names a reward):
+- ``setup(tokenizer=..., args=...)``: called once (e.g. to map character spans to tokens);
+- ``pop_metrics() -> dict``: counters since the last call, logged with the step;
+- ``pop_meta() -> list[dict]``: one record per completion of the last call, merged into the
+  rollout's ``meta`` (e.g. DECS chunk spans and NRP position, read by its sampler).
 """
 
 from __future__ import annotations
@@ -64,12 +67,14 @@ def score_completions(
     rows: list[dict[str, Any]],
     error_policy: str = "raise",
     nonfinite_policy: str = "raise",
-) -> tuple[dict[str, list[float]], list[float], dict[str, float]]:
-    """Returns (name -> per-completion values with NaN for None, weighted totals, metrics)."""
+) -> tuple[dict[str, list[float]], list[float], dict[str, float], list[dict[str, Any]]]:
+    """Returns (name -> per-completion values with NaN for None, weighted totals, metrics,
+    per-completion meta records that reward objects exposed through ``pop_meta()``)."""
     n = len(completions)
     columns = {k: [r.get(k) for r in rows] for k in (rows[0].keys() if rows else []) if k != "prompt"}
     out: dict[str, list[float]] = {}
     metrics: dict[str, float] = {}
+    metas: list[dict[str, Any]] = [{} for _ in range(n)]
     for fn, name in zip(funcs, names):
         try:
             values = fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
@@ -107,6 +112,13 @@ def score_completions(
         pop = getattr(fn, "pop_metrics", None)
         if callable(pop):
             metrics.update({k: float(v) for k, v in pop().items()})
+        pop_meta = getattr(fn, "pop_meta", None)
+        extra = pop_meta() if callable(pop_meta) else None
+        if extra:
+            if len(extra) != n:
+                raise RewardError(f"reward function {name!r} returned {len(extra)} meta records for {n} completions")
+            for i, d in enumerate(extra):
+                metas[i].update(d or {})
     totals = []
     for i in range(n):
         s = 0.0
@@ -117,4 +129,4 @@ def score_completions(
             if not math.isnan(v):
                 s += w * v
         totals.append(s)
-    return out, totals, metrics
+    return out, totals, metrics, metas

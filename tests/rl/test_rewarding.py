@@ -18,7 +18,7 @@ def answer_echo(prompts, completions, completion_ids, answer, data_source, **kw)
 
 def test_weighted_total_and_columns():
     funcs, names = resolve_reward_funcs([length_reward, answer_echo])
-    rewards, total, _ = score_completions(
+    rewards, total, _, _ = score_completions(
         funcs, names, [0.5, 2.0], ["p", "q"], ["1", "22"], [[1], [2, 2]], ROWS
     )
     assert rewards == {"length_reward": [1.0, 2.0], "answer_echo": [1.0, 0.0]}
@@ -30,7 +30,7 @@ def test_none_means_not_applicable():
         return [None, 3.0]
 
     funcs, names = resolve_reward_funcs([partial])
-    rewards, total, _ = score_completions(funcs, names, [1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS)
+    rewards, total, _, _ = score_completions(funcs, names, [1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS)
     assert math.isnan(rewards["partial"][0]) and total == [0.0, 3.0]
 
 
@@ -56,7 +56,7 @@ def test_nonfinite_rewards_policy(bad):
         score_completions(*args)
     with pytest.raises(SkipBatch):
         score_completions(*args, nonfinite_policy="skip_batch")
-    rewards, total, metrics = score_completions(*args, nonfinite_policy="zero")
+    rewards, total, metrics, _ = score_completions(*args, nonfinite_policy="zero")
     assert rewards["nonfinite"] == [0.0, 1.0] and total == [0.0, 1.0]
     assert metrics["rewards/nonfinite/nonfinite"] == 1.0
 
@@ -73,3 +73,29 @@ def test_wrong_length_is_an_error():
 def test_duplicate_names_get_distinct_keys():
     _, names = resolve_reward_funcs([length_reward, length_reward])
     assert names == ["length_reward", "length_reward_2"]
+
+
+class WithMeta:
+    __name__ = "with_meta"
+
+    def __call__(self, prompts, completions, **kw):
+        self._meta = [{"len": len(c)} for c in completions]
+        return [1.0] * len(completions)
+
+    def pop_meta(self):
+        return self._meta
+
+
+def test_pop_meta_is_merged_per_completion():
+    funcs, names = resolve_reward_funcs([WithMeta()])
+    *_, metas = score_completions(funcs, names, [1.0], ["p", "q"], ["a", "bbb"], [[1], [2]], ROWS)
+    assert metas == [{"len": 1}, {"len": 3}]
+
+
+def test_token_level_rewards_stay_out_of_the_total():
+    def per_token(prompts, completions, completion_ids, **kw):
+        return [[0.5] * len(ids) for ids in completion_ids]
+
+    funcs, names = resolve_reward_funcs([per_token, length_reward])
+    rewards, total, _, _ = score_completions(funcs, names, [1.0, 1.0], ["p", "q"], ["a", "bb"], [[1], [2, 3]], ROWS)
+    assert rewards["per_token"] == [[0.5], [0.5, 0.5]] and total == [1.0, 2.0]
