@@ -297,7 +297,7 @@ _LEFT_RIGHT = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![A-Za-
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf)\s*\{([^{}]*)\}(?:\s*\^\s*\{?\d\}?)?")
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ\b|°|\\degree(?![A-Za-z])")
 _PERCENT = re.compile(r"\\?%")
-_SPACING = re.compile(r"\\[,;:! ]|\\q?quad(?![A-Za-z])|~")
+_SPACING = re.compile(r"\\\\|\\[,;:! ]|\\q?quad(?![A-Za-z])|~")  # "\\\\" (row break) is kept
 _ASSIGN = re.compile(r"^\\?[A-Za-z]+(?:_\{?[A-Za-z0-9]+\}?)?\s*=\s*(?=\S)")
 _THOUSANDS = re.compile(r"^([+-]?)(\d{1,3}(?:,\d{3})+)(\.\d+)?$")
 _FRAC_SHORT = re.compile(r"\\frac(\d)(\d)")
@@ -340,7 +340,7 @@ def _semantic_normalize(s: str) -> tuple[str, bool]:
     if s2 != s:
         lossy = True
         s = s2
-    s = _SPACING.sub(" ", s)
+    s = _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", s)
     if s.count("=") == 1 and "," not in s:
         s = _ASSIGN.sub("", s, count=1)
     s = s.strip()
@@ -379,25 +379,238 @@ def _as_number(key: str) -> Fraction | None:
     return None
 
 
-_TOWER3 = re.compile(r"\d\s*\^\s*\{?\s*\(?\s*(\d+)\s*\)?\s*\}?\s*\^\s*\{?\s*\(?\s*(\d+)")
-_BIG_EXP = re.compile(r"\^\s*\{?\s*\(?\s*\d{7,}")
+_NUM_CHAIN = re.compile(r"\d+(?:\s*\}?\s*\^\s*\{?\s*\(?\s*\d+)+")
 _BIG_FACT = re.compile(r"\d{6,}\s*!|\(\s*\d+\s*\^[\d\s{}^()]*\)\s*!|\{\s*\d+\s*\^[\d\s{}^()]*\}\s*!")
 _CALCULUS = re.compile(r"\\(?:int|iint|iiint|oint|lim|sum|prod)(?![A-Za-z])")
 
 
 def _dangerous(s: str) -> bool:
     """Answers that would make sympy compute astronomically large numbers (numeric power
-    towers, exponents >= 10^6, factorials of >= 10^5 or of powers): compared as strings only."""
+    towers or exponents > 10^5, factorials of >= 10^5 or of powers): strings only."""
     if "^" not in s and "!" not in s:
         return False
-    if _BIG_EXP.search(s) or _BIG_FACT.search(s):
+    if _BIG_FACT.search(s):
         return True
-    for m in _TOWER3.finditer(s):  # a^(b^c): dangerous when b^c >= 10^6
-        b, c = m.group(1), m.group(2)
-        if len(b) > 6 or len(c) > 6:
+    for m in _NUM_CHAIN.finditer(s):  # a^b^c^...: evaluate the exponent from the top
+        nums = re.findall(r"\d+", m.group())
+        if any(len(x) > 12 for x in nums[1:]):
             return True
-        b_i, c_i = int(b), int(c)
-        if b_i >= 2 and c_i * _log10(b_i) >= 6:
+        exp = float(int(nums[-1]))
+        for x in reversed(nums[1:-1]):
+            b = int(x)
+            if b >= 2 and exp * _log10(b) > 6:
+                return True
+            exp = float(b) ** exp if b >= 2 else float(b)
+        if int(nums[0]) >= 2 and exp > 1e5:
+            return True
+    return False
+
+
+class _EvalFail(Exception):
+    pass
+
+
+_EVAL_TOKEN = re.compile(r"\s*(\d+\.\d*|\.\d+|\d+|\\[A-Za-z]+|[A-Za-z]|[-+*/^(){}\[\]])")
+# values given to single-letter variables (the same for gold and prediction); e and i are
+# not variables (Euler's number, imaginary unit): expressions with them are not evaluated
+_EVAL_VARS = {ch: 0.5 + ((k * 0.6180339887) % 1.0) + k * 0.0137 for k, ch in enumerate("abcdfghjklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")}
+_EVAL_CONST = {"\\pi": 3.141592653589793}
+_EVAL_MUL = {"\\cdot": "*", "\\times": "*", "\\div": "/"}
+
+
+def _tokenize(s: str) -> list[str]:
+    pos, out = 0, []
+    s = s.rstrip()
+    while pos < len(s):
+        m = _EVAL_TOKEN.match(s, pos)
+        if not m:
+            raise _EvalFail
+        tok = m.group(1)
+        out.append(_EVAL_MUL.get(tok, tok))
+        pos = m.end()
+    return out
+
+
+class _NumEval:
+    """Float value of a LaTeX expression made of numbers, single-letter variables (fixed
+    values), + - * / ^, \\frac, \\sqrt, \\sqrt[n], \\pi, \\cdot, \\times, implicit
+    products, parentheses / braces. Raises _EvalFail on anything else (functions, e, i,
+    subscripts, sets, relations, unknown commands, ambiguous "a/bc" or "2^10")."""
+
+    def __init__(self, s: str):
+        self.t = _tokenize(s)
+        self.i = 0
+
+    def peek(self) -> str | None:
+        return self.t[self.i] if self.i < len(self.t) else None
+
+    def take(self, tok: str | None = None) -> str:
+        cur = self.peek()
+        if cur is None or (tok is not None and cur != tok):
+            raise _EvalFail
+        self.i += 1
+        return cur
+
+    def run(self) -> float:
+        v = self.expr()
+        if self.peek() is not None:
+            raise _EvalFail
+        return v
+
+    def expr(self) -> float:
+        v = self.term()
+        while self.peek() in ("+", "-"):
+            v = v + self.term() if self.take() == "+" else v - self.term()
+        return v
+
+    def term(self) -> float:
+        v = self.unary()
+        divided = False
+        while True:
+            tok = self.peek()
+            if tok in ("*", "/"):
+                self.take()
+                rhs = self.unary()
+                v = v * rhs if tok == "*" else v / rhs
+                divided = divided or tok == "/"
+            elif tok is not None and (tok[0].isalnum() or tok[0] == "." or tok in ("(", "{", "\\frac", "\\sqrt", "\\pi")):
+                if divided:  # "a/bc": a/(bc) or (a/b)c? don't guess
+                    raise _EvalFail
+                v = v * self.power()  # implicit product: 2\sqrt{3}, 3\pi, 2(1+x), xy
+            else:
+                return v
+
+    def unary(self) -> float:
+        if self.peek() == "-":
+            self.take()
+            return -self.unary()
+        if self.peek() == "+":
+            self.take()
+            return self.unary()
+        return self.power()
+
+    def power(self) -> float:
+        base = self.atom()
+        if self.peek() == "^":
+            self.take()
+            if self.peek() in ("{", "("):
+                e = self.atom()
+            else:
+                tok = self.take()
+                if not (tok.isdigit() and len(tok) == 1):  # "2^10" is ambiguous in LaTeX
+                    raise _EvalFail
+                e = float(tok)
+            if base < 0 and e != int(e):
+                raise _EvalFail
+            return float(base**e)
+        return base
+
+    def group(self) -> float:
+        self.take("{")
+        v = self.expr()
+        self.take("}")
+        return v
+
+    def atom(self) -> float:
+        tok = self.take()
+        if tok[0].isdigit() or tok[0] == ".":
+            return float(tok)
+        if tok in _EVAL_CONST:
+            return _EVAL_CONST[tok]
+        if tok in _EVAL_VARS:
+            return _EVAL_VARS[tok]
+        if tok == "(":
+            v = self.expr()
+            self.take(")")
+            return v
+        if tok == "{":
+            self.i -= 1
+            return self.group()
+        if tok == "\\frac":
+            num = self.group()
+            return num / self.group()
+        if tok == "\\sqrt":
+            n = 2.0
+            if self.peek() == "[":
+                self.take()
+                n = self.expr()
+                self.take("]")
+            v = self.group()
+            if v < 0 or n == 0:
+                raise _EvalFail
+            return v ** (1.0 / n)
+        raise _EvalFail
+
+
+def _numeric_value(s: str) -> float | None:
+    """Float value of an expression (variables at fixed points), or None when it cannot be
+    evaluated safely. Two expressions whose values differ are not equivalent."""
+    if len(s) > 200 or not s:
+        return None
+    try:
+        v = _NumEval(s).run()
+    except (_EvalFail, ArithmeticError, ValueError, RecursionError, TypeError):
+        return None
+    if isinstance(v, complex) or v != v or v in (float("inf"), float("-inf")):
+        return None
+    return v
+
+
+def _split_top(s: str) -> list[str]:
+    """Splits on commas outside any brackets."""
+    parts, depth, start = [], 0, 0
+    for k, ch in enumerate(s):
+        if ch in "({[":
+            depth += 1
+        elif ch in ")}]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(s[start:k])
+            start = k + 1
+    parts.append(s[start:])
+    return parts
+
+
+def _tuple_values(key: str) -> tuple[str, list[float]] | None:
+    """"(1,\\frac{1}{2}]" -> ("(]", [1.0, 0.5]) for bracketed tuples / intervals of constants."""
+    if len(key) < 5 or key[0] not in "([" or key[-1] not in ")]":
+        return None
+    parts = _split_top(key[1:-1])
+    if len(parts) < 2:
+        return None
+    vals = []
+    for p in parts:
+        v = _numeric_value(p)
+        if v is None:
+            return None
+        vals.append(v)
+    return key[0] + key[-1], vals
+
+
+# "5 cm", "3 m^2": math_verify drops such units; the evaluator would read them as variables
+_UNIT_TAIL = re.compile(r"\d\s+[A-Za-z]+(?:\^\{?\d\}?)?\s*$")
+
+
+def _far(a: float, b: float) -> bool:
+    return abs(a - b) > 1e-3 * max(1.0, abs(a), abs(b))
+
+
+_COLLECTION = re.compile(r"\\cup|\\cap|\\pm|\\mp|\\begin\{|;|\bor\b|\band\b")
+# relations, R, empty set: math_verify compares intervals with inequalities etc.
+_SET_LIKE = re.compile(r"[<>=]|\\(?:le|ge|leq|geq|lt|gt|ne|neq|in|mathbb|emptyset|varnothing|infty)(?![A-Za-z])")
+
+
+def _is_collection(s: str) -> bool:
+    """Tuple / list / set / interval union / matrix / "a or b" (commas outside braces)."""
+    if _COLLECTION.search(s):
+        return True
+    depth = 0
+    for ch in s:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == "," and depth == 0:
             return True
     return False
 
@@ -463,6 +676,20 @@ def verify_answer(pred: str | None, gold: str | None) -> bool:
                 return True
             if (pn.denominator == 1 and gn.denominator == 1) and not (p_lossy or g_lossy):
                 return False
+        if not (p_lossy or g_lossy or _UNIT_TAIL.search(p_sem) or _UNIT_TAIL.search(g_sem)):
+            # cheap decisive "no": a single value vs a tuple/set/interval, or two constants
+            # that differ by more than 0.1% (sympy would take 5-50 ms to say the same)
+            if _is_collection(p_sem) != _is_collection(g_sem) and not (_SET_LIKE.search(p_sem) or _SET_LIKE.search(g_sem)):
+                return False
+            pv = _numeric_value(p_key)
+            gv = _numeric_value(g_key) if pv is not None else None
+            if pv is not None and gv is not None and _far(pv, gv):
+                return False
+            pt = _tuple_values(p_key)
+            gt = _tuple_values(g_key) if pt is not None else None
+            if pt is not None and gt is not None and pt[0] == gt[0] and len(pt[1]) == len(gt[1]):
+                if any(_far(a, b) for a, b in zip(pt[1], gt[1])):
+                    return False
         if len(p) > max(_MAX_SYMPY_ANSWER, 4 * len(g)) or _dangerous(p) or _dangerous(g):
             return False
         if _CALCULUS.search(p) and not _CALCULUS.search(g):
@@ -538,7 +765,9 @@ def _worker_main(fd: int, parent_pid: int) -> None:
     worker -> ``("ready", pid)`` once, then ``(idx, score, extracted, status, seconds)``
     per item, in order."""
     import signal
+    import warnings
 
+    warnings.filterwarnings("ignore")
     _set_parent_death_signal()
     if os.getppid() != parent_pid:
         return
@@ -751,6 +980,9 @@ class MathGrader:
             if wait:
                 deadline = time.monotonic() + self.startup_timeout
                 while any(not w.ready for w in self._workers) and time.monotonic() < deadline:
+                    if self._startup_failures >= 3:
+                        logger.error("grader workers fail to start (see their stderr above)")
+                        break
                     pending = [w for w in self._workers if not w.ready]
                     for c in _mp_wait([w.conn for w in pending], timeout=0.5):
                         w = next(x for x in pending if x.conn is c)

@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FIXTURE = Path(__file__).with_name("fixtures") / "equivalences.jsonl"
 CASES = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
+# sympy grinds on this for many seconds (no fast path can decide it)
+HANG = r"\boxed{\tan(\tan(\tan(\tan(\tan(1)))))}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def test_pathological_inputs_score_zero_within_timeout(math_grader):
         r"\boxed{\frac{\sqrt{}}{\left(}}",  # garbage LaTeX
         r"\boxed{9^{9^{9^{9}}}}",  # power tower
         r"\boxed{(10^{8})!}",  # huge factorial
-        r"\boxed{(x+y+z)^{300}}",  # sympy grinds on this until the timeout
+        HANG,  # sympy grinds on this until the timeout
         r"\boxed{" + "x+" * 5000 + "1}",  # very long answer
     ]
     t = time.perf_counter()
@@ -217,7 +219,7 @@ def test_stuck_worker_is_killed_and_replaced():
     # soft_timeout=False: nothing interrupts sympy inside the worker, the parent must kill it
     with MathGrader(num_workers=2, timeout=1.0, soft_timeout=False) as g:
         g.start()
-        comps = [r"\boxed{(x+y+z)^{300}}", r"\boxed{3}", r"\boxed{4}"]
+        comps = [HANG, r"\boxed{3}", r"\boxed{4}"]
         t = time.perf_counter()
         res = g.grade(comps, ["1", "3", "3"])
         elapsed = time.perf_counter() - t
@@ -226,7 +228,7 @@ def test_stuck_worker_is_killed_and_replaced():
         assert g.stats["killed"] == 1 and g.stats["spawned"] == 3
         # a chunk whose first item hangs: the rest of the chunk is regraded by a fresh worker
         g.chunk_size = 10
-        comps = [r"\boxed{(x+y+z)^{300}}"] + [rf"\boxed{{{i}}}" for i in range(9)]
+        comps = [HANG] + [rf"\boxed{{{i}}}" for i in range(9)]
         res = g.grade(comps, ["1"] + [str(i) for i in range(9)])
         assert res[0].status == "timeout" and all(r.status == "correct" for r in res[1:]), res
         assert g.stats["max_item_seconds"] >= 1.0
@@ -360,7 +362,7 @@ def test_accuracy_reward_chat_messages_and_ground_truth_column(math_grader):
 
 def test_accuracy_reward_counts_timeouts(math_grader):
     reward = AccuracyReward(grader=math_grader)
-    out = reward(prompts=["p", "p"], completions=[r"\boxed{(x+y+z)^{300}}", r"\boxed{1}"], answer=["1", "1"])
+    out = reward(prompts=["p", "p"], completions=[HANG, r"\boxed{1}"], answer=["1", "1"])
     assert out == [0.0, 1.0]
     assert reward.pop_metrics()["grader/timeouts"] == 1
 
