@@ -165,3 +165,6 @@ def rloo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     scale = torch.where(g > 1, g / (g - 1).clamp(min=1), torch.zeros_like(g))
     adv = scale * (r - mean)
     return {"main": broadcast_to_tokens(adv, batch.completion_mask)}
+
+
+from rl import decs as _decs  # noqa: F401,E402  registers "decs"
