@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+from rewards.decs import DECSRedundancyReward, decs_redundancy
 from rewards.format import format_reward, think_format_reward
 from rewards.math import (
     AccuracyReward,
@@ -27,6 +28,7 @@ from rewards.math import (
 REWARD_FUNCS: dict[str, Callable[..., list]] = {
     "accuracy": accuracy_reward,
     "choice_accuracy": choice_accuracy_reward,
+    "decs_redundancy": decs_redundancy,
     "format": format_reward,
     "think_format": think_format_reward,
 }
@@ -60,10 +62,12 @@ __all__ = [
     "get_reward_func",
     "AccuracyReward",
     "ChoiceAccuracyReward",
+    "DECSRedundancyReward",
     "GradeResult",
     "MathGrader",
     "accuracy_reward",
     "choice_accuracy_reward",
+    "decs_redundancy",
     "extract_answer",
     "extract_boxed",
     "extract_choice_letter",

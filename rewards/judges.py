@@ -1,0 +1,461 @@
+"""NRP judges for DECS: does a reasoning chunk present the correct final answer?
+
+DECS (arXiv 2509.25827) cuts a correct response's reasoning into chunks and asks a judge,
+chunk by chunk, whether the chunk *presents the correct final answer*. The first chunk
+judged "yes" closes the necessary reasoning prefix (NRP); everything after it is redundant.
+This module holds the judges; :mod:`rewards.decs` does the chunking and the reward.
+
+Every judge implements one batch method (so that all chunks of all responses of a rollout
+batch go out in a single call, concurrently where the judge allows)::
+
+    class Judge(Protocol):
+        def judge(self, items: list[JudgeItem]) -> list[bool | None]: ...
+        def pop_stats(self) -> dict[str, float]: ...   # counters since the last pop
+
+``True`` = the segment presents the correct final answer, ``False`` = it does not, ``None``
+= the judge could not decide (endpoint down and ``fallback="no_penalty"``): the caller then
+treats the whole response as having no redundant part.
+
+* :class:`RuleJudge` (default for the embedded tasks): extracts the chunk's candidate
+  answer(s) and compares them with the ground truth through :func:`rewards.math.verify_answer`
+  (in-process) or through a :class:`rewards.math.MathGrader` pool (per-item timeouts).
+* :class:`EndpointJudge`: an OpenAI-compatible chat-completions server running the released
+  detector (``vllm serve <path>/DECS_NRP_DETECTOR --port 10041``), which answers
+  ``\\boxed{yes}`` / ``\\boxed{no}``. Standard library HTTP only; concurrent requests, per-request
+  timeout, retries with exponential backoff, one overall deadline per call, and a configurable
+  fallback when the server cannot be reached. A dead judge never raises and never blocks
+  longer than the deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+from rewards.math import MathGrader, extract_answer, verify_answer
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_JUDGE_MODEL",
+    "DEFAULT_JUDGE_TEMPLATE",
+    "JUDGE_URL_ENV",
+    "JUDGE_API_KEY_ENV",
+    "EndpointJudge",
+    "Judge",
+    "JudgeItem",
+    "RuleJudge",
+    "chat_completions_url",
+    "parse_verdict",
+    "render_template",
+    "rule_candidates",
+]
+
+JUDGE_URL_ENV = "PARSIMONY_DECS_JUDGE_URL"
+JUDGE_API_KEY_ENV = "PARSIMONY_DECS_JUDGE_API_KEY"
+DEFAULT_JUDGE_MODEL = "DECS_NRP_DETECTOR"
+
+# The detector was fine-tuned on (problem, reasoning segment, ground truth) -> \boxed{yes|no}.
+# Placeholders: {problem}, {segment}, {ground_truth}; every other brace is literal (see
+# render_template), so the LaTeX below needs no escaping.
+DEFAULT_JUDGE_TEMPLATE = (
+    "You are given a math problem, its ground-truth answer, and one segment of a model's "
+    "step-by-step reasoning about the problem.\n"
+    "Decide whether this reasoning segment arrives at and explicitly states a final answer to "
+    "the problem that is equivalent to the ground-truth answer. An intermediate result that only "
+    "happens to equal the answer, an answer that is merely guessed, planned or repeated from the "
+    "problem statement, or a different final answer does not count.\n\n"
+    "Problem:\n{problem}\n\n"
+    "Reasoning segment:\n{segment}\n\n"
+    "Ground-truth answer:\n{ground_truth}\n\n"
+    "Does the reasoning segment present the correct final answer? "
+    "Reply with \\boxed{yes} or \\boxed{no} only."
+)
+
+_PLACEHOLDER = re.compile(r"\{(problem|segment|ground_truth)\}")
+_VERDICT = re.compile(r"\\boxed\s*\{\s*(?:\\text(?:bf)?\s*\{\s*)?(yes|no)\s*\}", re.I)
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One question to a judge: does ``segment`` present the correct final answer to ``problem``?"""
+
+    problem: str
+    segment: str
+    ground_truth: str
+
+
+@runtime_checkable
+class Judge(Protocol):
+    def judge(self, items: list[JudgeItem]) -> list[bool | None]: ...
+
+    def pop_stats(self) -> dict[str, float]: ...
+
+
+# ---------------------------------------------------------------------------------------
+# Rule judge
+# ---------------------------------------------------------------------------------------
+
+_EXPLICIT = re.compile(r"\\boxed|\\fbox|answer\s*(?:is|:)", re.I)
+_TRAIL = " \t.,;:!?*_$"
+
+
+def rule_candidates(segment: str, max_chars: int = 4000, max_answer_chars: int = 200) -> list[str]:
+    """Candidate final answers stated in a reasoning segment (the last ``max_chars`` of it).
+
+    If the segment states an answer explicitly (``\\boxed{..}``, ``the answer is X``,
+    ``final answer: X``, ``Answer: X``), that statement alone decides: ``[X]`` via
+    :func:`rewards.math.extract_answer`. Otherwise the candidates are the right-hand side of
+    the last ``=`` on the last non-empty line and what ``extract_answer`` falls back to (the
+    last math segment, else the last number). Candidates longer than ``max_answer_chars``
+    are dropped. Never raises.
+    """
+    if not segment:
+        return []
+    text = segment[-max_chars:]
+    out: list[str] = []
+    try:
+        extracted = extract_answer(text)
+    except Exception:  # extraction is meant to be total; be safe anyway
+        extracted = None
+    explicit = _EXPLICIT.search(text) is not None
+    if extracted is not None:
+        out.append(extracted.strip())
+    if not explicit:
+        lines = [ln for ln in text.split("\n") if ln.strip()]
+        if lines and "=" in lines[-1]:
+            rhs = lines[-1].rsplit("=", 1)[1].strip().strip(_TRAIL).strip()
+            if rhs and rhs not in out:
+                out.append(rhs)
+    return [c for c in out if c and len(c) <= max_answer_chars]
+
+
+class RuleJudge:
+    """Answer-extraction judge: "yes" when a candidate answer of the segment (see
+    :func:`rule_candidates`) is equivalent to the ground truth.
+
+    With ``grader=None`` the comparison runs in-process through
+    :func:`rewards.math.verify_answer` (numbers and short strings are decided by its fast
+    path without sympy). With a :class:`~rewards.math.MathGrader` the candidates are graded
+    in its worker pool, with its per-item timeout, in one batch. Segments are cut to their
+    last ``max_chars`` characters and candidates to ``max_answer_chars``.
+    """
+
+    def __init__(self, grader: MathGrader | None = None, max_chars: int = 4000, max_answer_chars: int = 200):
+        if max_chars < 1 or max_answer_chars < 1:
+            raise ValueError("max_chars and max_answer_chars must be >= 1")
+        self.grader = grader
+        self.max_chars = int(max_chars)
+        self.max_answer_chars = int(max_answer_chars)
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._seconds = 0.0
+
+    def judge(self, items: Sequence[JudgeItem]) -> list[bool | None]:
+        t0 = time.perf_counter()
+        cands = [rule_candidates(it.segment, self.max_chars, self.max_answer_chars) for it in items]
+        out: list[bool | None] = [False] * len(items)
+        if self.grader is not None:
+            flat = [(i, c) for i, cs in enumerate(cands) if items[i].ground_truth for c in cs]
+            if flat:
+                results = self.grader.grade(["\\boxed{" + c + "}" for _, c in flat], [items[i].ground_truth for i, _ in flat])
+                for (i, _), r in zip(flat, results):
+                    if r.correct:
+                        out[i] = True
+        else:
+            for i, (it, cs) in enumerate(zip(items, cands)):
+                gt = it.ground_truth
+                if gt is None or not str(gt).strip():
+                    continue
+                out[i] = any(verify_answer(c, str(gt)) for c in cs)
+        with self._lock:
+            self._calls += len(items)
+            self._seconds += time.perf_counter() - t0
+        return out
+
+    def pop_stats(self) -> dict[str, float]:
+        with self._lock:
+            s = {"calls": float(self._calls), "latency_s": self._seconds}
+            self._calls, self._seconds = 0, 0.0
+        return s
+
+
+# ---------------------------------------------------------------------------------------
+# Endpoint judge
+# ---------------------------------------------------------------------------------------
+
+
+def render_template(template: str, problem: str, segment: str, ground_truth: str) -> str:
+    """Fills ``{problem}``, ``{segment}`` and ``{ground_truth}`` in one pass. Unlike
+    ``str.format``, any other brace is kept literally (``\\boxed{yes}`` needs no escaping), and
+    braces inside the inserted texts are never interpreted."""
+    values = {"problem": problem, "segment": segment, "ground_truth": ground_truth}
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def parse_verdict(text: str | None) -> bool | None:
+    """The last ``\\boxed{yes}`` / ``\\boxed{no}`` (case-insensitive; ``\\boxed{\\text{yes}}``
+    too) -> True / False; None when the reply has neither."""
+    if not text:
+        return None
+    last = None
+    for m in _VERDICT.finditer(text):
+        last = m
+    if last is None:
+        return None
+    return last.group(1).lower() == "yes"
+
+
+def chat_completions_url(url: str) -> str:
+    """``http://h:p`` / ``http://h:p/v1`` / ``.../v1/chat/completions`` -> the full endpoint."""
+    u = url.strip().rstrip("/")
+    if u.endswith("/chat/completions"):
+        return u
+    if u.endswith("/v1"):
+        return u + "/chat/completions"
+    return u + "/v1/chat/completions"
+
+
+class _Failure(Exception):
+    def __init__(self, kind: str, msg: str):
+        super().__init__(msg)
+        self.kind = kind  # "timeout" | "error"
+
+
+class EndpointJudge:
+    """Judge through an OpenAI-compatible ``/v1/chat/completions`` server (the DECS NRP
+    detector served by vLLM, e.g. ``vllm serve <path>/DECS_NRP_DETECTOR --port 10041``).
+
+    Each item becomes one chat request whose single user message is ``template`` filled with
+    the item (:func:`render_template`; default :data:`DEFAULT_JUDGE_TEMPLATE`), sent with
+    ``temperature=0`` and ``max_tokens``. The reply's last ``\\boxed{yes|no}`` is the verdict;
+    any other reply counts as "no" and as ``unparseable``.
+
+    Robustness (a dead judge must not crash or hang training):
+
+    * requests run in a thread pool of ``concurrency`` threads, each with a socket ``timeout``;
+    * a failed request (connection refused, timeout, HTTP >= 400, bad JSON) is retried
+      ``retries`` times, sleeping ``backoff * 2**attempt`` seconds in between;
+    * one :meth:`judge` call never takes much longer than ``deadline`` seconds (default: enough
+      for every request to use all its attempts once, sequentially per thread, capped at 300 s);
+      requests not finished by then count as timeouts;
+    * segments longer than ``max_segment_chars`` are not sent and count as "no";
+    * an item whose request finally failed gets the ``fallback``: ``"rule"`` = the verdict of a
+      :class:`RuleJudge` (in-process), ``"no_penalty"`` = ``None`` (the caller treats that
+      response as having no redundant part).
+
+    ``url`` defaults to ``$PARSIMONY_DECS_JUDGE_URL``; an API key, if any, is read from the
+    environment variable named by ``api_key_env`` (default ``PARSIMONY_DECS_JUDGE_API_KEY``) and
+    sent as ``Authorization: Bearer``. :meth:`pop_stats` returns and resets: calls (items),
+    requests (HTTP attempts), timeouts, errors, fallbacks, unparseable, skipped_long,
+    latency_s (wall time of judge calls).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        model: str = DEFAULT_JUDGE_MODEL,
+        template: str = DEFAULT_JUDGE_TEMPLATE,
+        *,
+        timeout: float = 30.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        concurrency: int = 16,
+        max_segment_chars: int = 20_000,
+        fallback: str = "rule",
+        deadline: float | None = None,
+        max_tokens: int = 128,
+        api_key_env: str = JUDGE_API_KEY_ENV,
+        rule_judge: RuleJudge | None = None,
+    ):
+        url = url or os.environ.get(JUDGE_URL_ENV)
+        if not url:
+            raise ValueError(f"EndpointJudge needs a url (argument or ${JUDGE_URL_ENV})")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"judge url must start with http:// or https://, got {url!r}")
+        if "{segment}" not in template:
+            raise ValueError("judge template must contain the {segment} placeholder")
+        if fallback not in ("rule", "no_penalty"):
+            raise ValueError(f"fallback must be 'rule' or 'no_penalty', got {fallback!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        if int(retries) < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        if int(concurrency) < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if int(max_segment_chars) < 1:
+            raise ValueError(f"max_segment_chars must be >= 1, got {max_segment_chars}")
+        if backoff < 0:
+            raise ValueError(f"backoff must be >= 0, got {backoff}")
+        self.url = chat_completions_url(url)
+        self.model = model
+        self.template = template
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.concurrency = int(concurrency)
+        self.max_segment_chars = int(max_segment_chars)
+        self.fallback = fallback
+        self.max_tokens = int(max_tokens)
+        self.api_key_env = api_key_env
+        if deadline is None:
+            per_item = (self.retries + 1) * self.timeout + sum(self.backoff * 2**a for a in range(self.retries))
+            deadline = min(300.0, max(per_item, 1.0))
+        if not deadline > 0:
+            raise ValueError(f"deadline must be > 0, got {deadline}")
+        self.deadline = float(deadline)
+        self.rule_judge = rule_judge or RuleJudge()
+        self._lock = threading.Lock()
+        self._stats = self._zero_stats()
+
+    @staticmethod
+    def _zero_stats() -> dict[str, float]:
+        keys = ("calls", "requests", "timeouts", "errors", "fallbacks", "unparseable", "skipped_long", "latency_s")
+        return {k: 0.0 for k in keys}
+
+    def _count(self, key: str, n: float = 1.0) -> None:
+        with self._lock:
+            self._stats[key] += n
+
+    def pop_stats(self) -> dict[str, float]:
+        with self._lock:
+            s, self._stats = self._stats, self._zero_stats()
+        return s
+
+    # -- one request ---------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            h["Authorization"] = f"Bearer {key}"
+        return h
+
+    def _post(self, body: bytes, timeout: float) -> str:
+        """One HTTP attempt -> the reply's message content."""
+        import urllib.error  # lazy: keeps ``import rewards`` cheap
+        import urllib.request
+
+        req = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
+        self._count("requests")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raise _Failure("error", f"HTTP {e.code}") from None
+        except (TimeoutError, OSError) as e:  # socket.timeout is TimeoutError; URLError is OSError
+            reason = getattr(e, "reason", e)
+            kind = "timeout" if isinstance(e, TimeoutError) or isinstance(reason, TimeoutError) else "error"
+            raise _Failure(kind, f"{type(reason).__name__}: {reason}") from None
+        except Exception as e:  # http.client oddities (RemoteDisconnected is an OSError already)
+            raise _Failure("error", f"{type(e).__name__}: {e}") from None
+        try:
+            data = json.loads(raw)
+            content = data["choices"][0]["message"]["content"]
+        except Exception:
+            raise _Failure("error", "malformed chat-completions response") from None
+        return content if isinstance(content, str) else ""
+
+    def _ask(self, item: JudgeItem, stop_at: float, cancelled: threading.Event) -> bool:
+        """Verdict for one item with retries; raises _Failure when every attempt failed."""
+        prompt = render_template(self.template, item.problem, item.segment, item.ground_truth)
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0.0,
+                "max_tokens": self.max_tokens,
+            }
+        ).encode()
+        last: _Failure | None = None
+        for attempt in range(self.retries + 1):
+            left = stop_at - time.monotonic()
+            if cancelled.is_set() or left <= 0.05:
+                raise last or _Failure("timeout", "deadline reached before the request")
+            try:
+                content = self._post(body, min(self.timeout, left))
+            except _Failure as f:
+                last = f
+                if attempt < self.retries:
+                    pause = self.backoff * (2**attempt)
+                    if cancelled.wait(min(pause, max(0.0, stop_at - time.monotonic()))):
+                        break
+                continue
+            verdict = parse_verdict(content)
+            if verdict is None:
+                self._count("unparseable")
+                return False
+            return verdict
+        raise last or _Failure("timeout", "cancelled")
+
+    # -- the batch -----------------------------------------------------------------------
+
+    def judge(self, items: Sequence[JudgeItem]) -> list[bool | None]:
+        return self.judge_detailed(items)[0]
+
+    def judge_detailed(self, items: Sequence[JudgeItem]) -> tuple[list[bool | None], list[bool]]:
+        """(verdicts, fell_back): ``fell_back[i]`` is True when item i's request failed and its
+        verdict came from the fallback (a RuleJudge verdict, or None for ``"no_penalty"``)."""
+        items = list(items)
+        t0 = time.monotonic()
+        stop_at = t0 + self.deadline
+        out: list[bool | None] = [False] * len(items)
+        failed: list[int] = []
+        todo = []
+        for i, it in enumerate(items):
+            if len(it.segment) > self.max_segment_chars:
+                self._count("skipped_long")
+            else:
+                todo.append(i)
+        if todo:
+            cancelled = threading.Event()
+            pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)), thread_name_prefix="decs-judge")
+            futures = {pool.submit(self._ask, items[i], stop_at, cancelled): i for i in todo}
+            pending = set(futures)
+            try:
+                while pending:
+                    left = stop_at - time.monotonic()
+                    if left <= 0:
+                        break
+                    done, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        i = futures[fut]
+                        try:
+                            out[i] = fut.result()
+                        except _Failure as f:
+                            self._count("timeouts" if f.kind == "timeout" else "errors")
+                            failed.append(i)
+                        except Exception as e:  # a bug must not take training down
+                            logger.warning("DECS judge request failed unexpectedly: %r", e)
+                            self._count("errors")
+                            failed.append(i)
+            finally:
+                cancelled.set()
+                for fut in pending:  # past the deadline: abandoned (threads end within `timeout`)
+                    fut.cancel()
+                    self._count("timeouts")
+                    failed.append(futures[fut])
+                pool.shutdown(wait=False, cancel_futures=True)
+        if failed:
+            failed.sort()
+            self._count("fallbacks", len(failed))
+            logger.warning("DECS judge at %s: %d/%d requests failed; fallback=%s", self.url, len(failed), len(items), self.fallback)
+            if self.fallback == "rule":
+                for i, v in zip(failed, self.rule_judge.judge([items[i] for i in failed])):
+                    out[i] = v
+            else:
+                for i in failed:
+                    out[i] = None
+        self._count("calls", len(items))
+        self._count("latency_s", time.monotonic() - t0)
+        fell_back = [False] * len(items)
+        for i in failed:
+            fell_back[i] = True
+        return out, fell_back
