@@ -163,3 +163,6 @@ def shuffle_groups(groups: list[ScoredGroup], seed: int) -> list[ScoredGroup]:
     out = list(groups)
     rng.shuffle(out)
     return out
+
+
+from curriculum import decs_kappa as _decs_kappa  # noqa: F401,E402  registers "decs_kappa"
