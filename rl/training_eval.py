@@ -1,28 +1,79 @@
 """Periodic held-out evaluation during training (``eval_steps``), with the same code as
-``parsimony eval``."""
+``parsimony eval`` (:mod:`rl.benchmarks` to load, :func:`rl.evaluate.evaluate_dataset` to
+generate and grade).
+
+``eval_dataset`` may name registered benchmarks (``math500``, ``aime24,gpqa``, ``all``),
+``task:<name>``, a .parquet/.jsonl file or a hub dataset id (its ``test`` split); unset, a
+``task:`` training set evaluates on the task's test split. ``eval_num_examples`` caps the
+problems per benchmark (the first K; a task's test split is built with that many).
+Decoding is greedy with ``max_completion_length`` new tokens.
+
+Logged under ``eval/``: with one benchmark ``accuracy``, ``mean_tokens``, ... as before;
+with several, ``<benchmark>/<metric>`` for each plus the unweighted mean over benchmarks of
+``accuracy`` and ``mean_tokens``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+# numeric metrics of evaluate_dataset that are logged
+LOGGED = ("accuracy", "maj@n", "mean_tokens", "median_tokens", "mean_tokens_correct", "mean_tokens_incorrect",
+          "truncated_frac", "no_answer_frac", "mean_tool_calls", "num_problems", "seconds", "tokens_per_second")
 
-def eval_dataset_for(cfg: Any):
-    """The configured eval set, or the task's test split for a ``task:`` dataset."""
-    from curriculum.data import load_dataset_spec
+
+def eval_benchmarks_for(cfg: Any) -> list[Any] | None:
+    """The configured eval benchmarks (a list of :class:`rl.benchmarks.Benchmark`), or None."""
+    from rl.benchmarks import canonical_name, expand_benchmark_names, load_registered, load_table_benchmark, load_task
 
     spec = getattr(cfg, "eval_dataset", None)
-    if spec:
-        return load_dataset_spec(spec, "test", cfg.eval_num_examples, cfg.seed + 1, cfg.dataset_kwargs)
-    if cfg.dataset.startswith("task:"):
-        return load_dataset_spec(cfg.dataset, "test", cfg.eval_num_examples, cfg.seed + 1, cfg.dataset_kwargs)
-    return None
+    dataset = getattr(cfg, "dataset", "") or ""
+    if not spec and dataset.startswith("task:"):
+        spec = dataset
+    if not spec:
+        return None
+    limit = int(cfg.eval_num_examples)
+    out = []
+    for name in expand_benchmark_names([spec]):
+        if name.startswith("task:"):
+            kwargs = dict(getattr(cfg, "dataset_kwargs", None) or {}) if name == dataset else {}
+            out.append(load_task(name, limit, seed=cfg.seed + 1, **kwargs))
+        elif canonical_name(name) is not None:
+            out.append(load_registered(name, limit=limit))
+        else:  # a file, or a hub dataset id (test split)
+            out.append(load_table_benchmark(name, split="test", limit=limit))
+    return out
+
+
+def eval_dataset_for(cfg: Any):
+    """Backward-compatible name: the first configured benchmark (or None)."""
+    benches = eval_benchmarks_for(cfg)
+    return benches[0] if benches else None
+
+
+def summarize_for_logging(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """{benchmark: evaluate_dataset result} -> the flat numeric metrics that are logged."""
+
+    def numeric(res: dict[str, Any]) -> dict[str, float]:
+        return {k: float(res[k]) for k in LOGGED if isinstance(res.get(k), (int, float)) and not isinstance(res.get(k), bool)}
+
+    if len(results) == 1:
+        return numeric(next(iter(results.values())))
+    flat: dict[str, float] = {}
+    for name, res in results.items():
+        flat.update({f"{name}/{k}": v for k, v in numeric(res).items()})
+    for key in ("accuracy", "mean_tokens"):
+        vals = [res[key] for res in results.values() if isinstance(res.get(key), (int, float))]
+        if vals:
+            flat[key] = sum(vals) / len(vals)
+    return flat
 
 
 def attach_eval(trainer: Any, cfg: Any) -> None:
     if getattr(cfg, "eval_steps", 0) <= 0:
         return
-    dataset = eval_dataset_for(cfg)
-    if dataset is None:
+    benchmarks = eval_benchmarks_for(cfg)
+    if not benchmarks:
         trainer.log_line("[parsimony] eval_steps is set but there is no eval_dataset; evaluation is off")
         return
 
@@ -31,17 +82,20 @@ def attach_eval(trainer: Any, cfg: Any) -> None:
 
         if not trainer.is_main:
             return {}
-        res = evaluate_dataset(
-            trainer.unwrapped_model,
-            trainer.tokenizer,
-            dataset,
-            greedy=True,
-            max_new_tokens=cfg.max_completion_length,
-            system_prompt=cfg.system_prompt,
-        )
-        trainer.log_line(
-            f"[eval] step {trainer.global_step}: accuracy {res['accuracy']:.3f}, mean tokens {res['mean_tokens']:.1f}"
-        )
-        return {k: v for k, v in res.items() if isinstance(v, (int, float))}
+        results = {}
+        for bench in benchmarks:
+            results[bench.name] = evaluate_dataset(
+                trainer.unwrapped_model,
+                trainer.tokenizer,
+                bench,
+                greedy=True,
+                max_new_tokens=cfg.max_completion_length,
+                system_prompt=getattr(cfg, "system_prompt", None),
+                seed=cfg.seed,
+            )
+        flat = summarize_for_logging(results)
+        parts = [f"{name}: accuracy {r['accuracy']:.3f}, mean tokens {r['mean_tokens']:.1f}" for name, r in results.items()]
+        trainer.log_line(f"[eval] step {trainer.global_step}: " + "; ".join(parts))
+        return flat
 
     trainer.set_eval_fn(run)

@@ -1,0 +1,356 @@
+"""Benchmark registry and loading: every evaluation source becomes a :class:`Benchmark`,
+a list of :class:`EvalProblem` (prompt, ground-truth answer) plus its grading mode.
+
+Sources (:func:`load_benchmark`):
+
+* a registered name (``aime24, aime25, amc23, hmmt25, math500, olympiadbench, gpqa``; ``all``
+  expands to every one): ``<data_dir>/<directory>/test.parquet`` in the shared layout
+  (``data_source, prompt`` as chat messages, ``reward_model.ground_truth``, ``extra_info``);
+* ``task:<name>``: the test split of an embedded synthetic task (``curriculum.tasks``);
+* a ``.parquet`` / ``.jsonl`` / ``.json`` file with a ``prompt`` column and an answer
+  (``answer``, ``ground_truth`` or ``reward_model.ground_truth``), or other columns named
+  with ``prompt_column`` / ``answer_column``;
+* a hub dataset id (:func:`load_table_benchmark` with ``datasets.load_dataset``) with a
+  split and a column mapping.
+
+The hub and file paths go through the same function, :func:`load_table_benchmark`, which
+maps columns with :func:`rows_to_problems`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from curriculum.data import DatasetError, get_field, get_ground_truth, validate_prompt
+
+FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
+DATA_DIR_ENV = "PARSIMONY_BENCHMARK_DIR"
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str  # the name users type
+    directory: str  # directory under the data dir holding test.parquet
+    title: str  # what it is
+    num_problems: int  # rows in the shared copy
+    mode: str = "math"  # grading mode: math | choice
+    aliases: tuple[str, ...] = ()
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    s.name: s
+    for s in (
+        BenchmarkSpec("aime24", "aime2024", "AIME 2024", 30, aliases=("aime2024", "aime_2024")),
+        BenchmarkSpec("aime25", "aime2025", "AIME 2025", 30, aliases=("aime2025", "aime_2025")),
+        BenchmarkSpec("amc23", "amc23", "AMC 2023", 40, aliases=("amc2023",)),
+        BenchmarkSpec("hmmt25", "hmmt25", "HMMT February 2025", 30, aliases=("hmmt_feb_2025", "hmmt2025")),
+        BenchmarkSpec("math500", "math", "MATH-500", 500, aliases=("math-500", "math_500")),
+        BenchmarkSpec("olympiadbench", "olympiad_bench", "OlympiadBench (maths, English, open-ended)", 581,
+                      aliases=("olympiad_bench", "olympiad")),
+        BenchmarkSpec("gpqa", "gpqa_diamond", "GPQA-Diamond (multiple choice)", 198, mode="choice",
+                      aliases=("gpqa_diamond", "gpqa-diamond")),
+    )
+}
+_ALIASES = {a: s.name for s in BENCHMARKS.values() for a in (s.name, *s.aliases)}
+
+
+@dataclass
+class EvalProblem:
+    index: int  # position in the source (after --limit: still the source position)
+    prompt: Any  # chat messages (list of {"role", "content"}) or a string
+    answer: str  # ground truth (a choice letter or "B) text" for choice benchmarks)
+    data_source: str = ""
+
+
+@dataclass
+class Benchmark:
+    name: str
+    problems: list[EvalProblem]
+    mode: str = "math"
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+
+# ---------------------------------------------------------------------------------------
+# names
+# ---------------------------------------------------------------------------------------
+
+
+def canonical_name(name: str) -> str | None:
+    """Registered name for ``name`` or one of its aliases (case-insensitive), else None."""
+    return _ALIASES.get(name.strip().lower())
+
+
+def expand_benchmark_names(names: Iterable[str]) -> list[str]:
+    """``all`` -> every registered benchmark; registered aliases -> their names; anything
+    else (``task:...``, files) unchanged. Duplicates are dropped, order kept."""
+    out: list[str] = []
+    for raw in names:
+        for name in (x for x in str(raw).split(",") if x.strip()):
+            name = name.strip()
+            items = list(BENCHMARKS) if name.lower() == "all" else [canonical_name(name) or name]
+            out.extend(i for i in items if i not in out)
+    return out
+
+
+def default_data_dir() -> Path | None:
+    """``$PARSIMONY_BENCHMARK_DIR``, else ``../shared/data/benchmarks`` next to the repository
+    when it exists, else None."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env)
+    candidate = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks"
+    return candidate if candidate.is_dir() else None
+
+
+def _looks_like_file(spec: str) -> bool:
+    return spec.lower().endswith(FILE_SUFFIXES)
+
+
+# ---------------------------------------------------------------------------------------
+# rows -> problems
+# ---------------------------------------------------------------------------------------
+
+
+def _answer_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:  # NaN from pandas
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
+        vals = [v for v in (_answer_value(x) for x in value) if v is not None]
+        return ", ".join(vals) if vals else None  # several accepted parts (e.g. OlympiadBench)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    s = str(value).strip()
+    return s or None
+
+
+def _prompt_value(value: Any) -> Any:
+    if type(value).__name__ == "ndarray":  # pandas stores lists as numpy arrays
+        value = list(value)
+    if isinstance(value, (list, tuple)):
+        return [dict(m) if isinstance(m, dict) else m for m in value]
+    return value
+
+
+def rows_to_problems(
+    rows: Iterable[dict[str, Any]],
+    *,
+    prompt_column: str = "prompt",
+    answer_column: str | None = None,
+    prompt_template: str | None = None,
+    name: str = "dataset",
+    limit: int | None = None,
+) -> list[EvalProblem]:
+    """Map table rows to problems.
+
+    ``prompt_column`` (dotted paths like ``a.b`` allowed) holds chat messages or a string;
+    ``answer_column`` the ground truth (default: ``reward_model.ground_truth``, then
+    ``ground_truth``, then ``answer``). A list answer is joined with ``", "``; numbers become
+    strings (``2.0`` -> ``"2"``). ``prompt_template`` (containing ``{prompt}``) is applied to
+    string prompts and to the content of the last user message. Raises
+    :class:`DatasetError` naming the row and field when a row is unusable.
+    """
+    if prompt_template is not None and "{prompt}" not in prompt_template:
+        raise DatasetError(f"prompt_template must contain '{{prompt}}', got {prompt_template!r}")
+    out: list[EvalProblem] = []
+    for i, row in enumerate(rows):
+        if limit is not None and len(out) >= limit:
+            break
+        prompt = _prompt_value(get_field(row, prompt_column))
+        problem = validate_prompt(prompt)
+        if problem:
+            cols = sorted(row) if isinstance(row, dict) else []
+            raise DatasetError(f"{name}: row {i} field {prompt_column!r} {problem} (columns: {cols})")
+        if answer_column:
+            answer = _answer_value(get_field(row, answer_column))
+            looked = repr(answer_column)
+        else:
+            answer = _answer_value(get_ground_truth(row))
+            looked = "reward_model.ground_truth, ground_truth, answer"
+        if answer is None:
+            raise DatasetError(f"{name}: row {i} has no answer (looked for {looked})")
+        if prompt_template is not None:
+            prompt = _apply_template(prompt, prompt_template)
+        out.append(EvalProblem(index=i, prompt=prompt, answer=answer, data_source=str(row.get("data_source") or name)))
+    if not out:
+        raise DatasetError(f"{name}: no problems")
+    return out
+
+
+def _apply_template(prompt: Any, template: str) -> Any:
+    if isinstance(prompt, str):
+        return template.replace("{prompt}", prompt)
+    messages = [dict(m) for m in prompt]
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            m["content"] = template.replace("{prompt}", str(m["content"]))
+            break
+    return messages
+
+
+# ---------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------
+
+
+def read_table(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a local ``.parquet`` / ``.jsonl`` / ``.json`` file as Python dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"benchmark file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    text = path.read_text()
+    if suffix == ".jsonl":
+        rows = []
+        for ln, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DatasetError(f"{path}: line {ln} is not valid JSON ({e.msg})") from None
+        return rows
+    if suffix == ".json":
+        data = json.loads(text)
+        if isinstance(data, dict):  # {"data": [...]} or column-oriented {"prompt": [...], ...}
+            if len(data) == 1 and isinstance(next(iter(data.values())), list):
+                data = next(iter(data.values()))
+            elif data and all(isinstance(v, list) for v in data.values()):
+                keys = list(data)
+                data = [dict(zip(keys, vals)) for vals in zip(*data.values())]
+        if not isinstance(data, list):
+            raise DatasetError(f"{path}: expected a list of rows")
+        return data
+    raise DatasetError(f"{path}: unsupported file type {suffix!r} (use {', '.join(FILE_SUFFIXES)})")
+
+
+def load_registered(name: str, data_dir: str | Path | None = None, limit: int | None = None) -> Benchmark:
+    """A registered benchmark from ``<data_dir>/<directory>/test.parquet``."""
+    canon = canonical_name(name)
+    if canon is None:
+        raise DatasetError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}, all")
+    spec = BENCHMARKS[canon]
+    data_dir = Path(data_dir) if data_dir else default_data_dir()
+    if data_dir is None:
+        raise DatasetError(
+            f"benchmark {canon!r} needs --data-dir (a directory with {spec.directory}/test.parquet); "
+            f"../shared/data/benchmarks was not found and ${DATA_DIR_ENV} is unset"
+        )
+    path = data_dir / spec.directory / "test.parquet"
+    if not path.is_file():
+        raise DatasetError(f"benchmark {canon!r}: {path} does not exist (is --data-dir right?)")
+    problems = rows_to_problems(read_table(path), name=canon, limit=limit)
+    return Benchmark(canon, problems, mode=spec.mode, source=str(path), meta={"title": spec.title})
+
+
+def load_task(spec: str, num_examples: int = 200, seed: int = 1, limit: int | None = None, **task_kwargs) -> Benchmark:
+    """``task:<name>``: the test split of an embedded synthetic task (seeded)."""
+    from curriculum.tasks import get_task_dataset
+
+    task = spec[len("task:"):]
+    try:
+        ds = get_task_dataset(task, num_examples, seed=seed, split="test", **task_kwargs)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
+    problems = rows_to_problems(ds, name=spec, limit=limit)
+    return Benchmark(spec, problems, mode="math", source=f"{spec} (test split, {num_examples} problems, seed {seed})")
+
+
+def load_table_benchmark(
+    source: str,
+    *,
+    name: str | None = None,
+    split: str = "test",
+    config: str | None = None,
+    prompt_column: str = "prompt",
+    answer_column: str | None = None,
+    prompt_template: str | None = None,
+    mode: str | None = None,
+    limit: int | None = None,
+    loader: Any = None,
+) -> Benchmark:
+    """A benchmark from a table: a local file, or else a hub dataset id loaded with
+    ``datasets.load_dataset(source, config, split=split)`` (``loader`` replaces that call).
+    Columns are mapped with :func:`rows_to_problems`. The name defaults to the file stem /
+    the last part of the id; the grading mode to the registered benchmark of that name
+    (``gpqa`` -> choice), else ``math``."""
+    path = Path(source)
+    if path.is_file():
+        rows: Any = read_table(path)
+        default_name = path.stem
+    elif _looks_like_file(source):
+        raise DatasetError(f"benchmark file {source!r} does not exist")
+    else:
+        if loader is None:
+            import datasets
+
+            loader = datasets.load_dataset
+        try:
+            rows = loader(source, config, split=split) if config else loader(source, split=split)
+        except Exception as e:  # network / auth / missing split: one line
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DatasetError(f"could not load hub dataset {source!r} (split {split!r}): {msg}") from None
+        default_name = source.rstrip("/").split("/")[-1]
+    name = name or default_name
+    canon = canonical_name(name)
+    if mode is None:
+        mode = BENCHMARKS[canon].mode if canon else "math"
+    if mode not in ("math", "choice"):
+        raise DatasetError(f"grading mode must be 'math' or 'choice', got {mode!r}")
+    problems = rows_to_problems(
+        rows, prompt_column=prompt_column, answer_column=answer_column, prompt_template=prompt_template,
+        name=name, limit=limit,
+    )
+    src = str(path) if path.is_file() else f"hub:{source}" + (f":{config}" if config else "") + f" [{split}]"
+    return Benchmark(name, problems, mode=mode, source=src)
+
+
+def load_benchmark(
+    spec: str,
+    *,
+    data_dir: str | Path | None = None,
+    limit: int | None = None,
+    task_num_examples: int = 200,
+    seed: int = 1,
+    prompt_column: str = "prompt",
+    answer_column: str | None = None,
+    prompt_template: str | None = None,
+    mode: str | None = None,
+    task_kwargs: dict[str, Any] | None = None,
+) -> Benchmark:
+    """One benchmark from a registered name, ``task:<name>`` or a local file (see module doc).
+
+    ``limit`` keeps the first K problems. ``task_num_examples`` and ``seed`` size and seed a
+    synthetic task's test split.
+    """
+    spec = spec.strip()
+    if spec.startswith("task:"):
+        return load_task(spec, task_num_examples, seed=seed, limit=limit, **(task_kwargs or {}))
+    if canonical_name(spec) is not None:
+        return load_registered(spec, data_dir, limit=limit)
+    if _looks_like_file(spec) or Path(spec).is_file():
+        return load_table_benchmark(
+            spec, prompt_column=prompt_column, answer_column=answer_column, prompt_template=prompt_template,
+            mode=mode, limit=limit,
+        )
+    raise DatasetError(
+        f"unknown benchmark {spec!r}: use one of {', '.join(BENCHMARKS)}, all, task:<name>, a .parquet/.jsonl "
+        "file, or --hub-dataset ID for a hub dataset"
+    )
+
+
+def load_benchmarks(specs: Sequence[str], **kwargs: Any) -> list[Benchmark]:
+    """:func:`load_benchmark` for each of ``expand_benchmark_names(specs)``."""
+    return [load_benchmark(s, **kwargs) for s in expand_benchmark_names(specs)]
