@@ -1,0 +1,337 @@
+"""NRP judges: the rule judge, and the endpoint judge against real local HTTP servers."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from rewards.judges import (
+    DEFAULT_JUDGE_TEMPLATE,
+    EndpointJudge,
+    JudgeItem,
+    RuleJudge,
+    chat_completions_url,
+    parse_verdict,
+    render_template,
+    rule_candidates,
+)
+
+# --------------------------------------------------------------------------- rule judge
+
+
+def test_rule_candidates():
+    assert rule_candidates("So the answer is 15.\n") == ["15"]
+    assert rule_candidates("Thus \\boxed{\\frac{3}{4}} done") == ["\\frac{3}{4}"]
+    assert rule_candidates("3 + 4 = 7\n7 * 2 = 14\n") == ["14"]
+    # explicit statement decides alone (the "=" of the line above is not a candidate)
+    assert rule_candidates("x = 15\nSo the answer is 14.") == ["14"]
+    # no explicit statement: last number and the right-hand side of the last "=" on the last line
+    assert rule_candidates("so x = \\frac{1}{2}.") == ["2", "\\frac{1}{2}"]
+    assert rule_candidates("") == [] and rule_candidates("no numbers here") == []
+
+
+@pytest.mark.parametrize("use_grader", [False, True])
+def test_rule_judge(use_grader, math_grader):
+    judge = RuleJudge(grader=math_grader if use_grader else None)
+    items = [
+        JudgeItem("p", "Let me compute.\n3 + 4 = 7\nSo the answer is 7.\n", "7"),
+        JudgeItem("p", "Wait, check.\n3 + 4 = 7\nYes, the answer is 7.\n", "8"),
+        JudgeItem("p", "x = 15\nSo the answer is 14.", "15"),
+        JudgeItem("p", "Therefore $x = \\dfrac{1}{2}$\n", "0.5"),
+        JudgeItem("p", "Hmm, I am not sure yet.\n", "3"),
+        JudgeItem("p", "the answer is 3", ""),
+        JudgeItem("p", "1" * 1_000_000, "1"),  # pathological: bounded, no hang
+    ]
+    t0 = time.monotonic()
+    assert judge.judge(items) == [True, False, False, True, False, False, False]
+    assert time.monotonic() - t0 < 10
+    s = judge.pop_stats()
+    assert s["calls"] == len(items) and s["latency_s"] >= 0
+    assert judge.pop_stats()["calls"] == 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_render_template_and_parse_verdict():
+    t = "P={problem} S={segment} G={ground_truth} \\boxed{yes} {other}"
+    got = render_template(t, problem="a{segment}", segment="\\frac{1}{2}", ground_truth="{x}")
+    assert got == "P=a{segment} S=\\frac{1}{2} G={x} \\boxed{yes} {other}"
+    d = render_template(DEFAULT_JUDGE_TEMPLATE, "PROB", "SEG", "GT")
+    assert "PROB" in d and "SEG" in d and "GT" in d and "\\boxed{yes}" in d and "{" + "segment}" not in d
+    assert parse_verdict("\\boxed{yes}") is True
+    assert parse_verdict("thinking... \\boxed{no}") is False
+    assert parse_verdict("\\boxed{no} hmm, actually \\boxed{ YES }") is True
+    assert parse_verdict("\\boxed{\\text{yes}}") is True
+    assert parse_verdict("yes") is None and parse_verdict("\\boxed{maybe}") is None and parse_verdict(None) is None
+
+
+def test_chat_completions_url():
+    assert chat_completions_url("http://h:1") == "http://h:1/v1/chat/completions"
+    assert chat_completions_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
+    assert chat_completions_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
+
+
+def test_endpoint_judge_config(monkeypatch):
+    monkeypatch.delenv("PARSIMONY_DECS_JUDGE_URL", raising=False)
+    with pytest.raises(ValueError, match="url"):
+        EndpointJudge()
+    monkeypatch.setenv("PARSIMONY_DECS_JUDGE_URL", "http://127.0.0.1:10041")
+    j = EndpointJudge()
+    assert j.url == "http://127.0.0.1:10041/v1/chat/completions" and j.model == "DECS_NRP_DETECTOR"
+    assert j.fallback == "rule" and j.deadline == pytest.approx(3 * 30 + 0.5 + 1.0)
+    for kw in ({"fallback": "x"}, {"timeout": 0}, {"retries": -1}, {"concurrency": 0}, {"template": "{problem}"},
+               {"max_segment_chars": 0}, {"deadline": 0}):
+        with pytest.raises(ValueError):
+            EndpointJudge(**kw)
+
+
+# --------------------------------------------------------------------------- local servers
+
+TEST_TEMPLATE = "SEG<<{segment}>> GT<<{ground_truth}>> PROB<<{problem}>>"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *a):  # quiet
+        pass
+
+    def do_POST(self):
+        srv = self.server
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        with srv.lock:
+            srv.requests.append({"body": body, "auth": self.headers.get("Authorization"), "path": self.path})
+        mode = srv.mode
+        if mode == "sleep":
+            time.sleep(srv.sleep)
+        if mode == "500":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"boom")
+            return
+        content = body["messages"][-1]["content"]
+        if mode == "garbage":
+            reply = "I think so."
+        elif mode == "bad_json":
+            raw = b"not json"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+            return
+        else:  # inspect the segment: yes iff it states "the answer is <ground truth>"
+            seg = re.search(r"SEG<<(.*?)>> GT<<", content, re.S)
+            gt = re.search(r"GT<<(.*?)>>", content, re.S)
+            if seg is None:  # default template
+                seg = re.search(r"Reasoning segment:\n(.*?)\n\nGround-truth answer:", content, re.S)
+                gt = re.search(r"Ground-truth answer:\n(.*?)\n\n", content, re.S)
+            ok = seg is not None and gt is not None and f"answer is {gt.group(1)}" in seg.group(1)
+            reply = "\\boxed{yes}" if ok else "\\boxed{no}"
+        raw = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+@pytest.fixture()
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.handle_error = lambda request, client_address: None  # clients that timed out: broken pipes
+    srv.mode = "ok"
+    srv.sleep = 0.0
+    srv.lock = threading.Lock()
+    srv.requests = []
+    th = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    th.start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _closed_port_url() -> str:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+ITEMS = [
+    JudgeItem("3 + 4", "Let me compute.\n3 + 4 = 7\nSo the answer is 7.\n", "7"),
+    JudgeItem("3 + 4", "Wait, check.\n3 + 4 = 7\nthat is 7.\n", "7"),
+    JudgeItem("2 * 5", "Hmm.\nYes, the answer is 10.\n", "10"),
+    JudgeItem("2 * 5", "Alternatively the answer is 11.\n", "10"),
+]
+# what the test server says (segment states "answer is <gt>") and what the rule judge says
+SERVER_VERDICTS = [True, False, True, False]
+RULE_VERDICTS = [True, True, True, False]
+
+
+def test_endpoint_judge_answers(server, monkeypatch):
+    monkeypatch.setenv("PARSIMONY_DECS_JUDGE_API_KEY", "sekret")
+    j = EndpointJudge(server.url, model="my-detector", template=TEST_TEMPLATE, timeout=5, concurrency=4)
+    verdicts, fell_back = j.judge_detailed(ITEMS)
+    assert verdicts == SERVER_VERDICTS and fell_back == [False] * 4
+    assert len(server.requests) == 4
+    r = server.requests[0]
+    assert r["path"] == "/v1/chat/completions" and r["auth"] == "Bearer sekret"
+    assert r["body"]["model"] == "my-detector" and r["body"]["temperature"] == 0.0
+    contents = sorted(q["body"]["messages"][0]["content"] for q in server.requests)
+    assert render_template(TEST_TEMPLATE, ITEMS[0].problem, ITEMS[0].segment, ITEMS[0].ground_truth) in contents
+    s = j.pop_stats()
+    assert (s["calls"], s["requests"], s["fallbacks"], s["timeouts"], s["errors"], s["unparseable"]) == (4, 4, 0, 0, 0, 0)
+    assert s["latency_s"] > 0
+
+
+def test_endpoint_default_template(server, monkeypatch):
+    monkeypatch.delenv("PARSIMONY_DECS_JUDGE_API_KEY", raising=False)
+    monkeypatch.setenv("PARSIMONY_DECS_JUDGE_URL", server.url)
+    j = EndpointJudge(timeout=5)
+    assert j.judge(ITEMS) == SERVER_VERDICTS
+    assert server.requests[0]["auth"] is None and server.requests[0]["body"]["model"] == "DECS_NRP_DETECTOR"
+
+
+def test_endpoint_unparseable_and_bad_json(server):
+    server.mode = "garbage"
+    j = EndpointJudge(server.url, template=TEST_TEMPLATE, timeout=5, retries=0)
+    assert j.judge(ITEMS) == [False] * 4
+    s = j.pop_stats()
+    assert s["unparseable"] == 4 and s["fallbacks"] == 0
+    server.mode = "bad_json"
+    j = EndpointJudge(server.url, template=TEST_TEMPLATE, timeout=5, retries=1, backoff=0.01, fallback="no_penalty")
+    verdicts, fell_back = j.judge_detailed(ITEMS)
+    assert verdicts == [None] * 4 and fell_back == [True] * 4
+    s = j.pop_stats()
+    assert s["errors"] == 4 and s["requests"] == 8 and s["fallbacks"] == 4
+
+
+def test_endpoint_long_segments_not_sent(server):
+    j = EndpointJudge(server.url, template=TEST_TEMPLATE, timeout=5, max_segment_chars=50)  # ITEMS[0]: 45 chars
+    long_yes = JudgeItem("p", "x" * 50 + " the answer is 7", "7")
+    assert j.judge([long_yes, ITEMS[0]]) == [False, True]
+    assert len(server.requests) == 1
+    s = j.pop_stats()
+    assert s["skipped_long"] == 1 and s["fallbacks"] == 0
+
+
+@pytest.mark.parametrize("fallback", ["rule", "no_penalty"])
+def test_endpoint_timeout_fallback(server, fallback):
+    server.mode, server.sleep = "sleep", 3.0
+    j = EndpointJudge(server.url, template=TEST_TEMPLATE, timeout=0.3, retries=1, backoff=0.05, fallback=fallback)
+    t0 = time.monotonic()
+    verdicts, fell_back = j.judge_detailed(ITEMS)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.0  # 2 attempts x 0.3 s + backoff, all requests concurrent
+    assert fell_back == [True] * 4
+    assert verdicts == (RULE_VERDICTS if fallback == "rule" else [None] * 4)
+    s = j.pop_stats()
+    assert s["fallbacks"] == 4 and s["timeouts"] == 4 and s["requests"] == 8
+
+
+def test_endpoint_http_500(server):
+    server.mode = "500"
+    j = EndpointJudge(server.url, template=TEST_TEMPLATE, timeout=2, retries=2, backoff=0.01, fallback="rule")
+    verdicts, fell_back = j.judge_detailed(ITEMS)
+    assert verdicts == RULE_VERDICTS and fell_back == [True] * 4
+    s = j.pop_stats()
+    assert s["errors"] == 4 and s["requests"] == 12 and s["fallbacks"] == 4 and s["timeouts"] == 0
+
+
+def test_endpoint_connection_refused():
+    j = EndpointJudge(_closed_port_url(), timeout=2, retries=2, backoff=0.01, fallback="no_penalty")
+    t0 = time.monotonic()
+    verdicts, fell_back = j.judge_detailed(ITEMS)
+    assert time.monotonic() - t0 < 2.0
+    assert verdicts == [None] * 4 and fell_back == [True] * 4
+    s = j.pop_stats()
+    assert s["errors"] == 4 and s["fallbacks"] == 4
+
+
+def test_endpoint_overall_deadline(server):
+    # 12 items, one thread, each request hangs: without the deadline this would take ~12 x 1 s
+    server.mode, server.sleep = "sleep", 5.0
+    items = ITEMS * 3
+    j = EndpointJudge(server.url, template=TEST_TEMPLATE, timeout=1.0, retries=3, backoff=0.05, concurrency=1,
+                      deadline=0.6, fallback="rule")
+    t0 = time.monotonic()
+    verdicts, fell_back = j.judge_detailed(items)
+    assert time.monotonic() - t0 < 1.5
+    assert verdicts == RULE_VERDICTS * 3 and fell_back == [True] * 12
+    s = j.pop_stats()
+    assert s["fallbacks"] == 12 and s["timeouts"] == 12 and s["requests"] <= 2
+
+
+# --------------------------------------------------------------------------- with the reward
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _overthink(tok, k_wanted=2):
+    from curriculum.tasks.overthink import REDUNDANT_PHRASES, generate_examples
+
+    row = next(r for r in generate_examples(60, seed=3, redundancy="heavy") if r["extra_info"]["redundant_chunks"] == k_wanted)
+    text = row["completion"][0]["content"]
+    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    first = min(text.index(p) for p in REDUNDANT_PHRASES if p in text)
+    a = len(tok(text[:first], add_special_tokens=False)["input_ids"])
+    b = len(tok(text[: text.index("</think>")], add_special_tokens=False)["input_ids"])
+    return row, text, ids, a, b
+
+
+def test_reward_with_endpoint_judge(server, tok, math_grader):
+    from rewards.decs import DECSRedundancyReward
+
+    row, text, ids, a, b = _overthink(tok)
+    r = DECSRedundancyReward(grader=math_grader)
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={
+        "decs_judge": "endpoint", "decs_judge_url": server.url, "decs_judge_model": "m",
+        "decs_judge_template": TEST_TEMPLATE, "decs_judge_timeout": 5, "decs_judge_retries": 0,
+        "decs_judge_concurrency": 2,
+    }))
+    out = r(prompts=[row["prompt"]], completions=[text], completion_ids=[ids], reward_model=[row["reward_model"]])
+    assert out == [[1.0 if a <= i < b else 0.0 for i in range(len(ids))]]
+    assert len(server.requests) == 3  # one per chunk of the (correct) response
+    assert "PROB<<Compute left to right:" in server.requests[0]["body"]["messages"][0]["content"]
+    m = r.pop_metrics()
+    assert m["decs/judge_calls"] == 3 and m["decs/judge_fallbacks"] == 0 and m["decs/judge_latency_s"] > 0
+    assert r.pop_meta()[0]["decs/judge_fallback"] is False
+
+
+@pytest.mark.parametrize("fallback", ["rule", "no_penalty"])
+def test_reward_with_dead_endpoint(tok, math_grader, fallback):
+    from rewards.decs import DECSRedundancyReward
+
+    row, text, ids, a, b = _overthink(tok)
+    r = DECSRedundancyReward(grader=math_grader)
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={
+        "decs_judge": "endpoint", "decs_judge_url": _closed_port_url(), "decs_judge_retries": 1,
+        "decs_judge_timeout": 1, "decs_judge_fallback": fallback,
+    }))
+    r.judge.backoff = 0.01
+    t0 = time.monotonic()
+    out = r(prompts=[row["prompt"]], completions=[text], completion_ids=[ids], reward_model=[row["reward_model"]])
+    assert time.monotonic() - t0 < 5
+    if fallback == "rule":
+        assert out == [[1.0 if a <= i < b else 0.0 for i in range(len(ids))]]
+    else:
+        assert out == [[0.0] * len(ids)]
+    meta = r.pop_meta()[0]
+    assert meta["decs/judge_fallback"] is True and meta["decs/correct"] is True
+    assert meta["decs/nrp_chunk"] == (0 if fallback == "rule" else None)
+    m = r.pop_metrics()
+    assert m["decs/judge_fallbacks"] == 3 and m["decs/judge_errors"] == 3
