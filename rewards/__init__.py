@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from rewards.decs import DECSRedundancyReward, decs_redundancy
 from rewards.format import format_reward, think_format_reward
+from rewards.length import l1_target_length, length_penalty, thinkprune
 from rewards.math import (
     AccuracyReward,
     ChoiceAccuracyReward,
@@ -30,7 +31,10 @@ REWARD_FUNCS: dict[str, Callable[..., list]] = {
     "choice_accuracy": choice_accuracy_reward,
     "decs_redundancy": decs_redundancy,
     "format": format_reward,
+    "l1_target_length": l1_target_length,
+    "length_penalty": length_penalty,
     "think_format": think_format_reward,
+    "thinkprune": thinkprune,
 }
 
 
