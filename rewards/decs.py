@@ -628,12 +628,10 @@ class DECSRedundancyReward:
         unknown = sorted(set(kw) - set(_SETTING_KEYS))
         if unknown:
             raise ValueError(f"unknown DECS reward settings {unknown}; known: {list(_SETTING_KEYS)}")
-        if "decs_split_words" in kw:
-            self.split_words = _split_words_setting(kw["decs_split_words"])
-        if "decs_split_inline" in kw:
-            if not isinstance(kw["decs_split_inline"], bool):
-                raise _bad("decs_split_inline", f"must be true or false, got {kw['decs_split_inline']!r}")
-            self.split_inline = kw["decs_split_inline"]
+        split_words = _split_words_setting(kw["decs_split_words"]) if "decs_split_words" in kw else self.split_words
+        split_inline = kw.get("decs_split_inline", self.split_inline)
+        if not isinstance(split_inline, bool):
+            raise _bad("decs_split_inline", f"must be true or false, got {split_inline!r}")
         kind = kw.get("decs_judge", "rule")
         if kind not in ("rule", "endpoint"):
             raise _bad("decs_judge", f"must be 'rule' or 'endpoint', got {kind!r}")
@@ -653,6 +651,12 @@ class DECSRedundancyReward:
         url = kw.get("decs_judge_url")
         if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
             raise _bad("decs_judge_url", f"must be an http(s) URL, got {url!r}")
+        if kind == "endpoint":
+            url = url or os.environ.get(JUDGE_URL_ENV)
+            if not url or not url.startswith(("http://", "https://")):
+                raise _bad("decs_judge_url", f"must be an http(s) URL (or set ${JUDGE_URL_ENV}) for decs_judge='endpoint', got {url!r}")
+        # everything is valid: apply
+        self.split_words, self.split_inline = split_words, split_inline
         if kind == "rule":
             endpoint_keys = sorted(k for k in kw if k.startswith("decs_judge_"))
             if endpoint_keys:
@@ -660,9 +664,6 @@ class DECSRedundancyReward:
             if "decs_judge" in kw:
                 self._judge = None  # a RuleJudge over the grader, made on first use
             return
-        url = url or os.environ.get(JUDGE_URL_ENV)
-        if not url or not url.startswith(("http://", "https://")):
-            raise _bad("decs_judge_url", f"must be an http(s) URL (or set ${JUDGE_URL_ENV}) for decs_judge='endpoint', got {url!r}")
         self._judge = EndpointJudge(
             url=url,
             model=model,

@@ -411,6 +411,9 @@ def test_reward_setup_and_validation(tok, math_grader, monkeypatch):
     for kw, key in bad:
         with pytest.raises(ValueError, match=key):
             r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs=kw))
+    with pytest.raises(ValueError, match="decs_judge_timeout"):  # nothing applied on error
+        r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_split_words": ["Let"], "decs_judge_timeout": -1}))
+    assert r.split_words == ("Wait", "Hmm") and isinstance(r.judge, RuleJudge)
     monkeypatch.setenv("PARSIMONY_DECS_JUDGE_URL", "http://127.0.0.1:9/v1")
     r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_judge": "endpoint", "decs_judge_timeout": 2}))
     from rewards.judges import EndpointJudge
