@@ -146,7 +146,10 @@ _ANSWER_PHRASES = [
     re.compile(r"the\s+answer\s+is\s*:?", re.I),
     re.compile(r"\banswer\s*:", re.I),
 ]
-_MATH_SEGMENT = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+# bounded lengths keep the scan linear on adversarial input ("\\(" repeated 10^4 times)
+_MATH_SEGMENT = re.compile(
+    r"\$\$(.{1,1000}?)\$\$|\$([^$]{1,1000}?)\$|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]", re.S
+)
 _LAST_NUMBER = re.compile(r"-?\d+(?:,\d{3})+(?:\.\d+)?(?![\d,])|-?\d+(?:\.\d+)?(?:/\d+)?")
 
 
@@ -156,8 +159,8 @@ def _clean_phrase_answer(rest: str) -> str | None:
     if not line:
         return None
     line = line.strip("*_ ")  # markdown bold/italic around the answer
-    m = _MATH_SEGMENT.search(line)
-    if m and m.start() <= 3:  # "The answer is $x$." -> x
+    m = _MATH_SEGMENT.match(line)
+    if m:  # "The answer is $x$." -> x
         ans = next(g for g in m.groups() if g is not None)
         return ans.strip() or None
     # plain text: stop at the end of the first sentence
@@ -179,9 +182,10 @@ def _extract_unboxed(text: str) -> str | None:
             if ans:
                 return ans
     last = None
-    for m in _MATH_SEGMENT.finditer(window):
+    tail = window[-1100:]  # a segment that ends in the last 20 characters starts in here
+    for m in _MATH_SEGMENT.finditer(tail):
         last = m
-    if last is not None and len(window[last.end() :].strip()) <= 20:
+    if last is not None and len(tail[last.end() :].strip()) <= 20:
         ans = next(g for g in last.groups() if g is not None).strip()
         if ans:
             return ans
@@ -295,11 +299,13 @@ _WRAPPERS = [
 ]
 _LEFT_RIGHT = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![A-Za-z])\s*(\.)?")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf)\s*\{([^{}]*)\}(?:\s*\^\s*\{?\d\}?)?")
+_UNIT_WORDS = re.compile(r"^\s*[A-Za-z]{1,12}(?:\s+[A-Za-z]{1,12})?\s*\.?\s*$")
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ\b|°|\\degree(?![A-Za-z])")
 _PERCENT = re.compile(r"\\?%")
 _SPACING = re.compile(r"\\\\|\\[,;:! ]|\\q?quad(?![A-Za-z])|~")  # "\\\\" (row break) is kept
 _ASSIGN = re.compile(r"^\\?[A-Za-z]+(?:_\{?[A-Za-z0-9]+\}?)?\s*=\s*(?=\S)")
 _THOUSANDS = re.compile(r"^([+-]?)(\d{1,3}(?:,\d{3})+)(\.\d+)?$")
+_THOUSANDS_SEP = re.compile(r"(\d),\s*\\!\s*(?=\d{3}(?!\d))")
 _FRAC_SHORT = re.compile(r"\\frac(\d)(\d)")
 _SQRT_SHORT = re.compile(r"\\sqrt(\d)")
 
@@ -319,37 +325,52 @@ def _light_clean(s: str) -> str:
     s = s.replace("\\$", "").replace("$", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\displaystyle", "")
     s = _LEFT_RIGHT.sub("", s)
-    s = s.replace("{,}", "")
+    s = _THOUSANDS_SEP.sub(r"\1", s.replace("{,}", ""))  # 29,\!322,\!216 -> 29322216
     s = s.strip().rstrip(".").strip()
     return s
 
 
-def _semantic_normalize(s: str) -> tuple[str, bool]:
-    """Drops units, degrees, percent, ``x =``; returns (string, lossy)."""
+def _semantic_normalize(s: str) -> tuple[str, frozenset, bool]:
+    """Drops units, degrees, percent, ``x =``, thousands separators. Returns (string, what
+    was dropped: subset of {"units", "degrees", "percent"}, changed: more than spacing)."""
     orig = s
-    lossy = False
+    dropped: set[str] = set()
+    changed = False
     if _TEXT_CMD.search(s):
-        without = _TEXT_CMD.sub(" ", s)
-        if re.search(r"[0-9]", without):  # "5\text{ cm}" -> units dropped
-            s = without
-            lossy = True
-        else:  # "\text{Monday}", "\text{(A)}" -> unwrap
+        # "5\text{ cm}", "n \text{ meters}^2": a unit after something -> dropped;
+        # "\text{Monday}", "\text{(A)}", "x \text{ or } y" -> unwrapped
+        if _TEXT_CMD.sub(" ", s).strip():
+            def unit_or_text(m: re.Match) -> str:
+                if _UNIT_WORDS.match(m.group(1)) and m.group(1).strip().lower() not in ("or", "and"):
+                    dropped.add("units")
+                    return " "
+                return " " + m.group(1) + " "
+
+            s = _TEXT_CMD.sub(unit_or_text, s)
+        else:
             s = _TEXT_CMD.sub(lambda m: m.group(1), s)
+        changed = True
     s2 = _DEGREES.sub("", s)
-    s2 = _PERCENT.sub("", s2)
     if s2 != s:
-        lossy = True
+        dropped.add("degrees")
+        s = s2
+    s2 = _PERCENT.sub("", s)
+    if s2 != s:
+        dropped.add("percent")
         s = s2
     s = _SPACING.sub(lambda m: m.group() if m.group() == "\\\\" else " ", s)
     if s.count("=") == 1 and "," not in s:
-        s = _ASSIGN.sub("", s, count=1)
+        s2 = _ASSIGN.sub("", s, count=1)
+        changed = changed or s2 != s
+        s = s2
     s = s.strip()
     m = _THOUSANDS.match(s.replace(" ", ""))
     if m:
         s = m.group(1) + m.group(2).replace(",", "") + (m.group(3) or "")
+        changed = True
     if not s:
-        return orig, False
-    return s, lossy
+        return orig, frozenset(), False
+    return s, frozenset(dropped), changed or bool(dropped)
 
 
 def _key(s: str) -> str:
@@ -571,20 +592,77 @@ def _split_top(s: str) -> list[str]:
     return parts
 
 
+_INF = {"\\infty": float("inf"), "+\\infty": float("inf"), "-\\infty": float("-inf"), "\\infin": float("inf")}
+
+
+def _element_value(part: str) -> float | None:
+    return _INF[part] if part in _INF else _numeric_value(part)
+
+
 def _tuple_values(key: str) -> tuple[str, list[float]] | None:
-    """"(1,\\frac{1}{2}]" -> ("(]", [1.0, 0.5]) for bracketed tuples / intervals of constants."""
+    """"(1,\\frac{1}{2}]" -> ("(]", [1.0, 0.5]) for bracketed tuples / intervals whose
+    elements can be evaluated (``\\infty`` allowed)."""
     if len(key) < 5 or key[0] not in "([" or key[-1] not in ")]":
         return None
     parts = _split_top(key[1:-1])
     if len(parts) < 2:
         return None
     vals = []
-    for p in parts:
-        v = _numeric_value(p)
+    for part in parts:
+        v = _element_value(part)
         if v is None:
             return None
         vals.append(v)
     return key[0] + key[-1], vals
+
+
+_MATRIX = re.compile(r"^\\begin\{([pbBvV]?matrix)\}(.*)\\end\{\1\}$", re.S)
+
+
+def _matrix_values(key: str) -> tuple[tuple[int, int], list[float]] | None:
+    """Shape and entries of a ``pmatrix``/``bmatrix``/... of evaluable entries."""
+    m = _MATRIX.match(key)
+    if not m:
+        return None
+    rows = [r.split("&") for r in m.group(2).split("\\\\") if r.strip()]
+    if not rows or len({len(r) for r in rows}) != 1:
+        return None
+    vals = []
+    for r in rows:
+        for cell in r:
+            v = _numeric_value(cell)
+            if v is None:
+                return None
+            vals.append(v)
+    return (len(rows), len(rows[0])), vals
+
+
+def _pm_values(key: str) -> list[float] | None:
+    """The two values of ``a \\pm b`` (sorted), for one ``\\pm``."""
+    if key.count("\\pm") != 1:
+        return None
+    plus, minus = _numeric_value(key.replace("\\pm", "+")), _numeric_value(key.replace("\\pm", "-"))
+    if plus is None or minus is None:
+        return None
+    return sorted([plus, minus])
+
+
+_BASE_NUM = re.compile(r"^([0-9A-Za-z]+)_\{?(\d+)\}?$")
+
+
+def _base_value(key: str) -> int | None:
+    """``4210_{5}`` -> its value (math_verify ignores the base: 4210_8 == 4210_5 there)."""
+    m = _BASE_NUM.match(key)
+    if not m or len(m.group(1)) > 40:
+        return None
+    try:
+        base = int(m.group(2))
+        return int(m.group(1), base) if 2 <= base <= 36 else None
+    except ValueError:
+        return None
+
+
+_WORD = re.compile(r"^[A-Za-z][A-Za-z ]{2,}$")
 
 
 # "5 cm", "3 m^2": math_verify drops such units; the evaluator would read them as variables
@@ -592,6 +670,8 @@ _UNIT_TAIL = re.compile(r"\d\s+[A-Za-z]+(?:\^\{?\d\}?)?\s*$")
 
 
 def _far(a: float, b: float) -> bool:
+    if a in (float("inf"), float("-inf")) or b in (float("inf"), float("-inf")):
+        return a != b
     return abs(a - b) > 1e-3 * max(1.0, abs(a), abs(b))
 
 
@@ -648,13 +728,66 @@ def _mv_equal(gold: str, pred: str) -> bool:
     return bool(verify(g, p, timeout_seconds=None))
 
 
+def _quick_verdict(p: str, g: str, p_sem: str, g_sem: str, p_drop: frozenset, g_drop: frozenset) -> bool | None:
+    """Decides cheaply when it safely can (None = ask sympy). ``p``/``g`` are cleaned,
+    ``*_sem`` unit-stripped, ``*_drop`` what the stripping dropped."""
+    p_key, g_key = _key(p_sem), _key(g_sem)
+    if p_key and p_key == g_key:
+        return True
+    pn, gn = _as_number(p_key), _as_number(g_key)
+    if pn is not None and gn is not None and pn == gn:
+        return True
+    # decisive "no" only when both sides dropped the same kinds of things (50% vs 0.5: ask
+    # sympy) and neither ends in a bare unit ("5 m": math_verify drops it, we'd see "m")
+    if p_drop != g_drop or _UNIT_TAIL.search(p_sem) or _UNIT_TAIL.search(g_sem):
+        return None
+    if pn is not None and gn is not None and pn.denominator == 1 and gn.denominator == 1:
+        return False
+    pb, gb = _base_value(p_key), _base_value(g_key)
+    if pb is not None and gb is not None:
+        return pb == gb
+    if _WORD.match(p_sem) and re.search(r"\d", g_sem) or _WORD.match(g_sem) and re.search(r"\d", p_sem):
+        return False  # "Evelyn" vs "12"
+    if _is_collection(p_sem) != _is_collection(g_sem) and not (_SET_LIKE.search(p_sem) or _SET_LIKE.search(g_sem)):
+        return False  # a single value vs a tuple / set / interval union / matrix
+    # expressions evaluated numerically (variables at fixed points): different values mean
+    # different answers (sympy would take 5-200 ms to say the same); equal values: ask sympy
+    pv = _numeric_value(p_key)
+    gv = _numeric_value(g_key) if pv is not None else None
+    if pv is not None and gv is not None:
+        return False if _far(pv, gv) else None
+    pt = _tuple_values(p_key)
+    gt = _tuple_values(g_key) if pt is not None else None
+    if pt is not None and gt is not None and pt[0] == gt[0] and len(pt[1]) == len(gt[1]):
+        return False if any(_far(a, b) for a, b in zip(pt[1], gt[1])) else None
+    pm = _matrix_values(p_key)
+    gm = _matrix_values(g_key) if pm is not None else None
+    if pm is not None and gm is not None:
+        if pm[0] != gm[0]:
+            return False
+        return False if any(_far(a, b) for a, b in zip(pm[1], gm[1])) else None
+    ppm = _pm_values(p_key)
+    gpm = _pm_values(g_key) if ppm is not None else None
+    if ppm is not None and gpm is not None:
+        return False if any(_far(a, b) for a, b in zip(ppm, gpm)) else None
+    return None
+
+
 def verify_answer(pred: str | None, gold: str | None) -> bool:
     """True when the extracted answer ``pred`` is equivalent to ``gold``.
 
-    String / numeric fast path first (``\\dfrac``, ``\\left``, spaces, units in ``\\text{}``,
-    degrees, ``\\%``, ``1,000``, ``x = 5``, ``0.5`` vs ``\\frac{1}{2}``); then math_verify
-    (sympy) on the cleaned strings, and once more on the unit-stripped strings if those
-    differ. Never raises; does not time out by itself (see :class:`MathGrader`).
+    1. Clean both (``$``, ``\\dfrac``, ``\\left``/``\\right``, ``1,\\!000``); equal -> True.
+    2. Normalise (units in ``\\text{}``, degrees, ``\\%``, ``x =``, thousands separators,
+       spacing) and decide cheaply where that is safe: equal strings or numbers -> True;
+       different integers, a value vs a tuple, two expressions whose numeric values
+       differ (variables at fixed points), different tuples / matrices / ``a \\pm b`` ->
+       False.
+    3. Otherwise math_verify (sympy) on the cleaned strings, then on the normalised ones
+       if normalising changed more than spacing. Answers that would make sympy compute
+       astronomically large numbers, answers > 1,000 characters and unevaluated
+       integrals / limits / sums (when the gold has none) are not handed to sympy.
+
+    Never raises; does not time out by itself (see :class:`MathGrader`).
     """
     if pred is None or gold is None:
         return False
@@ -665,38 +798,18 @@ def verify_answer(pred: str | None, gold: str | None) -> bool:
             return False
         if p == g:
             return True
-        p_sem, p_lossy = _semantic_normalize(p)
-        g_sem, g_lossy = _semantic_normalize(g)
-        p_key, g_key = _key(p_sem), _key(g_sem)
-        if p_key and p_key == g_key:
-            return True
-        pn, gn = _as_number(p_key), _as_number(g_key)
-        if pn is not None and gn is not None:
-            if pn == gn:
-                return True
-            if (pn.denominator == 1 and gn.denominator == 1) and not (p_lossy or g_lossy):
-                return False
-        if not (p_lossy or g_lossy or _UNIT_TAIL.search(p_sem) or _UNIT_TAIL.search(g_sem)):
-            # cheap decisive "no": a single value vs a tuple/set/interval, or two constants
-            # that differ by more than 0.1% (sympy would take 5-50 ms to say the same)
-            if _is_collection(p_sem) != _is_collection(g_sem) and not (_SET_LIKE.search(p_sem) or _SET_LIKE.search(g_sem)):
-                return False
-            pv = _numeric_value(p_key)
-            gv = _numeric_value(g_key) if pv is not None else None
-            if pv is not None and gv is not None and _far(pv, gv):
-                return False
-            pt = _tuple_values(p_key)
-            gt = _tuple_values(g_key) if pt is not None else None
-            if pt is not None and gt is not None and pt[0] == gt[0] and len(pt[1]) == len(gt[1]):
-                if any(_far(a, b) for a, b in zip(pt[1], gt[1])):
-                    return False
+        p_sem, p_drop, p_changed = _semantic_normalize(p)
+        g_sem, g_drop, g_changed = _semantic_normalize(g)
+        quick = _quick_verdict(p, g, p_sem, g_sem, p_drop, g_drop)
+        if quick is not None:
+            return quick
         if len(p) > max(_MAX_SYMPY_ANSWER, 4 * len(g)) or _dangerous(p) or _dangerous(g):
             return False
         if _CALCULUS.search(p) and not _CALCULUS.search(g):
             return False  # an unevaluated integral / limit / sum is not a final answer
         if _mv_equal(g, p):
             return True
-        if (p_sem != p or g_sem != g) and p_sem and g_sem:
+        if p_changed or g_changed:
             return _mv_equal(g_sem, p_sem)
         return False
     except Exception:  # math_verify/sympy bugs on odd input: not equivalent
@@ -1017,8 +1130,11 @@ class MathGrader:
 
     # -- grading -----------------------------------------------------------------------
 
-    def grade(self, completions: Sequence[Any], ground_truths: Sequence[Any]) -> list[GradeResult]:
-        """One :class:`GradeResult` per (completion, ground truth), in order."""
+    def grade(
+        self, completions: Sequence[Any], ground_truths: Sequence[Any], *, timeout: float | None = None
+    ) -> list[GradeResult]:
+        """One :class:`GradeResult` per (completion, ground truth), in order. ``timeout``
+        overrides the grader's per-item timeout for this call."""
         if len(completions) != len(ground_truths):
             raise ValueError(f"{len(completions)} completions but {len(ground_truths)} ground truths")
         n = len(completions)
@@ -1033,7 +1149,7 @@ class MathGrader:
             self._check_owner()
             if self._closed:
                 raise RuntimeError("MathGrader is closed")
-            return self._grade_items(items)
+            return self._grade_items(items, self.timeout if timeout is None else float(timeout))
 
     def _read(self, w: _Worker, batch: "_Batch | None") -> None:
         """Drains ``w``'s pipe; on EOF the worker is dead and handled as such."""
@@ -1075,7 +1191,7 @@ class MathGrader:
         if not self._closed and len(self._workers) < self.num_workers:
             self._spawn()
 
-    def _grade_items(self, items: list[tuple[int, str, str | None]]) -> list[GradeResult]:
+    def _grade_items(self, items: list[tuple[int, str, str | None]], timeout: float) -> list[GradeResult]:
         n = len(items)
         size = self.chunk_size or max(1, min(64, -(-n // (self.num_workers * 4))))
         batch = _Batch(n, [items[i : i + size] for i in range(0, n, size)])
@@ -1085,8 +1201,8 @@ class MathGrader:
                 self._discard(w, kill=False)
         while len(self._workers) < self.num_workers:
             self._spawn()
-        hard = self.timeout + self.kill_grace
-        soft = self.timeout if self.soft_timeout else 0.0
+        hard = timeout + self.kill_grace
+        soft = timeout if self.soft_timeout else 0.0
         while batch.remaining > 0:
             if self._startup_failures >= 3:
                 logger.error("grader workers fail to start; %d items marked as errors", batch.remaining)

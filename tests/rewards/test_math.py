@@ -44,7 +44,8 @@ HANG = r"\boxed{\tan(\tan(\tan(\tan(\tan(1)))))}"
 
 @pytest.fixture(scope="module")
 def fixture_results(math_grader):
-    return math_grader.grade([c["completion"] for c in CASES], [c["ground_truth"] for c in CASES])
+    # a generous timeout: this checks equivalence, not speed (CI machines can be busy)
+    return math_grader.grade([c["completion"] for c in CASES], [c["ground_truth"] for c in CASES], timeout=20.0)
 
 
 def test_fixture_is_big_enough():
@@ -316,10 +317,10 @@ def test_golden_completions_score_100(name, math_grader, choice_grader):
     gts = [rm["ground_truth"] for rm in df["reward_model"]]
     if name.startswith("gpqa"):
         completions = [f"Reasoning...\nANSWER: {gold_choice_letter(gt)}" for gt in gts]
-        res = choice_grader.grade(completions, gts)
+        res = choice_grader.grade(completions, gts, timeout=20.0)
     else:
         completions = ["Reasoning...\n\\boxed{" + gt + "}" for gt in gts]
-        res = math_grader.grade(completions, gts)
+        res = math_grader.grade(completions, gts, timeout=20.0)
     failing = [(gt, r) for gt, r in zip(gts, res) if r.score != 1.0]
     assert not failing, f"{len(failing)}/{len(gts)} golden completions fail: {failing[:10]}"
 
