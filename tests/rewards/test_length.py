@@ -6,13 +6,11 @@ one test goes through the real math grader.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from rewards import REWARD_FUNCS, get_reward_func
 from rewards.length import L1TargetLengthReward, LengthPenaltyReward, ThinkPruneReward
 from rewards.math import GradeResult
 
@@ -40,20 +38,7 @@ def args(max_completion_length=100, **method_kwargs):
     return SimpleNamespace(max_completion_length=max_completion_length, method_kwargs=method_kwargs)
 
 
-def _registry():
-    """(REWARD_FUNCS, get_reward_func). Under a plain ``pytest`` run, ``tests/`` comes first on
-    sys.path and ``tests/rewards`` can shadow the package as a namespace; load its __init__ then."""
-    pkg = importlib.import_module("rewards")
-    if not hasattr(pkg, "REWARD_FUNCS"):
-        init = Path(__file__).resolve().parents[2] / "rewards" / "__init__.py"
-        spec = importlib.util.spec_from_file_location("_rewards_registry", init)
-        pkg = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(pkg)
-    return pkg.REWARD_FUNCS, pkg.get_reward_func
-
-
 def test_registered():
-    REWARD_FUNCS, get_reward_func = _registry()
     for name, cls in [("length_penalty", LengthPenaltyReward), ("l1_target_length", L1TargetLengthReward), ("thinkprune", ThinkPruneReward)]:
         fn = get_reward_func(name)
         assert fn is REWARD_FUNCS[name] and isinstance(fn, cls) and fn.__name__ == name
