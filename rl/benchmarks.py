@@ -48,7 +48,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec("aime25", "aime2025", "AIME 2025", 30, aliases=("aime2025", "aime_2025")),
         BenchmarkSpec("amc23", "amc23", "AMC 2023", 40, aliases=("amc2023",)),
         BenchmarkSpec("hmmt25", "hmmt25", "HMMT February 2025", 30, aliases=("hmmt_feb_2025", "hmmt2025")),
-        BenchmarkSpec("math500", "math", "MATH-500", 500, aliases=("math-500", "math_500")),
+        BenchmarkSpec("math500", "math", "MATH-500", 500, aliases=("math-500", "math_500", "math")),
         BenchmarkSpec("olympiadbench", "olympiad_bench", "OlympiadBench (maths, English, open-ended)", 581,
                       aliases=("olympiad_bench", "olympiad")),
         BenchmarkSpec("gpqa", "gpqa_diamond", "GPQA-Diamond (multiple choice)", 198, mode="choice",

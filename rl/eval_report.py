@@ -37,13 +37,14 @@ def _error(msg: str) -> Exception:
 
 class SampleStore:
     """Every completion of a run, one JSON line each, appended (flushed and fsynced) per
-    finished batch. On open, the file is read back: undecodable lines (an interrupted write)
-    and duplicate samples are dropped, and the file is rewritten without them. A problem is
-    *finished* for a (model, benchmark) when its samples ``0 .. n-1`` are all recorded; any
-    other samples of unfinished problems are ignored (and regenerated)."""
+    finished batch. A problem is *finished* for a (model, benchmark) when its samples
+    ``0 .. n-1`` are all recorded. On open, the file is read back and rewritten without
+    undecodable lines (an interrupted write), duplicates (the last copy wins) and the
+    samples of unfinished problems, which are generated again."""
 
-    def __init__(self, path: str | Path, fresh: bool = False):
+    def __init__(self, path: str | Path, n: int, fresh: bool = False):
         self.path = Path(path)
+        self.n = int(n)
         # (model, benchmark) -> problem -> sample -> record (without the completion text)
         self._data: dict[tuple[str, str], dict[int, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
         self.dropped_lines = 0
@@ -53,23 +54,34 @@ class SampleStore:
             self._load()
 
     def _load(self) -> None:
-        good: list[str] = []
-        seen: set[tuple] = set()
+        lines: dict[tuple, str] = {}  # insertion order = file order; a later duplicate replaces
+        bad = 0
         with open(self.path, "r", encoding="utf-8") as f:
             for line in f:
                 try:
                     rec = json.loads(line)
                     key = (rec["model"], rec["benchmark"], int(rec["problem"]), int(rec["sample"]))
+                    if not 0 <= key[3] < self.n:
+                        raise ValueError
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    self.dropped_lines += 1
+                    bad += 1
                     continue
-                if key in seen:
-                    self.dropped_lines += 1
-                    continue
-                seen.add(key)
-                good.append(line if line.endswith("\n") else line + "\n")
-                self._remember(rec)
-        if self.dropped_lines:
+                if key in lines:
+                    bad += 1
+                    del lines[key]
+                lines[key] = line if line.endswith("\n") else line + "\n"
+        count: dict[tuple, int] = defaultdict(int)
+        for key in lines:
+            count[key[:3]] += 1
+        good = []
+        for key, line in lines.items():
+            if count[key[:3]] == self.n:
+                good.append(line)
+                self._remember(json.loads(line))
+            else:
+                bad += 1
+        self.dropped_lines = bad
+        if bad:
             tmp = self.path.with_suffix(".jsonl.tmp")
             with open(tmp, "w", encoding="utf-8") as f:
                 f.writelines(good)

@@ -623,7 +623,9 @@ def run_eval(
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     report.check_run_config(out, settings, overwrite=options.overwrite)
-    store = report.SampleStore(out / "samples.jsonl", fresh=options.overwrite)
+    store = report.SampleStore(out / "samples.jsonl", settings.n, fresh=options.overwrite)
+    if store.dropped_lines:
+        _log(f"[eval] resume: dropped {store.dropped_lines} line(s) of unfinished problems / interrupted writes from {store.path}")
     report.write_run_config(out, settings, models, benchmarks, options)
     totals = {"generated_problems": 0, "generate_calls": 0}
     timing: dict[tuple[str, str], float] = {}
