@@ -859,7 +859,8 @@ def _on_alarm(signum, frame):
 
 
 def _set_parent_death_signal() -> None:
-    """Linux: the worker is SIGKILLed if the parent dies (even while stuck in sympy)."""
+    """Linux: the worker is SIGKILLed when the parent (thread) dies, even while stuck in C
+    code. Idle workers also exit on EOF when the parent goes away."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -872,7 +873,7 @@ def _set_parent_death_signal() -> None:
         pass
 
 
-def _worker_main(fd: int, parent_pid: int) -> None:
+def _worker_main(fd: int, parent_pid: int, die_with_parent: bool = True) -> None:
     """Entry point of a grader worker (``python -c``). Protocol over the connection:
     parent -> ``(mode, soft_timeout_or_0, [(idx, completion, gt), ...])`` or None;
     worker -> ``("ready", pid)`` once, then ``(idx, score, extracted, status, seconds)``
@@ -881,7 +882,8 @@ def _worker_main(fd: int, parent_pid: int) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    _set_parent_death_signal()
+    if die_with_parent:
+        _set_parent_death_signal()
     if os.getppid() != parent_pid:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
@@ -1038,7 +1040,10 @@ class MathGrader:
         child_fd = child_sock.fileno()
         env = dict(os.environ)
         env["PYTHONPATH"] = _PKG_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        code = f"from rewards.math import _worker_main; _worker_main({child_fd}, {os.getpid()})"
+        # PR_SET_PDEATHSIG fires when the *thread* that started the worker ends: only the
+        # main thread lives as long as the process (others: EOF on the pipe ends workers)
+        die_with_parent = threading.current_thread() is threading.main_thread()
+        code = f"from rewards.math import _worker_main; _worker_main({child_fd}, {os.getpid()}, {die_with_parent})"
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-c", code],
@@ -1373,9 +1378,8 @@ class AccuracyReward:
 
     @property
     def grader(self) -> MathGrader:
-        if self._grader is None:
-            self._grader = get_default_grader(self.mode)
-        return self._grader
+        """The grader given at construction, else the shared default one for ``mode``."""
+        return self._grader if self._grader is not None else get_default_grader(self.mode)
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float | None]:
         completions = list(completions or [])

@@ -411,3 +411,44 @@ def test_registry():
         get_reward_func("no_such_module_xyz:f")
     with pytest.raises(ValueError, match="no attribute"):
         get_reward_func("rewards.math:nope")
+
+
+def test_grader_started_from_a_short_lived_thread_survives_it():
+    g = MathGrader(num_workers=1, timeout=1.0)
+    try:
+        th = threading.Thread(target=g.start)
+        th.start()
+        th.join(60)
+        time.sleep(0.2)
+        procs = [w.proc for w in g._workers]
+        assert procs and all(p.poll() is None for p in procs)
+        assert g.grade([r"\boxed{2}"], ["2"])[0].status == "correct"
+        assert g.stats["spawned"] == 1
+    finally:
+        g.close()
+
+
+def test_workers_exit_when_the_parent_dies_abruptly():
+    code = (
+        "import os, sys; from rewards.math import MathGrader; g = MathGrader(num_workers=2).start(); "
+        "print(' '.join(str(w.proc.pid) for w in g._workers), flush=True); os._exit(0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    pids = [int(x) for x in out.stdout.split()]
+    assert len(pids) == 2, out.stderr
+    deadline = time.time() + 10
+    alive = pids
+    while alive and time.time() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in pids if _alive(p)]
+    assert not alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return False
