@@ -225,11 +225,13 @@ class GRPOConfig(TrainConfig):
         super().__post_init__()
         G = self.num_generations
         _check(G >= 2, "num_generations", f"must be >= 2 for group-relative advantages, got {G}")
+        per_step = self.per_device_train_batch_size * self.gradient_accumulation_steps
         _check(
-            self.per_device_train_batch_size % G == 0,
+            per_step % G == 0,
             "per_device_train_batch_size",
-            f"({self.per_device_train_batch_size}) must be divisible by num_generations ({G}) so that "
-            "groups stay whole on each device",
+            f"x gradient_accumulation_steps ({self.per_device_train_batch_size} x "
+            f"{self.gradient_accumulation_steps} = {per_step}) must be divisible by num_generations ({G}) "
+            "so that groups stay whole on each device",
         )
         _check(self.engine in ("hf", "vllm"), "engine", f"must be 'hf' or 'vllm', got {self.engine!r}")
         _check(self.max_completion_length >= 1, "max_completion_length", "must be >= 1")

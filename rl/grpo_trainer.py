@@ -22,7 +22,7 @@ from rl.batch import RolloutBatch, collate
 from rl.config import GRPOConfig
 from rl.losses import LossTerm, compute_policy_loss, get_composition, k3_kl
 from rl.modeling import completion_logprobs
-from rl.rewarding import RewardError, SkipBatch, resolve_reward_funcs, score_completions
+from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, score_completions
 from rl.trainer_base import BaseTrainer
 from rollout.hf import HFEngine
 from rollout.types import RolloutEngine, SamplingConfig
@@ -119,8 +119,9 @@ class GRPOTrainer(BaseTrainer):
             rows=flat_rows,
             error_policy=self.args.reward_error_policy,
             nonfinite_policy=self.args.nonfinite_reward_policy,
+            pop_metrics=False,
         )
-        for k, v in metrics.items():
+        for k, v in metrics.items():  # counts (e.g. non-finite rewards) add up over rounds
             self._reward_metrics[k] = self._reward_metrics.get(k, 0.0) + v
         self._timing["reward"] += time.time() - t0
         for t, meta in zip(flat_traj, metas):
@@ -165,7 +166,9 @@ class GRPOTrainer(BaseTrainer):
         try:
             groups, sampling_metrics = self.assembler.assemble(self.sampler.draw, self.rollout_and_score, args.prompts_per_step)
         except SkipBatch as e:
+            collect_reward_metrics(self.reward_funcs)  # drop the skipped batch's counters
             return self._skip(str(e))
+        self._reward_metrics.update(collect_reward_metrics(self.reward_funcs))
         skip = 1.0 if not groups else 0.0
         if sampling_metrics.get("sampling/shortfall", 0) > 0 and args.dynamic_sampling_on_shortfall == "warn_skip":
             skip = 1.0

@@ -78,11 +78,17 @@ def completion_logprobs(
     out = model(
         input_ids=input_ids, attention_mask=attention, position_ids=position_ids, logits_to_keep=T + 1, use_cache=False
     )
-    logits = out.logits[:, :-1, :].float() / temperature  # [N, T, V]: position t predicts token t
-    logp_all = F.log_softmax(logits, dim=-1)  # [N, T, V]
-    logp = logp_all.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)  # [N, T]
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)  # [N, T]
+    logits = out.logits[:, :-1, :]  # [N, T, V] in the model's dtype: position t predicts token t
+    logps, entropies = [], []
+    # one row at a time, so the fp32 log-softmax never holds more than [T, V] (large vocabularies)
+    for i in range(logits.shape[0]):
+        row = logits[i].float() / temperature  # [T, V]
+        lse = torch.logsumexp(row, dim=-1)  # [T]
+        logps.append(row.gather(-1, completion_ids[i].unsqueeze(-1)).squeeze(-1) - lse)  # [T]
+        if with_entropy:
+            with torch.no_grad():
+                p = F.softmax(row, dim=-1)  # [T, V]
+                entropies.append(lse - (p * row).sum(-1))  # [T]
+    logp = torch.stack(logps)  # [N, T]
+    entropy = torch.stack(entropies) if with_entropy else None  # [N, T]
     return logp, entropy

@@ -67,9 +67,14 @@ def score_completions(
     rows: list[dict[str, Any]],
     error_policy: str = "raise",
     nonfinite_policy: str = "raise",
+    pop_metrics: bool = True,
 ) -> tuple[dict[str, list[float]], list[float], dict[str, float], list[dict[str, Any]]]:
     """Returns (name -> per-completion values with NaN for None, weighted totals, metrics,
-    per-completion meta records that reward objects exposed through ``pop_meta()``)."""
+    per-completion meta records that reward objects exposed through ``pop_meta()``).
+
+    With ``pop_metrics=False`` the reward objects keep accumulating their counters; the
+    caller collects them once per step with :func:`collect_reward_metrics` (a step may
+    score several generation rounds, and only the reward knows how to aggregate ratios)."""
     n = len(completions)
     columns = {k: [r.get(k) for r in rows] for k in (rows[0].keys() if rows else []) if k != "prompt"}
     out: dict[str, list[float]] = {}
@@ -109,9 +114,8 @@ def score_completions(
         if nonfinite:
             metrics[f"rewards/{name}/nonfinite"] = float(nonfinite)
         out[name] = clean
-        pop = getattr(fn, "pop_metrics", None)
-        if callable(pop):
-            metrics.update({k: float(v) for k, v in pop().items()})
+        if pop_metrics:
+            metrics.update(collect_reward_metrics([fn]))
         pop_meta = getattr(fn, "pop_meta", None)
         extra = pop_meta() if callable(pop_meta) else None
         if extra:
@@ -130,3 +134,13 @@ def score_completions(
                 s += w * v
         totals.append(s)
     return out, totals, metrics, metas
+
+
+def collect_reward_metrics(funcs: list[RewardFunc]) -> dict[str, float]:
+    """Drain ``pop_metrics()`` of every reward object that has one."""
+    metrics: dict[str, float] = {}
+    for fn in funcs:
+        pop = getattr(fn, "pop_metrics", None)
+        if callable(pop):
+            metrics.update({k: float(v) for k, v in pop().items()})
+    return metrics

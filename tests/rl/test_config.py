@@ -6,6 +6,9 @@ from rl.config import ConfigError, GRPOConfig, SFTConfig, load_config
 def test_batch_not_divisible_by_group_size_names_field():
     with pytest.raises(ConfigError, match="per_device_train_batch_size.*divisible by num_generations"):
         GRPOConfig(model="m", per_device_train_batch_size=10, num_generations=4)
+    # a group may span micro-batches of one device: 2 x 4 = 8 completions = 2 groups of 4
+    cfg = GRPOConfig(model="m", per_device_train_batch_size=2, gradient_accumulation_steps=4, num_generations=4)
+    assert cfg.prompts_per_step == 2
 
 
 @pytest.mark.parametrize(
