@@ -163,6 +163,10 @@ class GRPOTrainer(BaseTrainer):
         args = self.args
         self._timing = {"rollout": 0.0, "reward": 0.0, "update": 0.0}
         self._reward_metrics: dict[str, float] = {}
+        for fn in self.reward_funcs:  # rewards with a schedule (e.g. a shrinking length cap)
+            set_step = getattr(fn, "set_step", None)
+            if callable(set_step):
+                set_step(self.global_step)
         try:
             groups, sampling_metrics = self.assembler.assemble(self.sampler.draw, self.rollout_and_score, args.prompts_per_step)
         except SkipBatch as e:

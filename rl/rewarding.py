@@ -10,6 +10,7 @@ token). It does not enter the scalar total; it is collated into a ``[N, T]`` ten
 
 Optional hooks on a reward object (all generic; the trainer never names a reward):
 - ``setup(tokenizer=..., args=...)``: called once (e.g. to map character spans to tokens);
+- ``set_step(step)``: called before each optimizer step's rollouts (0-based), for schedules;
 - ``pop_metrics() -> dict``: counters since the last call, logged with the step;
 - ``pop_meta() -> list[dict]``: one record per completion of the last call, merged into the
   rollout's ``meta`` (e.g. DECS chunk spans and NRP position, read by its sampler).
