@@ -172,11 +172,13 @@ def main() -> None:
         grader.start()
         startup = time.perf_counter() - t
         counts: collections.Counter = collections.Counter()
+        cpu0 = time.process_time()
         t = time.perf_counter()
         for i in range(0, len(comps), args.batch):
             for r in grader.grade(comps[i : i + args.batch], golds[i : i + args.batch]):
                 counts[r.status] += 1
         elapsed = time.perf_counter() - t
+        parent_cpu = time.process_time() - cpu0
         stats = dict(grader.stats)
     rate = len(comps) / elapsed
     print(f"pool start-up: {startup:.2f}s (once)")
@@ -184,6 +186,7 @@ def main() -> None:
     print(f"          max time an item held a worker: {stats['max_item_seconds']:.3f}s; "
           f"workers spawned {int(stats['spawned'])}, killed {int(stats['killed'])}, died {int(stats['died'])}")
     print("          statuses: " + ", ".join(f"{k}={counts[k]}" for k in ("correct", "wrong", "no_answer", "timeout", "error")))
+    print(f"          parent (caller) CPU time: {parent_cpu:.2f}s ({1e6 * parent_cpu / len(comps):.0f} us per completion)")
 
     if args.baseline_items:
         n = min(args.baseline_items, len(comps))
