@@ -334,6 +334,9 @@ def evaluate_problems(
     pending = [p for p in problems if p.index not in done]
     if not pending:
         return []
+    start = getattr(grader, "start", None)
+    if callable(start):  # worker start-up is not generation time
+        start()
     texts = [render_eval_prompt(tokenizer, p.prompt, settings.system_prompt, settings.chat_template) for p in pending]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     order = sorted(range(len(pending)), key=lambda i: (-len(ids[i]), pending[i].index))
@@ -628,19 +631,43 @@ def run_eval(
         _log(f"[eval] resume: dropped {store.dropped_lines} line(s) of unfinished problems / interrupted writes from {store.path}")
     report.write_run_config(out, settings, models, benchmarks, options)
     totals = {"generated_problems": 0, "generate_calls": 0}
-    timing: dict[tuple[str, str], float] = {}
+    try:
+        _generate_all(models, benchmarks, settings, options, store, totals, generator_factory)
+    except KeyboardInterrupt:
+        _log(f"[eval] interrupted: finished problems are saved in {store.path}; run the same command to resume")
+        raise
+
+    results = report.build_results(store, models, benchmarks, settings)
+    paths = report.write_outputs(out, results, models, settings, plot=options.plot)
+    print(report.markdown_table(results, settings.n), flush=True)
+    _log(f"[eval] wrote {', '.join(str(p) for p in paths.values())}")
+    if "wandb" in options.report_to:
+        report.log_wandb(out, results, settings, models, benchmarks, options, paths)
+    return {"results": results, "paths": paths, **totals}
+
+
+def _generate_all(
+    models: Sequence[ModelSpec],
+    benchmarks: Sequence[Benchmark],
+    settings: EvalSettings,
+    options: RunOptions,
+    store: Any,
+    totals: dict[str, int],
+    generator_factory: Callable[[ModelSpec], tuple[EvalGenerator, Any]] | None,
+) -> None:
+    """Load each model that has unfinished problems, one at a time, and generate them."""
+    from rl import eval_report as report
 
     for spec in models:
-        todo = [b for b in benchmarks if len(store.finished(spec.name, b.name, settings.n) & {p.index for p in b.problems}) < len(b)]
+        todo = [b for b in benchmarks if not {p.index for p in b.problems} <= store.finished(spec.name, b.name, settings.n)]
         if not todo:
             _log(f"[eval] {spec.name}: every benchmark already finished in {store.path}; nothing to generate")
             continue
+        model = None
         if generator_factory is not None:
             generator, tokenizer = generator_factory(spec)
-            model = None
         elif options.engine == "vllm":
             generator, tokenizer = make_vllm_generator(spec, settings)
-            model = None
         elif options.engine == "hf":
             _log(f"[eval] loading {spec.name} from {spec.path}" + (f" + adapter {spec.adapter}" if spec.adapter else ""))
             model, tokenizer = load_model_for_eval(spec, options.device, options.dtype)
@@ -653,7 +680,6 @@ def run_eval(
                 total=len(bench), initial=len(done & {p.index for p in bench.problems}),
                 desc=f"{spec.name}/{bench.name}", enabled=options.progress,
             )
-            t0 = time.time()
             try:
                 evaluate_benchmark(
                     bench, generator=generator, tokenizer=tokenizer, settings=settings, model_name=spec.name,
@@ -661,18 +687,9 @@ def run_eval(
                 )
             finally:
                 bar.close()
-            timing[(spec.name, bench.name)] = time.time() - t0
         totals["generated_problems"] += generator.generated_problems
         totals["generate_calls"] += generator.calls
         del generator, model
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-    results = report.build_results(store, models, benchmarks, settings)
-    paths = report.write_outputs(out, results, models, settings, plot=options.plot)
-    print(report.markdown_table(results, settings.n), flush=True)
-    _log(f"[eval] wrote {', '.join(str(p) for p in paths.values())}")
-    if "wandb" in options.report_to:
-        report.log_wandb(out, results, settings, models, benchmarks, options, paths)
-    return {"results": results, "paths": paths, **totals}

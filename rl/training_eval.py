@@ -55,7 +55,13 @@ def summarize_for_logging(results: dict[str, dict[str, Any]]) -> dict[str, float
     """{benchmark: evaluate_dataset result} -> the flat numeric metrics that are logged."""
 
     def numeric(res: dict[str, Any]) -> dict[str, float]:
-        return {k: float(res[k]) for k in LOGGED if isinstance(res.get(k), (int, float)) and not isinstance(res.get(k), bool)}
+        out = {k: float(res[k]) for k in LOGGED if isinstance(res.get(k), (int, float)) and not isinstance(res.get(k), bool)}
+        # evaluate_dataset reports 0.0 for an empty set; a chart should show no point instead
+        if res.get("accuracy") == 0:
+            out.pop("mean_tokens_correct", None)
+        if res.get("accuracy") == 1:
+            out.pop("mean_tokens_incorrect", None)
+        return out
 
     if len(results) == 1:
         return numeric(next(iter(results.values())))

@@ -4,7 +4,6 @@ evaluation during training."""
 from __future__ import annotations
 
 import json
-import math
 from types import SimpleNamespace
 
 import pytest
