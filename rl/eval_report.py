@@ -126,8 +126,13 @@ class SampleStore:
 # ---------------------------------------------------------------------------------------
 
 
-def check_run_config(out: Path, settings: Any, overwrite: bool = False) -> None:
-    """Refuse to resume into a directory whose samples were generated with other settings."""
+def _fingerprint(settings: Any, options: Any) -> dict[str, Any]:
+    return {**settings.fingerprint(), "engine": options.engine, "dtype": options.dtype}
+
+
+def check_run_config(out: Path, settings: Any, options: Any, overwrite: bool = False) -> None:
+    """Refuse to resume into a directory whose samples were generated with other settings
+    (those of :meth:`EvalSettings.fingerprint`, the engine and the dtype)."""
     path = Path(out) / CONFIG_FILE
     if overwrite or not path.is_file() or not (Path(out) / SAMPLES_FILE).exists():
         return
@@ -135,7 +140,7 @@ def check_run_config(out: Path, settings: Any, overwrite: bool = False) -> None:
         old = json.loads(path.read_text()).get("settings", {})
     except (json.JSONDecodeError, OSError):
         return
-    new = settings.fingerprint()
+    new = _fingerprint(settings, options)
     diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
@@ -146,9 +151,8 @@ def check_run_config(out: Path, settings: Any, overwrite: bool = False) -> None:
 
 def write_run_config(out: Path, settings: Any, models: Sequence[Any], benchmarks: Sequence[Any], options: Any) -> None:
     cfg = {
-        "settings": settings.fingerprint(),
+        "settings": _fingerprint(settings, options),
         "batch_size": settings.batch_size,
-        "engine": options.engine,
         "models": [vars(m) for m in models],
         "benchmarks": [{"name": b.name, "source": b.source, "grading": b.mode, "num_problems": len(b)} for b in benchmarks],
         "argv": sys.argv[1:],
@@ -253,6 +257,7 @@ def plot_accuracy_vs_tokens(results: Sequence[dict[str, Any]], path: str | Path)
         x, y = r["mean_tokens"], 100 * r["pass@1"]
         ax.scatter([x], [y], c=colors[r["model"]], marker=markers[r["benchmark"]], s=60, zorder=2)
         ax.annotate(f"{r['model']} / {r['benchmark']}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.margins(0.12)
     ax.set_xlabel("mean completion tokens")
     ax.set_ylabel("pass@1 (%, averaged over samples)")
     ax.set_title("accuracy vs tokens (up-left = better)")

@@ -625,7 +625,7 @@ def run_eval(
         _log(f"[eval] note: temperature 0 is greedy decoding, so the {settings.n} samples per problem are identical")
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report.check_run_config(out, settings, overwrite=options.overwrite)
+    report.check_run_config(out, settings, options, overwrite=options.overwrite)
     store = report.SampleStore(out / "samples.jsonl", settings.n, fresh=options.overwrite)
     if store.dropped_lines:
         _log(f"[eval] resume: dropped {store.dropped_lines} line(s) of unfinished problems / interrupted writes from {store.path}")
