@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train_grpo.py", "GRPO training (and the methods that plug into it)"),
     "eval": ("evaluate.py", "evaluate checkpoints on math benchmarks or a task split"),
     "quickstart": ("quickstart.py", "tiny model -> SFT -> GRPO -> before/after report, on CPU"),
+    "compare": ("compare_efficiency.py", "accuracy vs tokens: GRPO, length baselines and DECS on the same budget"),
 }
 
 USAGE = "usage: parsimony <command> [options]   (parsimony <command> --help for its options)\n\ncommands:\n"

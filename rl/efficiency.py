@@ -1,0 +1,71 @@
+"""Accuracy, tokens and redundancy of a checkpoint on a held-out split.
+
+Shared by the quickstart and ``parsimony compare``. ``redundant_fraction`` is the share of
+all completion tokens that a correct response spends after its necessary reasoning prefix
+(NRP), found with the same chunker and rule judge that the DECS reward uses. Completions are
+re-encoded from their text to find token positions, so counts can differ from the generated
+ids by a token where BPE merges differently; the fraction is unaffected in practice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from curriculum.data import get_ground_truth
+from rl.evaluate import evaluate_dataset
+from rl.modeling import load_model, load_tokenizer
+
+DECODINGS = ("greedy", "sampled")
+
+
+def redundancy_stats(tokenizer: Any, rows: list[dict], samples: list[dict]) -> dict[str, float]:
+    """Redundant tokens / all tokens, and mean redundant chunks per completion."""
+    from rewards.decs import DECSRedundancyReward
+
+    reward = DECSRedundancyReward(tokenizer)
+    texts = [s["completion"] for s in samples]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    prompts = [rows[s["index"]]["prompt"] for s in samples]
+    gts = [{"ground_truth": get_ground_truth(rows[s["index"]]) or ""} for s in samples]
+    per_token = reward(prompts=prompts, completions=texts, completion_ids=ids, reward_model=gts)
+    meta = reward.pop_meta()
+    reward.pop_metrics()
+    redundant = sum(sum(x) for x in per_token)
+    total = sum(len(x) for x in ids)
+    chunks_after = [
+        (m["decs/num_chunks"] - m["decs/nrp_chunk"] - 1) for m in meta if m.get("decs/nrp_chunk") is not None
+    ]
+    return {
+        "redundant_fraction": redundant / total if total else 0.0,
+        "redundant_chunks": sum(chunks_after) / len(samples) if samples else 0.0,
+    }
+
+
+def evaluate_checkpoint(
+    model_dir: str | Path,
+    dataset: Any,
+    *,
+    max_new_tokens: int = 160,
+    temperature: float = 1.0,
+    decodings: tuple[str, ...] = DECODINGS,
+    seed: int = 0,
+    batch_size: int = 100,
+) -> dict[str, dict[str, float]]:
+    """decoding -> {accuracy, mean_tokens, redundant_fraction, redundant_chunks, ...}."""
+    import torch
+
+    tok = load_tokenizer(str(model_dir))
+    model = load_model(str(model_dir)).eval()
+    rows = list(dataset)
+    out: dict[str, dict[str, float]] = {}
+    for decoding in decodings:
+        torch.manual_seed(seed)  # the sampled decoding is reproducible
+        res = evaluate_dataset(
+            model, tok, rows, greedy=decoding == "greedy", temperature=temperature,
+            max_new_tokens=max_new_tokens, batch_size=batch_size,
+        )
+        stats = {k: v for k, v in res.items() if isinstance(v, (int, float))}
+        stats.update(redundancy_stats(tok, rows, res["samples"]))
+        out[decoding] = stats
+    return out
