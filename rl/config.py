@@ -141,6 +141,9 @@ class SFTConfig(TrainConfig):
     )
     completion_only_loss: bool = field(default=True, metadata={"help": "Loss on completion tokens only."})
     eval_steps: int = field(default=0, metadata={"help": "Evaluate held-out accuracy every N steps (0 = off)."})
+    eval_dataset: str | None = field(
+        default=None, metadata={"help": "Eval data: a benchmark name, 'task:<name>' or a file (default: the task's test split)."}
+    )
     eval_num_examples: int = field(default=128, metadata={"help": "Held-out problems per evaluation."})
     max_completion_length: int = field(default=256, metadata={"help": "Max new tokens when evaluating."})
 

@@ -53,17 +53,14 @@ def evaluate_checkpoint(
     batch_size: int = 100,
 ) -> dict[str, dict[str, float]]:
     """decoding -> {accuracy, mean_tokens, redundant_fraction, redundant_chunks, ...}."""
-    import torch
-
     tok = load_tokenizer(str(model_dir))
     model = load_model(str(model_dir)).eval()
     rows = list(dataset)
     out: dict[str, dict[str, float]] = {}
     for decoding in decodings:
-        torch.manual_seed(seed)  # the sampled decoding is reproducible
-        res = evaluate_dataset(
+        res = evaluate_dataset(  # seeded per sample: the sampled decoding is reproducible
             model, tok, rows, greedy=decoding == "greedy", temperature=temperature,
-            max_new_tokens=max_new_tokens, batch_size=batch_size,
+            max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
         )
         stats = {k: v for k, v in res.items() if isinstance(v, (int, float))}
         stats.update(redundancy_stats(tok, rows, res["samples"]))
