@@ -21,9 +21,9 @@ is one step per line::
 
 Chunk 0 starts with "Let me compute" and ends with the answer statement; no other line
 of it starts with a split word (Wait/But/Alternatively/Hmm/Let/Therefore). Each redundant
-chunk starts with one of :data:`REDUNDANT_PHRASES`, recomputes the same steps faithfully
-and restates the same answer, so a chunker splitting at split-word lines recovers exactly
-1 + k chunks. The number k of redundant chunks is drawn per trace from a distribution
+chunk starts with one of :data:`REDUNDANT_PHRASES` (in that fixed order by default),
+recomputes the same steps faithfully and restates the same answer, so a chunker splitting
+at split-word lines recovers exactly 1 + k chunks. The number k of redundant chunks is drawn per trace from a distribution
 chosen by ``redundancy`` ("standard": U{0..3}; "heavy": mostly 1-4).
 """
 
@@ -174,12 +174,14 @@ def _redundancy_weights(redundancy: str | Mapping[int, float]) -> tuple[list[int
     return ks, ws
 
 
-def _choose_phrases(rng: random.Random, k: int) -> list[str]:
-    """k phrases; all distinct while k <= len(REDUNDANT_PHRASES)."""
+def _choose_phrases(rng: random.Random, k: int, shuffle: bool = False) -> list[str]:
+    """k phrases, distinct while k <= len(REDUNDANT_PHRASES): in the fixed order of
+    REDUNDANT_PHRASES (default), or in a random order per trace when ``shuffle``."""
     out: list[str] = []
     while len(out) < k:
         perm = list(REDUNDANT_PHRASES)
-        rng.shuffle(perm)
+        if shuffle:
+            rng.shuffle(perm)
         out += perm[: k - len(out)]
     return out
 
@@ -195,6 +197,7 @@ def generate_examples(
     max_ops: int = 3,
     max_operand: int = 9,
     redundancy: str | Mapping[int, float] = "standard",
+    shuffle_phrases: bool = False,
 ) -> list[dict[str, Any]]:
     """The rows of :func:`make_overthink_dataset` as plain dicts."""
     if split not in ("train", "test"):
@@ -217,7 +220,7 @@ def generate_examples(
         if problem_split(problem) != split:
             continue
         k = rng.choices(ks, weights=ws)[0]
-        phrases = _choose_phrases(rng, k)
+        phrases = _choose_phrases(rng, k, shuffle_phrases)
         answer = solve_steps(operands, ops)[-1][3]
         rows.append(
             {
@@ -246,6 +249,7 @@ def make_overthink_dataset(
     max_ops: int = 3,
     max_operand: int = 9,
     redundancy: str | Mapping[int, float] = "standard",
+    shuffle_phrases: bool = False,
 ):
     """Seeded synthetic dataset (``datasets.Dataset``) in the shared-benchmark layout.
 
@@ -253,10 +257,16 @@ def make_overthink_dataset(
     ``reward_model`` ({"ground_truth", "style": "rule"}), ``data_source``, ``extra_info``
     ({difficulty, num_ops, split, index, redundant_chunks, problem}). Train and test are
     disjoint problem sets (stable hash of the problem string).
+
+    ``redundancy``: "standard" (k ~ U{0..3}), "heavy" (k mostly 1-4), "none", or a
+    ``{k: weight}`` dict. Redundant chunks open with REDUNDANT_PHRASES in a fixed order
+    (Wait, Hmm, But, Alternatively), so that continuing after the answer statement is the
+    likelier next token and greedy decoding of an SFT model overthinks like sampling does;
+    ``shuffle_phrases=True`` draws the order per trace instead.
     """
     import datasets
 
-    rows = generate_examples(num_examples, seed, split, min_ops, max_ops, max_operand, redundancy)
+    rows = generate_examples(num_examples, seed, split, min_ops, max_ops, max_operand, redundancy, shuffle_phrases)
     return datasets.Dataset.from_list(rows)
 
 
@@ -292,7 +302,10 @@ def corpus_texts(num_examples: int = 400, seed: int = 0) -> list[str]:
     texts: list[str] = []
     for split in ("train", "test"):
         for red in ("standard", "heavy"):
-            for row in generate_examples(num_examples // 4, seed=seed, split=split, min_ops=1, max_ops=4, redundancy=red):
+            rows = generate_examples(
+                num_examples // 4, seed=seed, split=split, min_ops=1, max_ops=4, redundancy=red, shuffle_phrases=True
+            )
+            for row in rows:
                 texts.append(row["prompt"][0]["content"])
                 texts.append(row["completion"][0]["content"])
     texts += list(REDUNDANT_PHRASES) + [OPENING_LINE]

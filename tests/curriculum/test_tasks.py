@@ -134,11 +134,18 @@ def test_trace_structure(train_rows):
                 assert STEP.match(line)
 
 
-def test_redundant_phrases_distinct_within_a_trace(train_rows):
+def test_redundant_phrase_order(train_rows):
+    # default: fixed order Wait, Hmm, But, Alternatively
     for r in train_rows:
-        chunks = _split_chunks(_trace(r))
-        heads = [c[0] for c in chunks[1:]]
-        assert len(heads) == len(set(heads))
+        heads = [c[0] for c in _split_chunks(_trace(r))[1:]]
+        assert heads == list(REDUNDANT_PHRASES[: len(heads)])
+    # shuffled: distinct within a trace, varying across traces
+    orders = set()
+    for r in generate_examples(300, seed=0, redundancy={3: 1.0}, shuffle_phrases=True):
+        heads = [c[0] for c in _split_chunks(_trace(r))[1:]]
+        assert len(heads) == 3 == len(set(heads)) and set(heads) <= set(REDUNDANT_PHRASES)
+        orders.add(tuple(heads))
+    assert len(orders) > 10
 
 
 def test_redundancy_distributions():
