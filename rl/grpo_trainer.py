@@ -289,8 +289,8 @@ class GRPOTrainer(BaseTrainer):
             from rl.losses import aggregate
 
             loss = loss + self.args.beta * aggregate(kl, mask, self.args.loss_agg_mode, self.args.max_completion_length)
-            metrics["kl"] = float((kl * mask).sum() / denom)
-        metrics["entropy"] = float((entropy * mask).sum() / denom)
+            metrics["kl"] = float((kl.detach() * mask).sum() / denom)
+        metrics["entropy"] = float((entropy.detach() * mask).sum() / denom)
         return loss, {k: float(v) for k, v in metrics.items()}
 
     # --- metrics --------------------------------------------------------------------------------

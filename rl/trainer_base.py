@@ -36,6 +36,7 @@ class BaseTrainer:
         self.args = args
         if args.num_threads > 0:
             torch.set_num_threads(args.num_threads)
+        _allow_new_mixed_precision("bf16" if args.bf16 else "no")
         # without CUDA, cpu=True lets accelerate pick MULTI_CPU (gloo) under torchrun
         self.accelerator = Accelerator(mixed_precision="bf16" if args.bf16 else "no", cpu=not torch.cuda.is_available())
         seed_everything(args.seed)
@@ -243,6 +244,17 @@ class BaseTrainer:
             self.tokenizer.save_pretrained(out)
         self.accelerator.wait_for_everyone()
         return out
+
+
+def _allow_new_mixed_precision(mixed_precision: str) -> None:
+    """accelerate keeps one process-wide state; a second trainer in the same process (SFT then
+    GRPO, or a comparison of runs) with another precision would be refused. The process group
+    (PartialState) is kept; only the precision/plugin state is cleared."""
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", state.get("mixed_precision", mixed_precision))) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def nan_safe_mean(values: list[float]) -> float:

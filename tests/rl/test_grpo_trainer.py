@@ -10,51 +10,10 @@ import torch
 from datasets import Dataset
 
 from curriculum.data import DatasetError
-from rl.config import GRPOConfig
 from rl.grpo_trainer import GRPOTrainer
 from rl.modeling import ModelLoadError
 from rl.rewarding import RewardError
-
-
-def token_sum_reward(prompts, completions, completion_ids, **kw):
-    """Varies between completions of a random model, so advantages are non-zero."""
-    return [float(sum(ids) % 7) / 7.0 for ids in completion_ids]
-
-
-def constant_reward(prompts, completions, completion_ids, **kw):
-    return [1.0] * len(completions)
-
-
-def make_dataset(n=12):
-    return Dataset.from_list(
-        [
-            {"prompt": [{"role": "user", "content": f"Compute: {i % 9 + 1} + {i % 5 + 1}"}],
-             "reward_model": {"ground_truth": str(i % 9 + i % 5 + 2)}}
-            for i in range(n)
-        ]
-    )
-
-
-def make_cfg(model_dir, tmp_path, **kw):
-    base = dict(
-        model=str(model_dir),
-        output_dir=str(tmp_path / "run"),
-        num_generations=4,
-        per_device_train_batch_size=8,
-        max_completion_length=12,
-        max_steps=1,
-        learning_rate=1e-3,
-        report_to=["jsonl"],
-        save_final=False,
-        seed=7,
-        disable_progress_bar=True,
-    )
-    base.update(kw)
-    return GRPOConfig(**base)
-
-
-def params(trainer):
-    return {k: v.detach().clone() for k, v in trainer.unwrapped_model.named_parameters()}
+from tests_helpers_grpo import constant_reward, make_cfg, make_dataset, params, token_sum_reward
 
 
 def test_one_step_changes_parameters_and_logs(tiny_model_dir, tmp_path):

@@ -1,0 +1,81 @@
+"""Trainer options on the tiny model: KL to a reference, LoRA, bf16 + gradient checkpointing,
+several policy iterations per batch, dynamic sampling."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from rl.grpo_trainer import GRPOTrainer
+from tests_helpers_grpo import make_cfg, make_dataset, params, token_sum_reward
+
+
+def _last_metrics(tmp_path):
+    return [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][-1]
+
+
+def test_kl_to_reference_copy(tiny_model_dir, tmp_path):
+    cfg = make_cfg(tiny_model_dir, tmp_path, beta=0.1, max_steps=2)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+    ref_before = {k: v.clone() for k, v in trainer.ref_model.named_parameters()}
+    trainer.train()
+    m = _last_metrics(tmp_path)
+    assert m["kl"] > 0  # the policy moved away from the frozen reference after step 1
+    assert all(torch.equal(v, dict(trainer.ref_model.named_parameters())[k]) for k, v in ref_before.items())
+
+
+def test_lora_trains_only_adapters_and_uses_base_as_reference(tiny_model_dir, tmp_path):
+    cfg = make_cfg(tiny_model_dir, tmp_path, use_peft=True, lora_r=4, lora_alpha=8, beta=0.05, max_steps=2,
+                   save_steps=2)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+    assert trainer.ref_model is None  # the base model with adapters off is the reference
+    before = params(trainer)
+    trainer.train()
+    after = params(trainer)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("lora_" in k for k in changed)
+    assert "kl" in _last_metrics(tmp_path)
+    assert (tmp_path / "run" / "checkpoint-2" / "adapter_model.safetensors").is_file()
+
+
+def test_bf16_gradient_checkpointing_and_two_iterations(tiny_model_dir, tmp_path):
+    cfg = make_cfg(tiny_model_dir, tmp_path, bf16=True, gradient_checkpointing=True, num_iterations=2,
+                   loss_agg_mode="seq-mean-token-sum-norm")
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+    before = params(trainer)
+    trainer.train()
+    after = params(trainer)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    m = _last_metrics(tmp_path)
+    # the second iteration sees a ratio != 1 against the stored old log-probs
+    assert m["ratio_mean"] != 1.0
+
+
+def test_dynamic_sampling_keeps_only_groups_with_variance(tiny_model_dir, tmp_path):
+    def even_prompts_constant(prompts, completions, completion_ids, reward_model, **kw):
+        # prompts whose answer is even give every completion the same reward -> no signal
+        return [1.0 if int(rm["ground_truth"]) % 2 == 0 else float(sum(ids) % 5) for rm, ids in
+                zip(reward_model, completion_ids)]
+
+    cfg = make_cfg(tiny_model_dir, tmp_path, dynamic_sampling=True, max_generation_batches=6, max_steps=4)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[even_prompts_constant], args=cfg, train_dataset=make_dataset())
+    seen, generated = [], []
+    original_build, original_rollout = trainer.build_batch, trainer.rollout_and_score
+
+    def spy_build(groups):
+        seen.extend(groups)
+        return original_build(groups)
+
+    def spy_rollout(indices):
+        groups = original_rollout(indices)
+        generated.extend(groups)
+        return groups
+
+    trainer.build_batch, trainer.rollout_and_score = spy_build, spy_rollout
+    trainer.train()
+    even = [g for g in generated if int(g.trajectories[0].meta["ground_truth"]) % 2 == 0]
+    assert even, "the sampler should have drawn some no-signal prompts over 4 steps"
+    assert seen and all(int(g.trajectories[0].meta["ground_truth"]) % 2 == 1 for g in seen)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["sampling/zero_std_frac"] for r in rows) > 0
