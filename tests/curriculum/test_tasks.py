@@ -25,7 +25,7 @@ from curriculum.tasks.overthink import (
     solve_steps,
 )
 
-STEP = re.compile(r"^(\d+) ([+\-*]) (\d+) = (\d+)$")
+STEP = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)$")
 
 
 def _trace(row) -> str:
@@ -115,7 +115,7 @@ def test_trace_structure(train_rows):
     for r in train_rows[:500]:
         trace = _trace(r)
         operands, ops = parse_problem(_problem(r))
-        steps = [f"{a} {op} {b} = {c}" for a, op, b, c in solve_steps(operands, ops)]
+        steps = [f"{a}{op}{b}={c}" for a, op, b, c in solve_steps(operands, ops)]
         answer = r["reward_model"]["ground_truth"]
         assert trace.startswith("<think>\n" + OPENING_LINE + "\n")
         assert trace.endswith(f"\n</think>\n\\boxed{{{answer}}}")
@@ -164,6 +164,23 @@ def test_redundancy_distributions():
         generate_examples(1, redundancy="nope")
 
 
+def test_formats():
+    row = generate_examples(1, seed=0, redundancy={1: 1.0})[0]
+    spaced = generate_examples(1, seed=0, redundancy={1: 1.0}, spaced=True)[0]
+    problem, problem_spaced = _problem(row), _problem(spaced)
+    assert " " not in problem and " " in problem_spaced
+    assert parse_problem(problem) == parse_problem(problem_spaced)
+    assert row["prompt"][0]["content"] == f"Compute left to right: {problem}"
+    operands, ops = parse_problem(problem)
+    a, op, b, c = solve_steps(operands, ops)[0]
+    assert f"\n{a}{op}{b}={c}\n" in _trace(row)
+    assert f"\n{a} {op} {b} = {c}\n" in _trace(spaced)
+    assert count_redundant_chunks(_trace(spaced)) == 1
+    assert extract_answer(_trace(spaced)) == spaced["reward_model"]["ground_truth"]
+    with pytest.raises(ValueError):
+        parse_problem("3 + + 4")
+
+
 def test_count_redundant_chunks():
     t0 = make_trace([3, 4, 2], ["+", "*"])
     assert count_redundant_chunks(t0) == 0
@@ -171,7 +188,7 @@ def test_count_redundant_chunks():
     assert count_redundant_chunks(t3) == 3
     assert count_redundant_chunks(t3 + "<|im_end|>") == 3
     # before the first answer statement nothing counts; after </think> nothing counts
-    assert count_redundant_chunks("Wait, what?\n3 + 4 = 7\nSo the answer is 7.\nHmm, let me verify once more.") == 1
+    assert count_redundant_chunks("Wait, what?\n3+4=7\nSo the answer is 7.\nHmm, let me verify once more.") == 1
     assert count_redundant_chunks("<think>\nSo the answer is 7.\n</think>\nWait, 7") == 0
     assert count_redundant_chunks("no answer here\nWait, let me double-check.") == 0
     assert count_redundant_chunks("") == 0
