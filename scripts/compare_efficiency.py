@@ -50,16 +50,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="outputs/compare")
     p.add_argument("--model-dir", default=None, help="start model (default: build the tiny model)")
     p.add_argument("--sft-checkpoint", default=None, help="reuse an SFT checkpoint instead of training one")
-    p.add_argument("--sft-steps", type=int, default=600)
+    p.add_argument("--sft-steps", type=int, default=800)
     p.add_argument("--grpo-steps", type=int, default=150)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--num-generations", type=int, default=8)
-    p.add_argument("--max-completion-length", type=int, default=160)
+    p.add_argument("--max-completion-length", type=int, default=256,
+                   help="heavy-redundancy traces reach ~200 tokens; a shorter cap truncates the SFT start")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--eval-problems", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-to", default="jsonl")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 is fastest for the tiny model and safe on a shared machine)")
     return p.parse_args(argv)
 
 
@@ -150,7 +153,11 @@ def main(argv=None) -> int:
     from curriculum.tasks import get_task_dataset
     from rl.embedded import make_tiny_model
 
+    import torch
+
     args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     task = f"{args.task}_heavy" if args.redundancy == "heavy" else args.task

@@ -20,6 +20,19 @@ def require_shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread, and on a shared 2-core machine torch's OpenMP
+    threads spin against the grader workers and other processes (measured: a [8,128]x[128,512]
+    matmul went from 0.016 ms to 7.7 ms with 2 threads while another process was busy)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from rl.embedded import make_tiny_model
