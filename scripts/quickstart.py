@@ -1,7 +1,8 @@
 """The main job on the embedded default, end to end on CPU in a few minutes:
 
     tiny Qwen2 model + tokenizer  ->  SFT warm start on the overthinking-arithmetic task
-    ->  evaluate  ->  GRPO  ->  evaluate  ->  report (accuracy, mean completion tokens, time)
+    ->  evaluate  ->  GRPO (+ DECS by default)  ->  evaluate
+    ->  report (accuracy, mean completion tokens, redundant tokens, time)
 
     parsimony quickstart [--out outputs/quickstart] [--sft-steps N] [--grpo-steps N]
 
@@ -21,6 +22,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default="outputs/quickstart", help="output directory")
     p.add_argument("--size", default="tiny", choices=["tiny", "small"], help="embedded model size")
     p.add_argument("--task", default="overthink", help="synthetic task name")
+    p.add_argument("--method", default="decs", choices=["decs", "grpo"],
+                   help="decs: GRPO with the DECS token-level length reward; grpo: accuracy reward only")
     p.add_argument("--sft-steps", type=int, default=500, help="SFT optimizer steps (batch 32)")
     p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--grpo-steps", type=int, default=60, help="GRPO optimizer steps")
@@ -36,20 +39,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def evaluate_both(model_dir: Path, test_set, max_tokens: int, temperature: float, extra) -> dict:
-    from rl.evaluate import evaluate_dataset
-    from rl.modeling import load_model, load_tokenizer
-
-    tok = load_tokenizer(str(model_dir))
-    model = load_model(str(model_dir)).eval()
-    out = {}
-    for decoding, greedy in (("greedy", True), ("sampled", False)):
-        res = evaluate_dataset(
-            model, tok, test_set, greedy=greedy, temperature=temperature, max_new_tokens=max_tokens,
-            batch_size=100, text_metrics=extra,
-        )
-        out[decoding] = {k: v for k, v in res.items() if k != "samples"}
-    return out
+def method_fields(method: str) -> dict:
+    """GRPOConfig fields of the quickstart's method."""
+    if method == "grpo":
+        return {"reward_funcs": ["accuracy"]}
+    return {  # DECS: accuracy + token-level penalty on tokens after the necessary reasoning prefix
+        "reward_funcs": ["accuracy", "decs_redundancy"],
+        "advantage_estimator": "decs",
+        "sampler": "decs_kappa",
+        "method_kwargs": {"decs_beta": 0.1, "decs_judge": "rule"},
+    }
 
 
 def main(argv=None) -> int:
@@ -57,6 +56,7 @@ def main(argv=None) -> int:
 
     from curriculum.tasks import get_task_dataset
     from rl.config import GRPOConfig, SFTConfig
+    from rl.efficiency import evaluate_checkpoint
     from rl.embedded import make_tiny_model
     from rl.grpo_trainer import GRPOTrainer
     from rl.sft_trainer import SFTTrainer
@@ -75,13 +75,6 @@ def main(argv=None) -> int:
     timings["build_model"] = time.time() - t0
     print(f"[quickstart] built the {args.size} model + tokenizer in {model_dir} ({timings['build_model']:.1f}s)")
 
-    extra = {}
-    try:
-        from curriculum.tasks.overthink import count_redundant_chunks
-
-        extra["redundant_chunks"] = count_redundant_chunks
-    except ImportError:
-        pass
     test_set = get_task_dataset(args.task, args.eval_problems, seed=args.seed + 1, split="test")
 
     t0 = time.time()
@@ -106,7 +99,7 @@ def main(argv=None) -> int:
     sft_dir = out / "sft" / "final"
 
     t0 = time.time()
-    before = evaluate_both(sft_dir, test_set, args.max_completion_length, 1.0, extra)
+    before = evaluate_checkpoint(sft_dir, test_set, max_new_tokens=args.max_completion_length, seed=args.seed)
     timings["eval_before"] = time.time() - t0
     print(f"[quickstart] after SFT: greedy accuracy {before['greedy']['accuracy']:.3f}, "
           f"mean tokens {before['greedy']['mean_tokens']:.1f}")
@@ -122,38 +115,40 @@ def main(argv=None) -> int:
         max_steps=args.grpo_steps,
         max_completion_length=args.max_completion_length,
         temperature=1.0,
-        reward_funcs=["accuracy"],
         output_dir=str(out / "grpo"),
         report_to=report_to,
         logging_steps=5,
         save_total_limit=1,
         seed=args.seed,
-        run_name="quickstart-grpo",
+        run_name=f"quickstart-{args.method}",
+        **method_fields(args.method),
     )
     GRPOTrainer(grpo_cfg.model, args=grpo_cfg).train()
     timings["grpo"] = time.time() - t0
     grpo_dir = out / "grpo" / "final"
 
     t0 = time.time()
-    after = evaluate_both(grpo_dir, test_set, args.max_completion_length, 1.0, extra)
+    after = evaluate_checkpoint(grpo_dir, test_set, max_new_tokens=args.max_completion_length, seed=args.seed)
     timings["eval_after"] = time.time() - t0
     timings["total"] = time.time() - t_all
 
     rows = []
-    for stage, res in (("SFT start", before), ("GRPO (accuracy)", after)):
+    label = "GRPO + DECS" if args.method == "decs" else "GRPO (accuracy)"
+    for stage, res in (("SFT start", before), (label, after)):
         for decoding in ("greedy", "sampled"):
             r = res[decoding]
             rows.append({"stage": stage, "decoding": decoding, "accuracy": r["accuracy"],
-                         "mean_tokens": r["mean_tokens"], "redundant_chunks": r.get("redundant_chunks")})
+                         "mean_tokens": r["mean_tokens"], "redundant_fraction": r["redundant_fraction"],
+                         "redundant_chunks": r["redundant_chunks"]})
     report = {"rows": rows, "timings_s": timings, "eval_problems": args.eval_problems,
               "sft_steps": args.sft_steps, "grpo_steps": args.grpo_steps}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print("\n## parsimony quickstart\n")
-    print("| stage | decoding | accuracy | mean tokens | redundant chunks |")
-    print("|---|---|---|---|---|")
+    print("| stage | decoding | accuracy | mean tokens | redundant token fraction | redundant chunks |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
-        rc = "" if r["redundant_chunks"] is None else f"{r['redundant_chunks']:.2f}"
-        print(f"| {r['stage']} | {r['decoding']} | {100 * r['accuracy']:.1f}% | {r['mean_tokens']:.1f} | {rc} |")
+        print(f"| {r['stage']} | {r['decoding']} | {100 * r['accuracy']:.1f}% | {r['mean_tokens']:.1f} | "
+              f"{r['redundant_fraction']:.3f} | {r['redundant_chunks']:.2f} |")
     print(f"\nheld-out problems: {args.eval_problems}; time: " +
           ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     print(f"report: {out / 'report.json'}")
