@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 # the figures shown on the progress bar, in order, when present
-PROGRESS_KEYS = ("reward", "accuracy", "completion/mean_length", "kl", "lr")
+PROGRESS_KEYS = ("loss", "reward", "accuracy", "completion/mean_length", "kl", "lr")
 
 
 def _wandb_has_key() -> bool:
