@@ -5,21 +5,13 @@ Also ``accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml scripts
 
 from __future__ import annotations
 
-import json
-
 
 def main(argv=None) -> int:
-    from rl.config import GRPOConfig, load_config
+    from rl.config import GRPOConfig
     from rl.grpo_trainer import GRPOTrainer
-    from rl.training_eval import attach_eval
+    from rl.training_run import train_from_config
 
-    cfg = load_config(GRPOConfig, argv)
-    trainer = GRPOTrainer(cfg.model, args=cfg)
-    attach_eval(trainer, cfg)
-    summary = trainer.train()
-    if trainer.is_main:
-        print(json.dumps({k: v for k, v in summary.items() if k != "last_metrics"}))
-    return 0
+    return train_from_config(GRPOConfig, GRPOTrainer, argv)
 
 
 if __name__ == "__main__":

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 
 def main(argv=None) -> int:
-    from rl.config import SFTConfig, load_config
+    from rl.config import SFTConfig
     from rl.sft_trainer import SFTTrainer
-    from rl.training_eval import attach_eval
+    from rl.training_run import train_from_config
 
-    cfg = load_config(SFTConfig, argv)
-    trainer = SFTTrainer(cfg.model, args=cfg)
-    attach_eval(trainer, cfg)
-    summary = trainer.train()
-    if trainer.is_main:
-        print(json.dumps({k: v for k, v in summary.items() if k != "last_metrics"}))
-    return 0
+    return train_from_config(SFTConfig, SFTTrainer, argv)
 
 
 if __name__ == "__main__":
