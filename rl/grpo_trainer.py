@@ -91,7 +91,6 @@ class GRPOTrainer(BaseTrainer):
         if args.beta > 0 and not args.use_peft:
             self.ref_model = copy.deepcopy(self.unwrapped_model).eval().requires_grad_(False)
         self.skipped_batches = 0
-        self._eval_fn: Callable[[], dict[str, float]] | None = None
 
     # --- rollout + reward -----------------------------------------------------------------------
     def _prompt_ids(self, rows: list[dict]) -> list[list[int]]:
@@ -346,15 +345,6 @@ class GRPOTrainer(BaseTrainer):
         if "sampler" in local:
             self.sampler.load_state_dict(local["sampler"])
 
-    # --- evaluation during training -----------------------------------------------------------------
-    def set_eval_fn(self, fn: Callable[[], dict[str, float]]) -> None:
-        self._eval_fn = fn
-
-    def on_step_end(self, metrics: dict[str, float]) -> None:
-        if self.args.eval_steps > 0 and self._eval_fn is not None and self.global_step % self.args.eval_steps == 0:
-            results = self._eval_fn()
-            if self.tracker is not None and results:
-                self.tracker.log(self.global_step, {f"eval/{k}": v for k, v in results.items()})
 
 
 def _reward_tensor(values: list, width: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,10 +67,6 @@ class SFTTrainer(BaseTrainer):
         self.sampler = PromptSampler(
             len(self.examples), seed=args.seed, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
         )
-        self._eval_fn: Callable[[], dict[str, float]] | None = None
-
-    def set_eval_fn(self, fn: Callable[[], dict[str, float]]) -> None:
-        self._eval_fn = fn
 
     def _collate(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pad = self.tokenizer.pad_token_id
@@ -113,12 +109,6 @@ class SFTTrainer(BaseTrainer):
             "time/step": time.time() - t0,
         }
         return self.reduce_metrics(metrics)
-
-    def on_step_end(self, metrics: dict[str, float]) -> None:
-        if self.args.eval_steps > 0 and self._eval_fn is not None and self.global_step % self.args.eval_steps == 0:
-            results = self._eval_fn()
-            if self.tracker is not None and results:
-                self.tracker.log(self.global_step, {f"eval/{k}": v for k, v in results.items()})
 
     def extra_state(self):
         return {}, {"sampler": self.sampler.state_dict()}

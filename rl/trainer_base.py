@@ -12,7 +12,7 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -70,6 +70,7 @@ class BaseTrainer:
         self.global_step = 0
         self._stop_signal: int | None = None
         self.tracker: Tracker | None = None
+        self._eval_fn: Callable[[], dict[str, float]] | None = None
 
     # --- helpers -------------------------------------------------------------------------
     @property
@@ -182,8 +183,17 @@ class BaseTrainer:
     def training_step(self) -> dict[str, float]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def set_eval_fn(self, fn: Callable[[], dict[str, float]]) -> None:
+        """Held-out evaluation run every ``eval_steps`` (see ``rl.training_eval.attach_eval``)."""
+        self._eval_fn = fn
+
     def on_step_end(self, metrics: dict[str, float]) -> None:
-        """Subclass hook after logging (e.g. periodic evaluation)."""
+        """After logging: periodic evaluation, logged under ``eval/``."""
+        every = getattr(self.args, "eval_steps", 0)
+        if every > 0 and self._eval_fn is not None and self.global_step % every == 0:
+            results = self._eval_fn()
+            if self.tracker is not None and results:
+                self.tracker.log(self.global_step, {f"eval/{k}": v for k, v in results.items()})
 
     def train(self) -> dict[str, Any]:
         """Run until ``max_steps`` (or a stop signal); returns a summary."""
