@@ -67,21 +67,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def train_sft(args, model_dir: Path, task: str, out: Path) -> Path:
-    from rl.config import SFTConfig
-    from rl.sft_trainer import SFTTrainer
+    from rl.efficiency import sft_warm_start
 
     final = out / "sft" / "final"
     if final.is_dir():
         print(f"[compare] reusing {final}")
         return final
-    cfg = SFTConfig(
-        model=str(model_dir), dataset=f"task:{task}", dataset_num_examples=max(4096, args.sft_steps * 32),
-        learning_rate=3e-3, lr_scheduler_type="cosine", warmup_steps=min(50, args.sft_steps // 10),
-        per_device_train_batch_size=32, max_steps=args.sft_steps, output_dir=str(out / "sft"),
-        report_to=args.report_to.split(","), logging_steps=50, save_total_limit=1, seed=args.seed, run_name="compare-sft",
-    )
-    SFTTrainer(cfg.model, args=cfg).train()
-    return final
+    return sft_warm_start(model_dir, task, args.sft_steps, out / "sft", report_to=args.report_to.split(","),
+                          seed=args.seed, run_name="compare-sft", logging_steps=50)
 
 
 def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Path, dict]:

@@ -55,11 +55,10 @@ def main(argv=None) -> int:
     import torch
 
     from curriculum.tasks import get_task_dataset
-    from rl.config import GRPOConfig, SFTConfig
-    from rl.efficiency import evaluate_checkpoint
+    from rl.config import GRPOConfig
+    from rl.efficiency import evaluate_checkpoint, sft_warm_start
     from rl.embedded import make_tiny_model
     from rl.grpo_trainer import GRPOTrainer
-    from rl.sft_trainer import SFTTrainer
 
     args = parse_args(argv)
     if args.threads > 0:
@@ -78,25 +77,9 @@ def main(argv=None) -> int:
     test_set = get_task_dataset(args.task, args.eval_problems, seed=args.seed + 1, split="test")
 
     t0 = time.time()
-    sft_cfg = SFTConfig(
-        model=str(model_dir),
-        dataset=f"task:{args.task}",
-        dataset_num_examples=max(4096, args.sft_steps * 32),
-        learning_rate=args.sft_lr,
-        lr_scheduler_type="cosine",
-        warmup_steps=min(50, args.sft_steps // 10),
-        per_device_train_batch_size=32,
-        max_steps=args.sft_steps,
-        output_dir=str(out / "sft"),
-        report_to=report_to,
-        logging_steps=25,
-        save_total_limit=1,
-        seed=args.seed,
-        run_name="quickstart-sft",
-    )
-    SFTTrainer(sft_cfg.model, args=sft_cfg).train()
+    sft_dir = sft_warm_start(model_dir, args.task, args.sft_steps, out / "sft", learning_rate=args.sft_lr,
+                             report_to=report_to, seed=args.seed, run_name="quickstart-sft")
     timings["sft"] = time.time() - t0
-    sft_dir = out / "sft" / "final"
 
     t0 = time.time()
     before = evaluate_checkpoint(sft_dir, test_set, max_new_tokens=args.max_completion_length, seed=args.seed)
