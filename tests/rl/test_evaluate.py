@@ -26,17 +26,6 @@ from rl.evaluate import (
 from rollout.types import Trajectory
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # a tiny model gains nothing from threads, and on a shared CPU they make it 5x slower
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     from rl.modeling import load_model, load_tokenizer

@@ -36,17 +36,6 @@ def _require_shared_data():
     return mod.require_shared_data()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # a tiny model gains nothing from threads, and on a shared CPU they make it 5x slower
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _env():
     env = dict(os.environ, WANDB_MODE="offline", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
