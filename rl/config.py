@@ -165,6 +165,33 @@ class GRPOConfig(TrainConfig):
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature for rollouts."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling for rollouts."})
     top_k: int = field(default=0, metadata={"help": "Top-k sampling for rollouts (0 = off)."})
+    rollout_mode: str = field(
+        default="colocate",
+        metadata={"help": "engine vllm: colocate (vllm.LLM in the trainer process) | server (a `parsimony vllm-serve` over HTTP)."},
+    )
+    server_url: str = field(
+        default="http://127.0.0.1:8000", metadata={"help": "rollout_mode server: base URL of `parsimony vllm-serve`."}
+    )
+    server_timeout: float = field(default=600.0, metadata={"help": "rollout_mode server: seconds per HTTP request."})
+    vllm_dtype: str = field(default="auto", metadata={"help": "vLLM weights dtype: auto | bfloat16 | float16 | float32."})
+    vllm_gpu_memory_utilization: float = field(
+        default=0.4, metadata={"help": "Colocated vLLM: fraction of GPU memory for weights + KV cache."}
+    )
+    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "Colocated vLLM: GPUs per engine."})
+    vllm_max_model_len: int | None = field(
+        default=None, metadata={"help": "vLLM context length (default: max_prompt_length + max_completion_length)."}
+    )
+    vllm_enable_sleep_mode: bool = field(
+        default=False, metadata={"help": "Colocated vLLM: free KV cache / offload weights during the update (GPU only)."}
+    )
+    vllm_cpu_kv_cache_gib: float = field(default=1.0, metadata={"help": "vLLM on CPU: KV-cache size in GiB."})
+    vllm_is_cap: float = field(
+        default=0.0,
+        metadata={
+            "help": "Truncated importance weight min(exp(logp_train_old - logp_engine), C) on the loss for the "
+            "rollout/training log-prob mismatch; C >= 1, 0 = off."
+        },
+    )
     generation_batch_size: int = field(
         default=0, metadata={"help": "Prompts per generate() call per device (0 = all prompts of the step)."}
     )
@@ -237,6 +264,25 @@ class GRPOConfig(TrainConfig):
             "so that groups stay whole on each device",
         )
         _check(self.engine in ("hf", "vllm"), "engine", f"must be 'hf' or 'vllm', got {self.engine!r}")
+        _check(self.rollout_mode in ("colocate", "server"), "rollout_mode", f"must be colocate | server, got {self.rollout_mode!r}")
+        _check(
+            self.rollout_mode == "colocate" or self.engine == "vllm",
+            "rollout_mode", "server mode generates with a vLLM server: set engine: vllm",
+        )
+        _check(self.server_url.startswith(("http://", "https://")), "server_url", f"must be an http(s) URL, got {self.server_url!r}")
+        _check(self.server_timeout > 0, "server_timeout", "must be > 0")
+        _check(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization", "must be in (0, 1]")
+        _check(self.vllm_tensor_parallel_size >= 1, "vllm_tensor_parallel_size", "must be >= 1")
+        _check(self.vllm_cpu_kv_cache_gib > 0, "vllm_cpu_kv_cache_gib", "must be > 0")
+        _check(
+            self.vllm_is_cap == 0 or self.vllm_is_cap >= 1,
+            "vllm_is_cap", f"must be 0 (off) or >= 1 (a cap below 1 down-weights on-policy tokens), got {self.vllm_is_cap}",
+        )
+        if self.vllm_max_model_len is not None:
+            _check(
+                self.vllm_max_model_len >= self.max_prompt_length + self.max_completion_length,
+                "vllm_max_model_len", "must hold max_prompt_length + max_completion_length",
+            )
         _check(self.max_completion_length >= 1, "max_completion_length", "must be >= 1")
         _check(self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
         _check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")

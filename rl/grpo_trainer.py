@@ -20,11 +20,11 @@ from curriculum.samplers import PromptSampler, ScoredGroup, get_assembler
 from rl.advantages import get_advantage
 from rl.batch import RolloutBatch, collate
 from rl.config import GRPOConfig
-from rl.losses import LossTerm, compute_policy_loss, get_composition, k3_kl
+from rl.losses import LossTerm, compute_policy_loss, get_composition, importance_correct, k3_kl
 from rl.modeling import completion_logprobs
 from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, score_completions
 from rl.trainer_base import BaseTrainer
-from rollout.hf import HFEngine
+from rollout.factory import make_rollout_engine
 from rollout.types import RolloutEngine, SamplingConfig
 
 RewardFunc = Callable[..., list]
@@ -75,13 +75,15 @@ class GRPOTrainer(BaseTrainer):
         self.eval_dataset = eval_dataset
         self.advantage_fn = get_advantage(args.advantage_estimator)
         self.loss_terms: list[LossTerm] = get_composition(args.loss_composition)(args)
-        self.engine = engine or HFEngine(self.model, self.tokenizer, max_batch_size=0, unwrap=self.accelerator.unwrap_model)
+        self.engine = engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator)
         self.sampling = SamplingConfig(
             max_new_tokens=args.max_completion_length,
             temperature=args.temperature,
             top_p=args.top_p,
             top_k=args.top_k,
-            return_logprobs=False,  # the HF engine shares weights: old log-probs come from the trainer
+            # the HF engine samples from the trainer's own weights and kernels; any other engine's
+            # log-probs are kept to measure (and optionally correct) the rollout/training mismatch
+            return_logprobs=args.engine != "hf",
         )
         self.sampler = PromptSampler(
             len(train_dataset), seed=args.seed, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
@@ -160,7 +162,7 @@ class GRPOTrainer(BaseTrainer):
     # --- one optimizer step ---------------------------------------------------------------------
     def training_step(self) -> dict[str, float]:
         args = self.args
-        self._timing = {"rollout": 0.0, "reward": 0.0, "update": 0.0}
+        self._timing = {"rollout": 0.0, "reward": 0.0, "update": 0.0, "weight_sync": 0.0}
         self._reward_metrics: dict[str, float] = {}
         for fn in self.reward_funcs:  # rewards with a schedule (e.g. a shrinking length cap)
             set_step = getattr(fn, "set_step", None)
@@ -181,6 +183,9 @@ class GRPOTrainer(BaseTrainer):
         if skip:
             return self._skip(f"dynamic sampling found too few groups with reward variance ({sampling_metrics})")
         batch = self.build_batch(groups)
+        sleep = getattr(self.engine, "sleep", None)
+        if callable(sleep):  # colocated engines may free their memory during the update
+            sleep()
         t0 = time.time()
         self._add_reference_logprobs(batch)
         batch.advantages = self.advantage_fn(batch, args)
@@ -249,6 +254,7 @@ class GRPOTrainer(BaseTrainer):
         args = self.args
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
+        maxes: dict[str, float] = {}
         grad_norms = []
         chunks = self._micro_batches(batch.num_rollouts)
         for _ in range(args.num_iterations):
@@ -265,9 +271,13 @@ class GRPOTrainer(BaseTrainer):
                 for k, v in m.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                     counts[k] = counts.get(k, 0) + 1
+                    if k.endswith("_max"):  # maxima stay maxima over micro-batches
+                        maxes[k] = max(maxes.get(k, float("-inf")), float(v))
             grad_norms.append(self.clip_and_step())
+        t_sync = time.time()
         self.engine.sync_weights(self.model)
-        out = {k: sums[k] / counts[k] for k in sums}
+        self._timing["weight_sync"] += time.time() - t_sync
+        out = {k: (maxes[k] if k in maxes else sums[k] / counts[k]) for k in sums}
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
         return out
 
@@ -278,6 +288,9 @@ class GRPOTrainer(BaseTrainer):
         mask = mb.completion_mask.to(dev)  # [n, T]
         old = mb.old_logprobs.to(dev) if mb.old_logprobs is not None else logp.detach()
         adv = {k: v.to(dev) for k, v in mb.advantages.items()}
+        mismatch: dict[str, float] = {}
+        if mb.sampling_logprobs is not None:
+            adv, mismatch = importance_correct(adv, old, mb.sampling_logprobs.to(dev), mask, self.args.vllm_is_cap)
         loss, metrics = compute_policy_loss(
             logp, old, adv, mask, self.loss_terms, self.args,
             rollout_masks={k: v.to(dev) for k, v in mb.rollout_masks.items()},
@@ -290,6 +303,7 @@ class GRPOTrainer(BaseTrainer):
             loss = loss + self.args.beta * aggregate(kl, mask, self.args.loss_agg_mode, self.args.max_completion_length)
             metrics["kl"] = float((kl.detach() * mask).sum() / denom)
         metrics["entropy"] = float((entropy.detach() * mask).sum() / denom)
+        metrics.update(mismatch)
         return loss, {k: float(v) for k, v in metrics.items()}
 
     # --- metrics --------------------------------------------------------------------------------

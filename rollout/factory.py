@@ -1,0 +1,97 @@
+"""Build the rollout engine a ``GRPOConfig`` asks for: HF, colocated vLLM, or a vLLM server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rollout.types import RolloutEngine
+from rollout.weights import policy_weights
+
+
+def _unwrap(model: Any) -> Any:
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def engine_model_dir(model: Any, tokenizer: Any, export_dir: str | os.PathLike) -> str:
+    """A directory (or hub id) vLLM can start from: the model's own source when it has one,
+    otherwise an export of its config, tokenizer and current weights.
+
+    The engine is started from it once; the trainer's live weights are synced right after, so a
+    resumed run or a PEFT policy generates from the right weights either way.
+    """
+    model = _unwrap(model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    source = str(getattr(base.config, "_name_or_path", "") or "")
+    if source and Path(source, "config.json").is_file():
+        has_tokenizer = any(Path(source, f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+        if has_tokenizer:
+            return source
+    out = Path(export_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights_file(model, out / "model.safetensors")
+    base.config.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def save_weights_file(model: Any, path: str | os.PathLike) -> int:
+    """Write the policy's weights (adapters merged) as one safetensors file; returns its bytes.
+
+    Tied tensors (e.g. ``lm_head`` sharing the embedding) are written once: safetensors refuses
+    shared storage, and engines re-tie them from the config.
+    """
+    from safetensors.torch import save_file
+
+    seen: set[tuple[int, int]] = set()
+    tensors = {}
+    with policy_weights(model) as weights:
+        for name, t in weights:
+            key = (t.untyped_storage().data_ptr(), t.storage_offset())
+            if key in seen:
+                continue
+            seen.add(key)
+            tensors[name] = t.detach().to("cpu").contiguous()
+    tmp = Path(str(path) + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)  # the server never sees a half-written file
+    return Path(path).stat().st_size
+
+
+def make_rollout_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> RolloutEngine:
+    """The engine for ``args.engine`` / ``args.rollout_mode``, already generating from ``model``."""
+    if args.engine == "hf":
+        from rollout.hf import HFEngine
+
+        return HFEngine(model, tokenizer, max_batch_size=0, unwrap=accelerator.unwrap_model)
+    if args.rollout_mode == "server":
+        from rollout.vllm_server import VLLMServerEngine
+
+        engine: Any = VLLMServerEngine(
+            args.server_url,
+            tokenizer,
+            timeout=args.server_timeout,
+            is_sender=accelerator.is_main_process,
+            barrier=accelerator.wait_for_everyone,
+        )
+    else:
+        from rollout.vllm import VLLMEngine
+
+        rank = accelerator.process_index
+        model_dir = engine_model_dir(model, tokenizer, Path(args.output_dir) / f"vllm-start-rank{rank}")
+        engine = VLLMEngine(
+            model_dir,
+            tokenizer,
+            dtype=args.vllm_dtype,
+            gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+            tensor_parallel_size=args.vllm_tensor_parallel_size,
+            max_model_len=args.vllm_max_model_len or (args.max_prompt_length + args.max_completion_length),
+            seed=args.seed + rank,  # each process samples its own rollouts
+            enable_sleep_mode=args.vllm_enable_sleep_mode,
+            cpu_kv_cache_gib=args.vllm_cpu_kv_cache_gib,
+        )
+    engine.sync_weights(model)
+    return engine

@@ -1,0 +1,77 @@
+"""The policy's weights in checkpoint format, for pushing into an inference engine.
+
+Engines load weights by their Hugging Face checkpoint names (``model.layers.0.mlp.up_proj.weight``).
+A PEFT model stores its base weights under other names and keeps the adapters apart: the
+export adds each LoRA delta to a copy of its base weight, so the engine generates from exactly
+the policy being trained while the model's own (frozen) base weights are never touched.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+
+
+def _unwrap(model: Any) -> Any:
+    while hasattr(model, "module"):  # DDP / accelerate wrappers
+        model = model.module
+    return model
+
+
+def is_peft_model(model: Any) -> bool:
+    return hasattr(_unwrap(model), "peft_config")
+
+
+def checkpoint_name(peft_name: str) -> str | None:
+    """``base_model.model.model.layers.0.q_proj.base_layer.weight`` -> ``model.layers.0.q_proj.weight``;
+    adapter tensors (``lora_A`` ...) map to None."""
+    name = peft_name
+    if name.startswith("base_model.model."):
+        name = name[len("base_model.model.") :]
+    if ".lora_" in name or ".original_module." in name:  # adapters; the frozen copy of a modules_to_save layer
+        return None
+    for wrapper in (".base_layer.", ".modules_to_save.default."):
+        name = name.replace(wrapper, ".")
+    return name
+
+
+def _lora_deltas(model: Any) -> dict[str, torch.Tensor]:
+    """``{state-dict key of a base weight: its active LoRA delta}`` for unmerged LoRA layers."""
+    deltas: dict[str, torch.Tensor] = {}
+    for module_name, module in model.named_modules():
+        get_delta = getattr(module, "get_delta_weight", None)
+        if get_delta is None or not hasattr(module, "base_layer") or getattr(module, "merged", False):
+            continue
+        adapters = [a for a in getattr(module, "active_adapters", []) if a in getattr(module, "lora_A", {}) or a in getattr(module, "lora_embedding_A", {})]
+        if adapters:
+            deltas[f"{module_name}.base_layer.weight"] = sum(get_delta(a) for a in adapters)
+    return deltas
+
+
+@contextmanager
+def policy_weights(model: Any) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Yield ``[(checkpoint_name, tensor)]`` of the current policy.
+
+    For a PEFT model the LoRA deltas are added to copies of the base weights: the model itself
+    is never merged and unmerged, which would leave round-off in the frozen base weights after
+    every sync. Other tensors are detached views of the live parameters: consume them inside
+    the ``with``.
+    """
+    model = _unwrap(model)
+    with torch.no_grad():
+        if not is_peft_model(model):
+            yield [(n, t.detach()) for n, t in model.state_dict().items()]
+            return
+        deltas = _lora_deltas(model)
+        out = []
+        for n, t in model.state_dict().items():
+            name = checkpoint_name(n)
+            if name is None:
+                continue
+            t = t.detach()
+            if n in deltas:
+                t = t + deltas[n].to(t.dtype)
+            out.append((name, t))
+        yield out
