@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate.py", "evaluate checkpoints on math benchmarks or a task split"),
     "quickstart": ("quickstart.py", "tiny model -> SFT -> GRPO -> before/after report, on CPU"),
     "compare": ("compare_efficiency.py", "accuracy vs tokens: GRPO, length baselines and DECS on the same budget"),
+    "vllm-serve": ("vllm_serve.py", "vLLM generation/judge server with a weight-update endpoint"),
 }
 
 USAGE = "usage: parsimony <command> [options]   (parsimony <command> --help for its options)\n\ncommands:\n"
@@ -59,10 +60,12 @@ def run_cli(fn, argv=None) -> None:
     from curriculum.data import DatasetError
     from rl.config import ConfigError
     from rl.modeling import ModelLoadError
+    from rollout.vllm import VLLMUnavailable
+    from rollout.vllm_server import RolloutServerError
 
     try:
         code = fn(argv)
-    except (ConfigError, DatasetError, ModelLoadError, FileNotFoundError) as e:
+    except (ConfigError, DatasetError, ModelLoadError, FileNotFoundError, VLLMUnavailable, RolloutServerError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     raise SystemExit(code or 0)

@@ -41,8 +41,8 @@ def engine_model_dir(model: Any, tokenizer: Any, export_dir: str | os.PathLike) 
 def save_weights_file(model: Any, path: str | os.PathLike) -> int:
     """Write the policy's weights (adapters merged) as one safetensors file; returns its bytes.
 
-    Tied tensors (e.g. ``lm_head`` sharing the embedding) are written once: safetensors refuses
-    shared storage, and engines re-tie them from the config.
+    A tensor that shares storage with an earlier one (a tied ``lm_head``) is written as a copy:
+    safetensors refuses shared storage, and vLLM's in-place reload expects every name.
     """
     from safetensors.torch import save_file
 
@@ -51,10 +51,9 @@ def save_weights_file(model: Any, path: str | os.PathLike) -> int:
     with policy_weights(model) as weights:
         for name, t in weights:
             key = (t.untyped_storage().data_ptr(), t.storage_offset())
-            if key in seen:
-                continue
+            t = t.detach().to("cpu").contiguous()
+            tensors[name] = t.clone() if key in seen else t
             seen.add(key)
-            tensors[name] = t.detach().to("cpu").contiguous()
     tmp = Path(str(path) + ".tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, path)  # the server never sees a half-written file

@@ -1,0 +1,202 @@
+"""Rollouts from a ``parsimony vllm-serve`` server over HTTP (``rollout_mode: server``).
+
+Generation uses the server's OpenAI-compatible ``/v1/completions`` with prompt token ids, ``n``
+completions per prompt, the sampled tokens' ids and log-probs. After each optimizer step the
+trainer's main process writes the policy weights to one safetensors file in shared memory and
+asks the server's workers to load it in place (``/collective_rpc`` -> ``WeightSyncExtension``).
+That is the CPU / same-node path; across nodes, point ``weights_dir`` at a shared filesystem.
+
+A dead or hung server never hangs training: every request has a timeout, connection errors are
+retried with backoff, and then a ``RolloutServerError`` names the server and how to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rollout.types import SamplingConfig, Trajectory
+
+
+class RolloutServerError(RuntimeError):
+    """The generation server could not be reached or answered with an error."""
+
+
+def _default_weights_dir() -> str:
+    shm = Path("/dev/shm")
+    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.mkdtemp(prefix="parsimony-weights-", dir=base)
+
+
+class VLLMServerEngine:
+    """A ``RolloutEngine`` backed by a running ``parsimony vllm-serve``.
+
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000``.
+        tokenizer: the trainer's tokenizer (pad id, decoding).
+        timeout: seconds per request (a generation batch must finish within it).
+        retries: attempts per request on connection errors, with exponential backoff.
+        is_sender: whether this process pushes weights (the main process under DDP).
+        barrier: called after a push so that every process generates from the new weights.
+        weights_dir: where the weights file is written; must be readable by the server.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        tokenizer: Any,
+        *,
+        timeout: float = 600.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+        is_sender: bool = True,
+        barrier: Callable[[], None] | None = None,
+        weights_dir: str | None = None,
+        model_name: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tokenizer = tokenizer
+        self.timeout = float(timeout)
+        self.retries = max(1, int(retries))
+        self.backoff = float(backoff)
+        self.is_sender = is_sender
+        self.barrier = barrier
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._weights_dir = weights_dir
+        self._owns_weights_dir = weights_dir is None
+        self.model_name = model_name or self._first_model()
+        if self.is_sender:
+            ping = self._post("/collective_rpc", {"method": "parsimony_ping"}, what="weight-update check")
+            if "parsimony" not in json.dumps(ping):
+                raise RolloutServerError(
+                    f"{self.base_url} is not a `parsimony vllm-serve` server (no weight-update extension); "
+                    "start it with `parsimony vllm-serve --model ...`"
+                )
+        self.last_sync_seconds = 0.0
+
+    # --- HTTP -----------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: dict | None, what: str, timeout: float | None = None) -> Any:
+        url = self.base_url + path
+        data = json.dumps(body).encode() if body is not None else None
+        last: Exception | None = None
+        for attempt in range(self.retries):
+            req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                    raw = resp.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as e:  # the server answered: retrying will not help
+                detail = e.read().decode(errors="replace")[:500]
+                raise RolloutServerError(f"vLLM server {url} answered {e.code} to the {what}: {detail}") from None
+            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, OSError) as e:
+                last = e
+                if attempt + 1 < self.retries:
+                    time.sleep(self.backoff * 2**attempt)
+        reason = getattr(last, "reason", last)
+        raise RolloutServerError(
+            f"vLLM server {self.base_url} failed the {what} after {self.retries} attempts ({reason}). "
+            "Is `parsimony vllm-serve` running there? Restart it, then resume training with "
+            "--resume_from_checkpoint latest."
+        ) from None
+
+    def _post(self, path: str, body: dict, what: str, timeout: float | None = None) -> Any:
+        return self._request("POST", path, body, what, timeout)
+
+    def _first_model(self) -> str:
+        models = self._request("GET", "/v1/models", None, "model listing", timeout=min(self.timeout, 30.0))
+        try:
+            return models["data"][0]["id"]
+        except (KeyError, IndexError, TypeError):
+            raise RolloutServerError(f"vLLM server {self.base_url} lists no model: {models!r}") from None
+
+    # --- RolloutEngine ----------------------------------------------------------------------------
+    def generate(
+        self, prompt_ids: Sequence[Sequence[int]], n: int, sampling: SamplingConfig
+    ) -> list[list[Trajectory]]:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        if not prompt_ids:
+            return []
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "prompt": [list(map(int, p)) for p in prompt_ids],
+            "n": n,
+            "max_tokens": sampling.max_new_tokens,
+            "return_token_ids": True,
+            "include_stop_str_in_output": True,
+            "skip_special_tokens": True,
+        }
+        if sampling.greedy:
+            body["temperature"] = 0.0
+        else:
+            body.update(temperature=sampling.temperature, top_p=sampling.top_p)
+            if sampling.top_k > 0:
+                body["top_k"] = sampling.top_k
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if sampling.return_logprobs:
+            body["logprobs"] = 0
+        out = self._post("/v1/completions", body, what="generation request")
+        return self._parse(out, prompt_ids, n)
+
+    @staticmethod
+    def _parse(out: dict, prompt_ids: Sequence[Sequence[int]], n: int) -> list[list[Trajectory]]:
+        choices = sorted(out.get("choices", []), key=lambda c: c["index"])
+        if len(choices) != len(prompt_ids) * n:
+            raise RolloutServerError(f"expected {len(prompt_ids) * n} completions, the server returned {len(choices)}")
+        groups: list[list[Trajectory]] = [[] for _ in prompt_ids]
+        for c in choices:
+            g = c["index"] // n
+            ids = [int(x) for x in (c.get("token_ids") or [])]
+            lp = None
+            if c.get("logprobs") and c["logprobs"].get("token_logprobs") is not None:
+                lp = [float(x) for x in c["logprobs"]["token_logprobs"]]
+            groups[g].append(
+                Trajectory(
+                    prompt_ids=list(prompt_ids[g]),
+                    completion_ids=ids,
+                    logprobs=lp,
+                    finish_reason="length" if c.get("finish_reason") == "length" else "stop",
+                    text=c.get("text", ""),
+                    group_index=g,
+                )
+            )
+        return groups
+
+    def sync_weights(self, model: Any) -> None:
+        """Push ``model``'s weights (adapters merged) to the server; all processes wait for it."""
+        t0 = time.time()
+        if self.is_sender:
+            from rollout.factory import save_weights_file
+
+            if self._weights_dir is None:
+                self._weights_dir = _default_weights_dir()
+            path = os.path.join(self._weights_dir, "policy.safetensors")
+            save_weights_file(model, path)
+            try:
+                self._post("/collective_rpc", {"method": "parsimony_load_weights_file", "args": [path]}, what="weight update")
+            finally:
+                if os.path.exists(path):
+                    os.remove(path)
+        if self.barrier is not None:
+            self.barrier()
+        self.last_sync_seconds = time.time() - t0
+
+    def close(self) -> None:
+        if self._owns_weights_dir and self._weights_dir and os.path.isdir(self._weights_dir):
+            shutil.rmtree(self._weights_dir, ignore_errors=True)
+        self._weights_dir = None
+
+    def __del__(self) -> None:  # the shared-memory directory must not outlive the trainer
+        try:
+            self.close()
+        except Exception:
+            pass
