@@ -60,6 +60,13 @@ def save_weights_file(model: Any, path: str | os.PathLike) -> int:
     return Path(path).stat().st_size
 
 
+def default_max_model_len(model: Any, args: Any) -> int:
+    """Prompt + completion budget, capped at the model's own context (vLLM refuses more)."""
+    want = args.max_prompt_length + args.max_completion_length
+    limit = getattr(_unwrap(model).config, "max_position_embeddings", None)
+    return min(want, int(limit)) if limit else want
+
+
 def make_rollout_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> RolloutEngine:
     """The engine for ``args.engine`` / ``args.rollout_mode``, already generating from ``model``."""
     if args.engine == "hf":
@@ -87,7 +94,7 @@ def make_rollout_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any)
             dtype=args.vllm_dtype,
             gpu_memory_utilization=args.vllm_gpu_memory_utilization,
             tensor_parallel_size=args.vllm_tensor_parallel_size,
-            max_model_len=args.vllm_max_model_len or (args.max_prompt_length + args.max_completion_length),
+            max_model_len=args.vllm_max_model_len or default_max_model_len(model, args),
             seed=args.seed + rank,  # each process samples its own rollouts
             enable_sleep_mode=args.vllm_enable_sleep_mode,
             cpu_kv_cache_gib=args.vllm_cpu_kv_cache_gib,

@@ -24,6 +24,12 @@ def test_batch_not_divisible_by_group_size_names_field():
         ({"engine": "sglang"}, "engine"),
         ({"dual_clip_c": 0.5}, "dual_clip_c"),
         ({"model": ""}, "model"),
+        ({"rollout_mode": "remote"}, "rollout_mode"),
+        ({"rollout_mode": "server"}, "rollout_mode"),  # server mode needs engine: vllm
+        ({"engine": "vllm", "rollout_mode": "server", "server_url": "127.0.0.1:8000"}, "server_url"),
+        ({"vllm_is_cap": 0.5}, "vllm_is_cap"),
+        ({"vllm_gpu_memory_utilization": 1.5}, "vllm_gpu_memory_utilization"),
+        ({"vllm_max_model_len": 100}, "vllm_max_model_len"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, field):

@@ -354,3 +354,22 @@ def test_registries_duplicate_and_unknown():
         assert get_composition("_test_two")(None)[1].weight == 0.1
     finally:
         COMPOSITIONS.pop("_test_two", None)
+
+
+def test_importance_correct_by_hand():
+    from rl.losses import importance_correct
+
+    train = torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -1.0, 0.0]])  # [N=2, T=3]
+    engine = torch.tensor([[-1.5, -1.0, -0.5], [-1.0, -3.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    adv = {"main": torch.tensor([[2.0, 2.0, 2.0], [-1.0, -1.0, 0.0]])}
+    # delta = train - engine = [[0.5, -1, 0], [0, 2, (masked)]]
+    out, m = importance_correct(adv, train, engine, mask, cap=2.0)
+    assert m["rollout/logp_mismatch_mean"] == pytest.approx((0.5 + 1 + 0 + 0 + 2) / 5)
+    assert m["rollout/logp_mismatch_max"] == pytest.approx(2.0)
+    w = torch.tensor([[math.exp(0.5), math.exp(-1.0), 1.0], [1.0, 2.0, 0.0]])  # exp(2) capped at 2
+    assert torch.allclose(out["main"], adv["main"] * w)
+    assert m["rollout/is_capped_frac"] == pytest.approx(1 / 5)
+    assert m["rollout/is_weight_mean"] == pytest.approx(float(w.sum()) / 5)
+    same, m0 = importance_correct(adv, train, engine, mask, cap=0.0)  # off: measured, not applied
+    assert same["main"] is adv["main"] and "rollout/is_weight_mean" not in m0

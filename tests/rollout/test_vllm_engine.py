@@ -143,3 +143,20 @@ def test_grpo_steps_on_vllm_log_the_mismatch_and_keep_engine_in_sync(engine, vll
     # the engine generates from the trained policy
     tok = trainer.tokenizer
     assert _greedy_ids(engine, _prompts(tok)) == _greedy_ids(HFEngine(trainer.unwrapped_model, tok), _prompts(tok))
+
+
+def test_lora_grpo_steps_keep_the_engine_on_the_policy(engine, vllm_model_dir, tmp_path):
+    from tests.rl.tests_helpers_grpo import make_cfg, make_dataset, token_sum_reward
+
+    from rl.grpo_trainer import GRPOTrainer
+
+    cfg = make_cfg(vllm_model_dir, tmp_path, engine="vllm", max_steps=2, max_completion_length=16, use_peft=True,
+                   lora_r=8, learning_rate=5e-2)
+    trainer = GRPOTrainer(str(vllm_model_dir), [token_sum_reward], cfg, make_dataset(), engine=engine)
+    before = _greedy_ids(engine, _prompts(trainer.tokenizer))
+    trainer.train()
+    policy = trainer.unwrapped_model
+    assert hasattr(policy, "peft_config")
+    after = _greedy_ids(engine, _prompts(trainer.tokenizer))
+    assert after != before, "two LoRA steps at lr 5e-2 should change greedy decoding"
+    assert after == _greedy_ids(HFEngine(policy, trainer.tokenizer), _prompts(trainer.tokenizer))

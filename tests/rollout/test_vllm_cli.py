@@ -1,0 +1,121 @@
+"""`parsimony train --engine vllm` as a user runs it (colocated engine built by the trainer),
+`parsimony vllm-serve`'s command line, and the server client's errors without a vLLM server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from argparse import Namespace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.conftest import REPO, require_vllm
+from tests.scripts.test_cli import _env, _train_args
+
+from rollout.vllm_server import RolloutServerError, VLLMServerEngine
+
+
+@pytest.mark.slow
+def test_parsimony_train_with_colocated_vllm(tiny_model_dir, tmp_path):
+    require_vllm()
+    out = tmp_path / "run"
+    args = _train_args(tiny_model_dir, out, 2, extra=["--engine", "vllm", "--vllm_is_cap", "2.0", "--vllm_dtype", "bfloat16"])
+    proc = subprocess.run([sys.executable, "-m", "rl.cli", "train", *args],
+                          capture_output=True, text=True, env=_env(), cwd=REPO, timeout=400)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["time/weight_sync"] > 0
+        # bf16 engine vs float32 trainer: a real, small mismatch, and IS weights near 1
+        assert 0 < r["rollout/logp_mismatch_mean"] < 0.05
+        assert r["rollout/logp_mismatch_max"] >= r["rollout/logp_mismatch_mean"]
+        assert r["rollout/is_weight_mean"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_vllm_serve_command_line():
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from vllm_serve import parse_args, vllm_serve_argv
+    finally:
+        sys.path.pop(0)
+    args, extra = parse_args(["--model", "/m", "--port", "9001", "--", "--max-num-seqs", "64"])
+    cpu = vllm_serve_argv(args, extra, on_cpu=True)
+    assert cpu[:3] == ["vllm", "serve", "/m"]
+    assert cpu[cpu.index("--port") + 1] == "9001"
+    assert cpu[cpu.index("--worker-extension-cls") + 1] == "rollout.vllm_worker.WeightSyncExtension"
+    assert cpu[cpu.index("--logprobs-mode") + 1] == "processed_logprobs"
+    assert "--no-enable-prefix-caching" in cpu and "--enforce-eager" in cpu
+    assert cpu[-2:] == ["--max-num-seqs", "64"]
+    gpu = vllm_serve_argv(args, [], on_cpu=False)
+    assert "--enforce-eager" not in gpu and gpu[gpu.index("--gpu-memory-utilization") + 1] == "0.9"
+
+
+class _Tok(Namespace):
+    pad_token_id = 0
+    eos_token_id = 2
+
+
+def test_no_server_is_a_clear_error_not_a_hang():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.time()
+    with pytest.raises(RolloutServerError, match=rf"127.0.0.1:{port}.*3 attempts.*parsimony vllm-serve"):
+        VLLMServerEngine(f"http://127.0.0.1:{port}", _Tok(), timeout=5, backoff=0.05)
+    assert time.time() - t0 < 10
+
+
+def test_server_error_status_is_reported_without_retrying():
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"engine dead")
+
+        def log_message(self, *a):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RolloutServerError, match="answered 500.*engine dead"):
+            VLLMServerEngine(f"http://127.0.0.1:{httpd.server_address[1]}", _Tok(), timeout=5)
+        assert hits == ["/v1/models"]
+    finally:
+        httpd.shutdown()
+
+
+def test_a_plain_openai_server_is_refused():
+    """A server without parsimony's weight-update extension cannot keep the policy in sync."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"data": [{"id": "m"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RolloutServerError, match="answered 404"):
+            VLLMServerEngine(f"http://127.0.0.1:{httpd.server_address[1]}", _Tok(), timeout=5)
+    finally:
+        httpd.shutdown()
