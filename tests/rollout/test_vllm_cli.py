@@ -119,3 +119,18 @@ def test_a_plain_openai_server_is_refused():
             VLLMServerEngine(f"http://127.0.0.1:{httpd.server_address[1]}", _Tok(), timeout=5)
     finally:
         httpd.shutdown()
+
+
+@pytest.mark.slow
+def test_parsimony_eval_with_vllm(tiny_model_dir, tmp_path):
+    require_vllm()
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "rl.cli", "eval", "--models", f"base={tiny_model_dir}", "--benchmarks", "task:overthink",
+           "--limit", "3", "--max-new-tokens", "8", "--n", "2", "--temperature", "1.0", "--output-dir", str(out),
+           "--task-examples", "10", "--threads", "1", "--engine", "vllm"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    rows = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * 2  # one row per completion
+    assert all(r["tokens"] == 8 or r["finish_reason"] == "stop" for r in rows)
+    assert (out / "results.json").is_file()
