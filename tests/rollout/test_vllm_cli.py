@@ -134,3 +134,23 @@ def test_parsimony_eval_with_vllm(tiny_model_dir, tmp_path):
     assert len(rows) == 3 * 2  # one row per completion
     assert all(r["tokens"] == 8 or r["finish_reason"] == "stop" for r in rows)
     assert (out / "results.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch_with_colocated_vllm(tiny_model_dir, tmp_path):
+    """Each DDP process owns a colocated engine (seeded seed + rank) inside accelerate's process group."""
+    import os
+    from pathlib import Path
+
+    require_vllm()
+    out = tmp_path / "ddp"
+    accelerate = Path(sys.executable).parent / "accelerate"
+    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
+           "--main_process_port", str(30500 + os.getpid() % 1000),
+           str(REPO / "scripts/train_grpo.py"), *_train_args(tiny_model_dir, out, 2, ["--engine", "vllm"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=500)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert "processes: 2" in proc.stdout + proc.stderr
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["time/weight_sync"] > 0 and "rollout/logp_mismatch_mean" in r for r in rows)

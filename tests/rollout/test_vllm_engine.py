@@ -35,7 +35,7 @@ def _greedy_ids(engine, prompts):
 def _perturbing_step(model, lr=0.5):
     """One real optimizer step (SGD on the LM loss of a fixed sequence) that moves every weight."""
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
-    ids = torch.arange(3, 40).unsqueeze(0)
+    ids = torch.arange(3, 40, device=next(model.parameters()).device).unsqueeze(0)
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
     opt.step()
@@ -160,3 +160,23 @@ def test_lora_grpo_steps_keep_the_engine_on_the_policy(engine, vllm_model_dir, t
     after = _greedy_ids(engine, _prompts(trainer.tokenizer))
     assert after != before, "two LoRA steps at lr 5e-2 should change greedy decoding"
     assert after == _greedy_ids(HFEngine(policy, trainer.tokenizer), _prompts(trainer.tokenizer))
+
+
+def test_sleep_mode_then_wake_generates_from_the_synced_policy(vllm_model_dir):
+    if not torch.cuda.is_available():
+        pytest.skip("sleep mode is GPU-only: vLLM's CPU backend ignores it, and so does VLLMEngine (with a printed note)")
+    from rollout.vllm import VLLMEngine
+
+    model, tok = _load(vllm_model_dir)
+    model = model.cuda()
+    eng = VLLMEngine(str(vllm_model_dir), tok, dtype="float32", max_model_len=512, enable_sleep_mode=True, gpu_memory_utilization=0.2)
+    try:
+        eng.generate(_prompts(tok), 1, GREEDY)
+        eng.sleep()
+        assert eng.sleeping
+        _perturbing_step(model)
+        eng.sync_weights(model)  # wakes first
+        assert not eng.sleeping
+        assert _greedy_ids(eng, _prompts(tok)) == _greedy_ids(HFEngine(model, tok), _prompts(tok))
+    finally:
+        eng.close()

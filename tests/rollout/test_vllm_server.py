@@ -188,3 +188,16 @@ def test_server_killed_mid_rollout_then_restart_resumes(vllm_model_dir, tmp_path
         assert (tmp_path / "run" / "checkpoint-3").is_dir()
     finally:
         srv.kill()
+
+
+def test_the_same_server_answers_the_decs_judge(server, vllm_model_dir):
+    """`decs_judge: endpoint` can point at the rollout server: real chat completions, no fallback.
+    (The tiny random model's verdicts are noise; what is checked is the wiring.)"""
+    from rewards.judges import EndpointJudge, JudgeItem
+
+    judge = EndpointJudge(server.url + "/v1", model=str(vllm_model_dir), timeout=60, retries=0, max_tokens=8)
+    items = [JudgeItem("What is 3+4?", "3+4=7, so the answer is 7.", "7"), JudgeItem("What is 2+2?", "2+2=4", "4")]
+    verdicts, fell_back = judge.judge_detailed(items)
+    assert fell_back == [False, False] and all(v in (True, False) for v in verdicts)
+    stats = judge.pop_stats()
+    assert stats["requests"] == 2 and stats["errors"] == 0 and stats["timeouts"] == 0
