@@ -138,8 +138,9 @@ def grpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     if mode == "group":
         adv = centered / (std + _eps(cfg))
     elif mode == "batch":
-        # TRL's scale_rewards="batch": mean per group, std over the whole (local) batch
-        batch_std = r.std() if r.numel() > 1 else torch.ones((), dtype=r.dtype, device=r.device)
+        # TRL's scale_rewards="batch": mean per group, std over the whole step's batch (every process)
+        pool = batch.global_total_reward.detach().double() if batch.global_total_reward is not None else r  # [M]
+        batch_std = pool.std() if pool.numel() > 1 else torch.ones((), dtype=r.dtype, device=r.device)
         adv = centered / (batch_std + _eps(cfg))
     elif mode == "none":
         adv = centered

@@ -34,6 +34,9 @@ class RolloutBatch:
     ref_logprobs: Tensor | None = None  # [N, T] reference-model log-probs (beta > 0)
     rewards: dict[str, Tensor] = field(default_factory=dict)  # name -> [N] or [N, T]
     total_reward: Tensor | None = None  # [N] weighted sum of sequence-level rewards
+    # [M] total rewards of the whole step across processes (set under DDP; batch-level statistics
+    # such as scale_rewards="batch" use it instead of the local rows). Not per-row: select() drops it.
+    global_total_reward: Tensor | None = None
     advantages: dict[str, Tensor] = field(default_factory=dict)  # channel -> [N, T]
     # per-rollout boolean masks that loss terms can select (e.g. "has_tool_signal")
     rollout_masks: dict[str, Tensor] = field(default_factory=dict)  # name -> [N] bool

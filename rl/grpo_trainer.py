@@ -155,6 +155,8 @@ class GRPOTrainer(BaseTrainer):
             for name in groups[0].rewards
         }
         batch.total_reward = torch.tensor([x for g in groups for x in g.total], dtype=torch.float32)  # [N]
+        if self.accelerator.num_processes > 1:
+            batch.global_total_reward = self._gather_rows(batch.total_reward)
         if self.args.mask_truncated_completions:
             batch.completion_mask = batch.completion_mask * (~batch.truncated).float().unsqueeze(1)
         return batch
@@ -202,6 +204,13 @@ class GRPOTrainer(BaseTrainer):
         if self.global_step % max(1, args.log_completions_steps) == 0:
             self._log_samples(batch)
         return metrics
+
+    def _gather_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate a [n] tensor over processes, whose n may differ (dynamic-sampling shortfall)."""
+        dev = self.accelerator.device
+        padded = self.accelerator.pad_across_processes(x.to(dev), dim=0, pad_index=float("nan"))
+        allx = self.accelerator.gather(padded).cpu()
+        return allx[~torch.isnan(allx)]
 
     def _skip(self, reason: str) -> dict[str, float]:
         self.skipped_batches += 1

@@ -92,6 +92,17 @@ def test_grpo_batch_scaling():
     close(per_row(out["main"]), [a, b, -a, b, -a, b, a, -c])
 
 
+def test_grpo_batch_scaling_uses_the_global_batch_under_ddp():
+    """Another process holds rewards [0, 0, 1, 1]: the std is over all 12 rows, the mean per group."""
+    batch = make_batch(REWARDS, GROUPS)
+    batch.global_total_reward = torch.tensor(REWARDS + [0.0, 0.0, 1.0, 1.0])
+    pool = torch.tensor(REWARDS + [0.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    s = float(pool.std())  # 7 ones, 5 zeros: mean 7/12, unbiased
+    assert s == pytest.approx(math.sqrt((7 * (5 / 12) ** 2 + 5 * (7 / 12) ** 2) / 11))
+    out = get_advantage("grpo")(batch, cfg(scale_rewards="batch"))
+    close(per_row(out["main"]), [x / s for x in [0.5, 0.25, -0.5, 0.25, -0.5, 0.25, 0.5, -0.75]])
+
+
 def test_grpo_no_scaling():
     out = get_advantage("grpo")(make_batch(REWARDS, GROUPS), cfg(scale_rewards="none"))
     close(per_row(out["main"]), [0.5, 0.25, -0.5, 0.25, -0.5, 0.25, 0.5, -0.75])

@@ -89,7 +89,8 @@ def test_two_process_accelerate_launch(tiny_model_dir, tmp_path):
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
            "--main_process_port", str(29500 + os.getpid() % 1000),
-           str(REPO / "scripts/train_grpo.py"), *_train_args(tiny_model_dir, out, 2, ["--save_steps", "2"])]
+           str(REPO / "scripts/train_grpo.py"),
+           *_train_args(tiny_model_dir, out, 2, ["--save_steps", "2", "--scale_rewards", "batch"])]  # gathers rewards
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=400)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "processes: 2" in proc.stdout + proc.stderr
