@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from argparse import Namespace
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -71,43 +72,25 @@ def test_no_server_is_a_clear_error_not_a_hang():
     assert time.time() - t0 < 10
 
 
-def test_server_error_status_is_reported_without_retrying():
-    hits = []
+@contextmanager
+def _stub_server(routes: dict[tuple[str, str], tuple[int, bytes]]):
+    """A stand-in HTTP server on 127.0.0.1: (method, path) -> (status, body); records the requests."""
+    hits: list[tuple[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            self.send_response(500)
-            self.end_headers()
-            self.wfile.write(b"engine dead")
-
-        def log_message(self, *a):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(RolloutServerError, match="answered 500.*engine dead"):
-            VLLMServerEngine(f"http://127.0.0.1:{httpd.server_address[1]}", _Tok(), timeout=5)
-        assert hits == ["/v1/models"]
-    finally:
-        httpd.shutdown()
-
-
-def test_a_plain_openai_server_is_refused():
-    """A server without parsimony's weight-update extension cannot keep the policy in sync."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps({"data": [{"id": "m"}]}).encode()
-            self.send_response(200)
+        def _answer(self, method):
+            hits.append((method, self.path))
+            status, body = routes.get((method, self.path), (404, b""))
+            self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
+        def do_GET(self):
+            self._answer("GET")
+
         def do_POST(self):
-            self.send_response(404)
-            self.end_headers()
+            self._answer("POST")
 
         def log_message(self, *a):
             pass
@@ -115,10 +98,25 @@ def test_a_plain_openai_server_is_refused():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        with pytest.raises(RolloutServerError, match="answered 404"):
-            VLLMServerEngine(f"http://127.0.0.1:{httpd.server_address[1]}", _Tok(), timeout=5)
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
     finally:
         httpd.shutdown()
+
+
+def test_server_error_status_is_reported_without_retrying():
+    with _stub_server({("GET", "/v1/models"): (500, b"engine dead")}) as (url, hits):
+        with pytest.raises(RolloutServerError, match="answered 500.*engine dead"):
+            VLLMServerEngine(url, _Tok(), timeout=5)
+        assert hits == [("GET", "/v1/models")]
+
+
+def test_a_plain_openai_server_is_refused():
+    """A server without parsimony's weight-update extension cannot keep the policy in sync."""
+    models = json.dumps({"data": [{"id": "m"}]}).encode()
+    with _stub_server({("GET", "/v1/models"): (200, models)}) as (url, hits):
+        with pytest.raises(RolloutServerError, match="answered 404"):
+            VLLMServerEngine(url, _Tok(), timeout=5)
+        assert hits == [("GET", "/v1/models"), ("POST", "/collective_rpc")]
 
 
 @pytest.mark.slow
