@@ -173,6 +173,14 @@ class GRPOConfig(TrainConfig):
         default="http://127.0.0.1:8000", metadata={"help": "rollout_mode server: base URL of `parsimony vllm-serve`."}
     )
     server_timeout: float = field(default=600.0, metadata={"help": "rollout_mode server: seconds per HTTP request."})
+    server_weight_transfer: str = field(
+        default="file",
+        metadata={
+            "help": "rollout_mode server: how weights reach the server after each step: file (safetensors in "
+            "/dev/shm + reload RPC; same node or shared filesystem) | nccl (GPU broadcast through vLLM's "
+            "weight-transfer API; start the server with --weight-transfer nccl)."
+        },
+    )
     vllm_dtype: str = field(default="auto", metadata={"help": "vLLM weights dtype: auto | bfloat16 | float16 | float32."})
     vllm_gpu_memory_utilization: float = field(
         default=0.4, metadata={"help": "Colocated vLLM: fraction of GPU memory for weights + KV cache."}
@@ -271,6 +279,7 @@ class GRPOConfig(TrainConfig):
         )
         _check(self.server_url.startswith(("http://", "https://")), "server_url", f"must be an http(s) URL, got {self.server_url!r}")
         _check(self.server_timeout > 0, "server_timeout", "must be > 0")
+        _check(self.server_weight_transfer in ("file", "nccl"), "server_weight_transfer", "must be file | nccl")
         _check(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization", "must be in (0, 1]")
         _check(self.vllm_tensor_parallel_size >= 1, "vllm_tensor_parallel_size", "must be >= 1")
         _check(self.vllm_cpu_kv_cache_gib > 0, "vllm_cpu_kv_cache_gib", "must be > 0")

@@ -82,6 +82,7 @@ def make_rollout_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any)
             timeout=args.server_timeout,
             is_sender=accelerator.is_main_process,
             barrier=accelerator.wait_for_everyone,
+            weight_transfer=args.server_weight_transfer,
         )
     else:
         from rollout.vllm import VLLMEngine

@@ -4,7 +4,9 @@ Generation uses the server's OpenAI-compatible ``/v1/completions`` with prompt t
 completions per prompt, the sampled tokens' ids and log-probs. After each optimizer step the
 trainer's main process writes the policy weights to one safetensors file in shared memory and
 asks the server's workers to load it in place (``/collective_rpc`` -> ``WeightSyncExtension``).
-That is the CPU / same-node path; across nodes, point ``weights_dir`` at a shared filesystem.
+That is the tested CPU / same-node path (``weight_transfer="file"``). With
+``weight_transfer="nccl"`` the push is an NCCL broadcast through vLLM's weight-transfer API
+(``rollout/vllm_nccl.py``; GPU only, not run in CI).
 
 A dead or hung server never hangs training: every request has a timeout, connection errors are
 retried with backoff, and then a ``RolloutServerError`` names the server and how to resume.
@@ -61,7 +63,10 @@ class VLLMServerEngine:
         barrier: Callable[[], None] | None = None,
         weights_dir: str | None = None,
         model_name: str | None = None,
+        weight_transfer: str = "file",
     ) -> None:
+        if weight_transfer not in ("file", "nccl"):
+            raise ValueError(f"weight_transfer must be 'file' or 'nccl', got {weight_transfer!r}")
         self.base_url = base_url.rstrip("/")
         self.tokenizer = tokenizer
         self.timeout = float(timeout)
@@ -73,6 +78,7 @@ class VLLMServerEngine:
         self._weights_dir = weights_dir
         self._owns_weights_dir = weights_dir is None
         self.model_name = model_name or self._first_model()
+        self._nccl = None
         if self.is_sender:
             ping = self._post("/collective_rpc", {"method": "parsimony_ping"}, what="weight-update check")
             if "parsimony" not in json.dumps(ping):
@@ -80,6 +86,11 @@ class VLLMServerEngine:
                     f"{self.base_url} is not a `parsimony vllm-serve` server (no weight-update extension); "
                     "start it with `parsimony vllm-serve --model ...`"
                 )
+            if weight_transfer == "nccl":  # one ping answer per server worker
+                from rollout.vllm_nccl import NCCLWeightPusher
+
+                workers = len(ping.get("results", [])) if isinstance(ping, dict) else 1
+                self._nccl = NCCLWeightPusher(self.base_url, max(1, workers), timeout=self.timeout)
         self.last_sync_seconds = 0.0
 
     # --- HTTP -----------------------------------------------------------------------------------
@@ -174,7 +185,9 @@ class VLLMServerEngine:
     def sync_weights(self, model: Any) -> None:
         """Push ``model``'s weights (adapters merged) to the server; all processes wait for it."""
         t0 = time.time()
-        if self.is_sender:
+        if self.is_sender and self._nccl is not None:
+            self._nccl.push(model)
+        elif self.is_sender:
             from rollout.factory import save_weights_file
 
             if self._weights_dir is None:
@@ -191,6 +204,9 @@ class VLLMServerEngine:
         self.last_sync_seconds = time.time() - t0
 
     def close(self) -> None:
+        if getattr(self, "_nccl", None) is not None:
+            self._nccl.close()
+            self._nccl = None
         if self._owns_weights_dir and self._weights_dir and os.path.isdir(self._weights_dir):
             shutil.rmtree(self._weights_dir, ignore_errors=True)
         self._weights_dir = None

@@ -36,6 +36,9 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--served-model-name", default=None, help="name clients pass as `model` (default: --model)")
     p.add_argument("--cpu-kv-cache-gib", type=float, default=1.0, help="CPU only: KV-cache size")
+    p.add_argument("--weight-transfer", default="file", choices=["file", "nccl"],
+                   help="file: trainers push a safetensors file (any device, same node); nccl: GPU broadcast "
+                   "through vLLM's weight-transfer API (trainer: server_weight_transfer: nccl)")
     return p.parse_args(argv), extra
 
 
@@ -56,6 +59,8 @@ def vllm_serve_argv(args: argparse.Namespace, extra: list[str], on_cpu: bool) ->
         argv += ["--max-model-len", str(args.max_model_len)]
     if args.served_model_name:
         argv += ["--served-model-name", args.served_model_name]
+    if getattr(args, "weight_transfer", "file") == "nccl":
+        argv += ["--weight-transfer-config", '{"backend": "nccl"}']
     if on_cpu:
         argv += ["--enforce-eager"]
     else:

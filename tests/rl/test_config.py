@@ -28,6 +28,7 @@ def test_batch_not_divisible_by_group_size_names_field():
         ({"rollout_mode": "server"}, "rollout_mode"),  # server mode needs engine: vllm
         ({"engine": "vllm", "rollout_mode": "server", "server_url": "127.0.0.1:8000"}, "server_url"),
         ({"vllm_is_cap": 0.5}, "vllm_is_cap"),
+        ({"engine": "vllm", "rollout_mode": "server", "server_weight_transfer": "rdma"}, "server_weight_transfer"),
         ({"vllm_gpu_memory_utilization": 1.5}, "vllm_gpu_memory_utilization"),
         ({"vllm_max_model_len": 100}, "vllm_max_model_len"),
     ],

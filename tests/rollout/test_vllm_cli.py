@@ -55,6 +55,10 @@ def test_vllm_serve_command_line():
     assert cpu[-2:] == ["--max-num-seqs", "64"]
     gpu = vllm_serve_argv(args, [], on_cpu=False)
     assert "--enforce-eager" not in gpu and gpu[gpu.index("--gpu-memory-utilization") + 1] == "0.9"
+    assert "--weight-transfer-config" not in gpu
+    nccl_args, _ = parse_args(["--model", "/m", "--weight-transfer", "nccl"])
+    nccl = vllm_serve_argv(nccl_args, [], on_cpu=False)
+    assert json.loads(nccl[nccl.index("--weight-transfer-config") + 1]) == {"backend": "nccl"}
 
 
 class _Tok(Namespace):
