@@ -67,6 +67,29 @@ def default_max_model_len(model: Any, args: Any) -> int:
     return min(want, int(limit)) if limit else want
 
 
+def colocated_launch_kwargs(args: Any, num_processes: int, cuda: bool | None = None) -> dict[str, Any]:
+    """Extra ``vllm.LLM`` arguments for one colocated engine per training process.
+
+    Under a multi-GPU launch every process must build its engine on its own GPU, inside the
+    launcher's process group: vLLM's ``external_launcher`` backend does that (it reads RANK /
+    LOCAL_RANK like torchrun). Tensor parallelism would make several training processes share one
+    engine and therefore one set of prompts, which this trainer does not do: use server mode.
+    """
+    import torch
+
+    from rl.config import ConfigError
+
+    if num_processes > 1 and args.vllm_tensor_parallel_size > 1:
+        raise ConfigError(
+            "vllm_tensor_parallel_size: colocated engines run one per training process (tensor parallel 1); "
+            "for tensor parallelism use rollout_mode: server with `parsimony vllm-serve --tensor-parallel-size N`"
+        )
+    cuda = torch.cuda.is_available() if cuda is None else cuda
+    if cuda and num_processes > 1:
+        return {"distributed_executor_backend": "external_launcher"}
+    return {}
+
+
 def make_rollout_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> RolloutEngine:
     """The engine for ``args.engine`` / ``args.rollout_mode``, already generating from ``model``."""
     if args.engine == "hf":
@@ -88,6 +111,7 @@ def make_rollout_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any)
         from rollout.vllm import VLLMEngine
 
         rank = accelerator.process_index
+        engine_kwargs = colocated_launch_kwargs(args, accelerator.num_processes)
         model_dir = engine_model_dir(model, tokenizer, Path(args.output_dir) / f"vllm-start-rank{rank}")
         engine = VLLMEngine(
             model_dir,
@@ -99,6 +123,7 @@ def make_rollout_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any)
             seed=args.seed + rank,  # each process samples its own rollouts
             enable_sleep_mode=args.vllm_enable_sleep_mode,
             cpu_kv_cache_gib=args.vllm_cpu_kv_cache_gib,
+            engine_kwargs=engine_kwargs,
         )
     engine.sync_weights(model)
     return engine

@@ -32,3 +32,4 @@ def test_lora_export_equals_merge_and_unload(tiny_model_dir):
     # the LoRA delta is really in there (the export is not just the base weights)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).state_dict()
     assert not torch.allclose(exported["model.layers.0.self_attn.q_proj.weight"], base["model.layers.0.self_attn.q_proj.weight"])
+
