@@ -18,10 +18,17 @@ import time
 from pathlib import Path
 
 METHODS = ("grpo", "length_penalty", "thinkprune", "decs", "decs_no_kappa")
+OPTIONAL_METHODS = ("decs_plain",)
+# DECS settings of the comparison (see docs/decs.md, "Results", for the study behind them)
+DECS_DEFAULTS = {"decs_beta": 0.1, "decs_kappa_init": 0.0, "decs_kappa_lr": 0.2, "decs_sampler": "decs_kappa"}
 
 
-def method_settings(name: str, steps: int, max_len: int) -> dict:
-    """GRPOConfig fields that differ between methods (everything else is shared)."""
+def method_settings(name: str, steps: int, max_len: int, decs_options: dict | None = None) -> dict:
+    """GRPOConfig fields that differ between methods (everything else is shared).
+
+    ``decs_options`` (``decs_beta``, ``decs_kappa_init``, ``decs_kappa_lr``, ``decs_sampler``) tune the
+    DECS methods; unset keys take the defaults of :data:`DECS_DEFAULTS`."""
+    opts = {**DECS_DEFAULTS, **(decs_options or {})}
     if name == "grpo":
         return {"reward_funcs": ["accuracy"]}
     if name == "length_penalty":
@@ -34,13 +41,16 @@ def method_settings(name: str, steps: int, max_len: int) -> dict:
     decs = {
         "reward_funcs": ["accuracy", "decs_redundancy"],
         "advantage_estimator": "decs",
-        "method_kwargs": {"decs_beta": 0.1, "decs_judge": "rule", "decs_kappa_lr": 0.2, "decs_kappa_max": 0.9},
+        "method_kwargs": {"decs_beta": opts["decs_beta"], "decs_judge": "rule", "decs_kappa_init": opts["decs_kappa_init"],
+                          "decs_kappa_lr": opts["decs_kappa_lr"], "decs_kappa_max": 0.9},
     }
-    if name == "decs":
-        return {**decs, "sampler": "decs_kappa"}
+    if name == "decs":  # the kappa curriculum (decs_kappa) or, with decs_sampler plain, every easy group kept
+        return {**decs, "sampler": opts["decs_sampler"]}
+    if name == "decs_plain":  # no curriculum: every group of the round enters the batch (easy ones included)
+        return {**decs, "sampler": "plain"}
     if name == "decs_no_kappa":  # dynamic sampling only: all-correct (easy) groups never enter the batch
         return {**decs, "sampler": "dynamic"}
-    raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
+    raise ValueError(f"unknown method {name!r}; choose from {METHODS + OPTIONAL_METHODS}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,12 +68,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-completion-length", type=int, default=256,
                    help="heavy-redundancy traces reach ~200 tokens; a shorter cap truncates the SFT start")
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--decs-beta", type=float, default=DECS_DEFAULTS["decs_beta"], help="DECS length-reward weight b")
+    p.add_argument("--decs-kappa-init", type=float, default=DECS_DEFAULTS["decs_kappa_init"],
+                   help="initial share of easy (all-correct) prompts admitted by the kappa curriculum")
+    p.add_argument("--decs-kappa-lr", type=float, default=DECS_DEFAULTS["decs_kappa_lr"], help="kappa step size")
+    p.add_argument("--decs-sampler", default=DECS_DEFAULTS["decs_sampler"], choices=["decs_kappa", "plain"],
+                   help="batch assembler of the 'decs' method (plain: every easy group kept, no curriculum)")
     p.add_argument("--eval-problems", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-to", default="jsonl")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is fastest for the tiny model and safe on a shared machine)")
     return p.parse_args(argv)
+
+
+def decs_options(args) -> dict:
+    return {"decs_beta": args.decs_beta, "decs_kappa_init": args.decs_kappa_init, "decs_kappa_lr": args.decs_kappa_lr,
+            "decs_sampler": args.decs_sampler}
 
 
 def train_sft(args, model_dir: Path, task: str, out: Path) -> Path:
@@ -94,7 +115,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         max_completion_length=args.max_completion_length, temperature=1.0, max_steps=args.grpo_steps,
         output_dir=str(run_dir), report_to=args.report_to.split(","), logging_steps=5, save_total_limit=1,
         seed=args.seed, run_name=f"compare-{name}",
-        **method_settings(name, args.grpo_steps, args.max_completion_length),
+        **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args)),
     )
     t0 = time.time()
     trainer = GRPOTrainer(cfg.model, args=cfg)
@@ -106,6 +127,9 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         "steps": summary["global_step"],
         # rollouts generated (dynamic / kappa samplers may draw several rounds per step)
         "approx_rollouts": rounds * args.prompts_per_step * args.num_generations,
+        # what this stage was trained with (a cached stage is reused whatever the new flags say)
+        "settings": {"lr": args.lr, "grpo_steps": args.grpo_steps, "start": str(start),
+                     **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args))},
     }
     info_path.write_text(json.dumps(info))
     return final, info
@@ -156,7 +180,7 @@ def main(argv=None) -> int:
     task = f"{args.task}_heavy" if args.redundancy == "heavy" else args.task
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
-        method_settings(m, 1, 1)  # fail on a typo before any training
+        method_settings(m, 1, 1, decs_options(args))  # fail on a typo before any training
     t_all = time.time()
     model_dir = Path(args.model_dir) if args.model_dir else make_tiny_model(out / "tiny-model", seed=args.seed)
     start = Path(args.sft_checkpoint) if args.sft_checkpoint else train_sft(args, model_dir, task, out)
@@ -192,7 +216,7 @@ def main(argv=None) -> int:
     table = "\n".join(lines)
     meta = {"task": task, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps, "lr": args.lr,
             "prompts_per_step": args.prompts_per_step, "num_generations": args.num_generations,
-            "seed": args.seed, "train": infos, "total_seconds": time.time() - t_all}
+            "seed": args.seed, "sft_steps": args.sft_steps, "decs": decs_options(args), "train": infos, "total_seconds": time.time() - t_all}
     (out / "summary.md").write_text(table + "\n\n```json\n" + json.dumps(meta, indent=1) + "\n```\n")
     plot(summary, out / "plot.png")
     print("\n" + table)
