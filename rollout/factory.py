@@ -7,13 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.types import RolloutEngine
-from rollout.weights import policy_weights
-
-
-def _unwrap(model: Any) -> Any:
-    while hasattr(model, "module"):
-        model = model.module
-    return model
+from rollout.weights import policy_weights, unwrap
 
 
 def engine_model_dir(model: Any, tokenizer: Any, export_dir: str | os.PathLike) -> str:
@@ -23,7 +17,7 @@ def engine_model_dir(model: Any, tokenizer: Any, export_dir: str | os.PathLike) 
     The engine is started from it once; the trainer's live weights are synced right after, so a
     resumed run or a PEFT policy generates from the right weights either way.
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     source = str(getattr(base.config, "_name_or_path", "") or "")
     if source and Path(source, "config.json").is_file():
@@ -63,7 +57,7 @@ def save_weights_file(model: Any, path: str | os.PathLike) -> int:
 def default_max_model_len(model: Any, args: Any) -> int:
     """Prompt + completion budget, capped at the model's own context (vLLM refuses more)."""
     want = args.max_prompt_length + args.max_completion_length
-    limit = getattr(_unwrap(model).config, "max_position_embeddings", None)
+    limit = getattr(unwrap(model).config, "max_position_embeddings", None)
     return min(want, int(limit)) if limit else want
 
 

@@ -14,14 +14,15 @@ from typing import Any, Iterator
 import torch
 
 
-def _unwrap(model: Any) -> Any:
-    while hasattr(model, "module"):  # DDP / accelerate wrappers
+def unwrap(model: Any) -> Any:
+    """The module inside DDP / accelerate wrappers."""
+    while hasattr(model, "module"):
         model = model.module
     return model
 
 
 def is_peft_model(model: Any) -> bool:
-    return hasattr(_unwrap(model), "peft_config")
+    return hasattr(unwrap(model), "peft_config")
 
 
 def checkpoint_name(peft_name: str) -> str | None:
@@ -59,7 +60,7 @@ def policy_weights(model: Any) -> Iterator[list[tuple[str, torch.Tensor]]]:
     every sync. Other tensors are detached views of the live parameters: consume them inside
     the ``with``.
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     with torch.no_grad():
         if not is_peft_model(model):
             yield [(n, t.detach()) for n, t in model.state_dict().items()]
