@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.types import RolloutEngine
-from rollout.weights import policy_weights, unwrap
+from rollout.weights import save_weights_file, unwrap
 
 
 def engine_model_dir(model: Any, tokenizer: Any, export_dir: str | os.PathLike) -> str:
@@ -30,28 +30,6 @@ def engine_model_dir(model: Any, tokenizer: Any, export_dir: str | os.PathLike) 
     base.config.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(out)
-
-
-def save_weights_file(model: Any, path: str | os.PathLike) -> int:
-    """Write the policy's weights (adapters merged) as one safetensors file; returns its bytes.
-
-    A tensor that shares storage with an earlier one (a tied ``lm_head``) is written as a copy:
-    safetensors refuses shared storage, and vLLM's in-place reload expects every name.
-    """
-    from safetensors.torch import save_file
-
-    seen: set[tuple[int, int]] = set()
-    tensors = {}
-    with policy_weights(model) as weights:
-        for name, t in weights:
-            key = (t.untyped_storage().data_ptr(), t.storage_offset())
-            t = t.detach().to("cpu").contiguous()
-            tensors[name] = t.clone() if key in seen else t
-            seen.add(key)
-    tmp = Path(str(path) + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)  # the server never sees a half-written file
-    return Path(path).stat().st_size
 
 
 def default_max_model_len(model: Any, args: Any) -> int:

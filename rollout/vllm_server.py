@@ -188,7 +188,7 @@ class VLLMServerEngine:
         if self.is_sender and self._nccl is not None:
             self._nccl.push(model)
         elif self.is_sender:
-            from rollout.factory import save_weights_file
+            from rollout.weights import save_weights_file
 
             if self._weights_dir is None:
                 self._weights_dir = _default_weights_dir()

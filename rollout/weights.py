@@ -8,7 +8,9 @@ the policy being trained while the model's own (frozen) base weights are never t
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
@@ -76,3 +78,25 @@ def policy_weights(model: Any) -> Iterator[list[tuple[str, torch.Tensor]]]:
                 t = t + deltas[n].to(t.dtype)
             out.append((name, t))
         yield out
+
+
+def save_weights_file(model: Any, path: str | os.PathLike) -> int:
+    """Write the policy's weights (adapters merged) as one safetensors file; returns its bytes.
+
+    A tensor that shares storage with an earlier one (a tied ``lm_head``) is written as a copy:
+    safetensors refuses shared storage, and vLLM's in-place reload expects every name.
+    """
+    from safetensors.torch import save_file
+
+    seen: set[tuple[int, int]] = set()
+    tensors = {}
+    with policy_weights(model) as weights:
+        for name, t in weights:
+            key = (t.untyped_storage().data_ptr(), t.storage_offset())
+            t = t.detach().to("cpu").contiguous()
+            tensors[name] = t.clone() if key in seen else t
+            seen.add(key)
+    tmp = Path(str(path) + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)  # the server never sees a half-written file
+    return Path(path).stat().st_size
