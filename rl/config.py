@@ -140,6 +140,13 @@ class SFTConfig(TrainConfig):
         default=0.0, metadata={"help": "If > 0, max_steps is derived from epochs over the dataset."}
     )
     completion_only_loss: bool = field(default=True, metadata={"help": "Loss on completion tokens only."})
+    group_by_length: bool = field(
+        default=False,
+        metadata={"help": "Put examples of similar length in the same micro-batch (less padding, faster steps)."},
+    )
+    length_group_pool: int = field(
+        default=8, metadata={"help": "group_by_length: sort this many micro-batches' worth of examples at a time."}
+    )
     eval_steps: int = field(default=0, metadata={"help": "Evaluate held-out accuracy every N steps (0 = off)."})
     eval_dataset: str | None = field(
         default=None, metadata={"help": "Eval data: a benchmark name, 'task:<name>' or a file (default: the task's test split)."}
@@ -150,6 +157,7 @@ class SFTConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.max_length >= 8, "max_length", "must be >= 8")
+        _check(self.length_group_pool >= 1, "length_group_pool", "must be >= 1")
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from curriculum.data import DatasetError, completion_text, render_prompt, validate_prompt
-from curriculum.samplers import PromptSampler
+from curriculum.samplers import LengthGroupedBatches, PromptSampler
 from rl.config import SFTConfig
 from rl.trainer_base import BaseTrainer
 
@@ -37,15 +37,18 @@ def validate_sft_dataset(dataset, name: str = "train_dataset") -> None:
             raise DatasetError(f"{name}: row {i} field 'completion' is missing or empty")
 
 
-def tokenize_example(tokenizer, prompt: Any, completion: Any, max_length: int, system_prompt: str | None = None):
-    """-> (input_ids, labels) with labels = IGNORE on prompt tokens."""
+def tokenize_example(
+    tokenizer, prompt: Any, completion: Any, max_length: int, system_prompt: str | None = None,
+    completion_only: bool = True,
+):
+    """-> (input_ids, labels) with labels = IGNORE on prompt tokens (on none if not ``completion_only``)."""
     p_ids = tokenizer(render_prompt(tokenizer, prompt, system_prompt), add_special_tokens=False)["input_ids"]
     text = completion_text(completion)
     if tokenizer.eos_token and not text.endswith(tokenizer.eos_token):
         text = text + tokenizer.eos_token
     c_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     ids = (p_ids + c_ids)[:max_length]
-    labels = ([IGNORE] * len(p_ids) + c_ids)[:max_length]
+    labels = ((([IGNORE] * len(p_ids)) if completion_only else p_ids) + c_ids)[:max_length]
     return ids, labels
 
 
@@ -61,12 +64,16 @@ class SFTTrainer(BaseTrainer):
         super().__init__(model, args, processing_class)
         self.args: SFTConfig = args
         self.examples = [
-            tokenize_example(self.tokenizer, r["prompt"], r["completion"], args.max_length, args.system_prompt)
+            tokenize_example(
+                self.tokenizer, r["prompt"], r["completion"], args.max_length, args.system_prompt, args.completion_only_loss
+            )
             for r in train_dataset
         ]
         self.sampler = PromptSampler(
             len(self.examples), seed=args.seed, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
         )
+        if args.group_by_length:
+            self.sampler = LengthGroupedBatches(self.sampler, [len(ids) for ids, _ in self.examples], args.length_group_pool)
 
     def _collate(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pad = self.tokenizer.pad_token_id

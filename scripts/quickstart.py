@@ -36,8 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-generations", type=int, default=8)
     p.add_argument("--max-completion-length", type=int, default=200, help="the task's longest traces are ~170 tokens")
     p.add_argument("--eval-problems", type=int, default=200, help="held-out problems per evaluation")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1 is fastest for the tiny model; more threads spin against other processes)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch's default, one per core; use 1 when another job shares the cores, "
+                        "where more threads spin against it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-to", default="console,jsonl", help="console,jsonl[,wandb]")
     return p.parse_args(argv)

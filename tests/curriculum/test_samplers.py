@@ -78,3 +78,25 @@ def test_registry():
     assert {"plain", "dynamic"} <= set(ASSEMBLERS)
     with pytest.raises(ValueError, match="unknown sampler 'nope'"):
         get_assembler("nope", _Cfg())
+
+
+def test_length_grouped_batches_cover_an_epoch_with_little_padding_and_resume():
+    from curriculum.samplers import LengthGroupedBatches, PromptSampler
+
+    lengths = [(i * 37) % 101 for i in range(64)]  # [64]
+    grouped = LengthGroupedBatches(PromptSampler(64, seed=5), lengths, pool=4)
+    batches = [grouped.draw(4) for _ in range(16)]  # one epoch: 64 / 4
+    assert sorted(i for b in batches for i in b) == list(range(64))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 30  # a random batch of 4 from 0..100 spreads ~60
+    # the batches of a pool come in a shuffled order, not shortest first
+    pool_orders = [[max(lengths[i] for i in b) for b in batches[p : p + 4]] for p in range(0, 16, 4)]
+    assert any(order != sorted(order) for order in pool_orders)
+
+    # resume mid-pool: the same batches follow
+    a = LengthGroupedBatches(PromptSampler(64, seed=5), lengths, pool=4)
+    first = [a.draw(4) for _ in range(6)]
+    b = LengthGroupedBatches(PromptSampler(64, seed=5), lengths, pool=4)
+    b.load_state_dict(a.state_dict())
+    assert [a.draw(4) for _ in range(7)] == [b.draw(4) for _ in range(7)]
+    assert first == batches[:6]

@@ -26,6 +26,30 @@ def test_labels_mask_the_prompt(tiny_model_dir):
     n_prompt = sum(1 for x in labels if x == IGNORE)
     assert n_prompt > 0 and labels[n_prompt:] == ids[n_prompt:]
     assert ids[-1] == tok.eos_token_id  # the model learns to stop
+    full_ids, full_labels = tokenize_example(tok, row["prompt"], row["completion"], 512, completion_only=False)
+    assert full_ids == ids and full_labels == full_ids
+
+
+def test_group_by_length_resumes_exactly(tiny_model_dir, tmp_path):
+    ds = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": "Compute: " + "1+" * (i % 7) + "1"}],
+          "completion": [{"role": "assistant", "content": "<think>\n" + "ok\n" * (i % 5) + f"</think>\n\\boxed{{{i % 7 + 1}}}"}]}
+         for i in range(24)]
+    )
+
+    def run(out, steps, resume=None):
+        cfg = SFTConfig(model=str(tiny_model_dir), output_dir=str(out), learning_rate=3e-3, max_steps=steps,
+                        per_device_train_batch_size=4, group_by_length=True, length_group_pool=3,
+                        report_to=["jsonl"], save_steps=2, save_final=False, resume_from_checkpoint=resume,
+                        disable_progress_bar=True, seed=1)
+        t = SFTTrainer(cfg.model, args=cfg, train_dataset=ds)
+        t.train()
+        return {k: v.detach().clone() for k, v in t.unwrapped_model.named_parameters()}
+
+    straight = run(tmp_path / "a", 5)
+    run(tmp_path / "b", 2)  # stops inside a pool of 3 micro-batches
+    resumed = run(tmp_path / "b", 5, resume="latest")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
 def test_sft_loss_goes_down_and_resume_is_exact(tiny_model_dir, tmp_path):
