@@ -74,6 +74,11 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
     adam_beta2: float = field(default=0.99, metadata={"help": "AdamW beta2."})
+    adam_epsilon: float = field(
+        default=1e-8,
+        metadata={"help": "AdamW epsilon. Coordinates whose gradient RMS is far below it move SGD-like "
+                          "(lr * g / eps) instead of a full lr step: RL's noise-dominated weights drift less."},
+    )
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
     per_device_train_batch_size: int = field(
         default=8, metadata={"help": "Sequences per device per micro-batch (GRPO: completions)."}
@@ -102,6 +107,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(bool(self.model), "model", "is required (a local directory or a hub id)")
         _check(self.learning_rate >= 0, "learning_rate", f"must be >= 0, got {self.learning_rate}")
+        _check(self.adam_epsilon > 0, "adam_epsilon", f"must be > 0, got {self.adam_epsilon}")
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
         _check(self.per_device_train_batch_size >= 1, "per_device_train_batch_size", "must be >= 1")
         _check(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")

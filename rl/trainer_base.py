@@ -56,6 +56,7 @@ class BaseTrainer:
             [p for p in model.parameters() if p.requires_grad],
             lr=args.learning_rate,
             betas=(args.adam_beta1, args.adam_beta2),
+            eps=args.adam_epsilon,
             weight_decay=args.weight_decay,
         )
         from transformers import get_scheduler

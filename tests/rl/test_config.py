@@ -31,6 +31,7 @@ def test_batch_not_divisible_by_group_size_names_field():
         ({"engine": "vllm", "rollout_mode": "server", "server_weight_transfer": "rdma"}, "server_weight_transfer"),
         ({"vllm_gpu_memory_utilization": 1.5}, "vllm_gpu_memory_utilization"),
         ({"vllm_max_model_len": 100}, "vllm_max_model_len"),
+        ({"adam_epsilon": 0.0}, "adam_epsilon"),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, field):

@@ -79,3 +79,19 @@ def test_dynamic_sampling_keeps_only_groups_with_variance(tiny_model_dir, tmp_pa
     assert seen and all(int(g.trajectories[0].meta["ground_truth"]) % 2 == 1 for g in seen)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert max(r["sampling/zero_std_frac"] for r in rows) > 0
+
+
+def test_adam_epsilon_reaches_the_optimizer_and_damps_small_gradients(tiny_model_dir, tmp_path):
+    # the same one-step update with a huge epsilon moves the weights far less: AdamW's step is
+    # lr * m / (sqrt(v) + eps), so eps >> |g| turns the full lr-sized step into lr * g / eps
+    def moved(eps):
+        cfg = make_cfg(tiny_model_dir, tmp_path / f"eps{eps}", adam_epsilon=eps)
+        trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+        assert trainer.optimizer.param_groups[0]["eps"] == eps
+        before = {k: v.detach().clone() for k, v in trainer.unwrapped_model.named_parameters()}
+        trainer.train()
+        after = dict(trainer.unwrapped_model.named_parameters())
+        return sum(float((after[k].detach() - before[k]).abs().sum()) for k in before)
+
+    default, damped = moved(1e-8), moved(10.0)
+    assert default > 0 and damped < 1e-3 * default
