@@ -20,7 +20,16 @@ from curriculum.samplers import PromptSampler, ScoredGroup, get_assembler
 from rl.advantages import get_advantage
 from rl.batch import RolloutBatch, collate
 from rl.config import GRPOConfig
-from rl.losses import LossTerm, compute_policy_loss, get_composition, importance_correct, k3_kl
+from rl.losses import (
+    LossTerm,
+    aggregate,
+    aggregation_denominator,
+    compute_policy_loss,
+    get_composition,
+    importance_correct,
+    k3_kl,
+    term_denominators,
+)
 from rl.modeling import completion_logprobs
 from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, score_completions
 from rl.trainer_base import BaseTrainer
@@ -266,6 +275,11 @@ class GRPOTrainer(BaseTrainer):
         maxes: dict[str, float] = {}
         grad_norms = []
         chunks = self._micro_batches(batch.num_rollouts)
+        # every micro-batch's loss is divided by the whole batch's token (or row) count, so the
+        # accumulated gradient equals the full batch's, however the tokens fall into micro-batches
+        mode = args.loss_agg_mode
+        self._denominators = term_denominators(self.loss_terms, batch.completion_mask, batch.rollout_masks, mode)
+        self._kl_denominator = aggregation_denominator(batch.completion_mask, mode)
         for _ in range(args.num_iterations):
             for j, idx in enumerate(chunks):
                 last = j == len(chunks) - 1
@@ -276,7 +290,7 @@ class GRPOTrainer(BaseTrainer):
                         self.accelerator.backward(dummy)
                         continue
                     loss, m = self._micro_loss(batch.select(idx))
-                    self.accelerator.backward(loss / len(chunks))
+                    self.accelerator.backward(loss)
                 for k, v in m.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                     counts[k] = counts.get(k, 0) + 1
@@ -286,7 +300,11 @@ class GRPOTrainer(BaseTrainer):
         t_sync = time.time()
         self.engine.sync_weights(self.model)
         self._timing["weight_sync"] += time.time() - t_sync
-        out = {k: (maxes[k] if k in maxes else sums[k] / counts[k]) for k in sums}
+        # a term's loss is a share of the whole batch's loss in each micro-batch: its shares add up
+        iters = max(1, args.num_iterations)
+        out = {
+            k: maxes[k] if k in maxes else sums[k] / iters if k.endswith("/loss") else sums[k] / counts[k] for k in sums
+        }
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
         return out
 
@@ -303,13 +321,14 @@ class GRPOTrainer(BaseTrainer):
         loss, metrics = compute_policy_loss(
             logp, old, adv, mask, self.loss_terms, self.args,
             rollout_masks={k: v.to(dev) for k, v in mb.rollout_masks.items()},
+            denominators=self._denominators,
         )
         denom = mask.sum().clamp(min=1)
         if self.args.beta > 0 and mb.ref_logprobs is not None:
             kl = k3_kl(logp, mb.ref_logprobs.to(dev))  # [n, T]
-            from rl.losses import aggregate
-
-            loss = loss + self.args.beta * aggregate(kl, mask, self.args.loss_agg_mode, self.args.max_completion_length)
+            loss = loss + self.args.beta * aggregate(
+                kl, mask, self.args.loss_agg_mode, self.args.max_completion_length, self._kl_denominator
+            )
             metrics["kl"] = float((kl.detach() * mask).sum() / denom)
         metrics["entropy"] = float((entropy.detach() * mask).sum() / denom)
         metrics.update(mismatch)

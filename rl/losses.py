@@ -203,7 +203,9 @@ def importance_correct(
     return {k: a * w for k, a in advantages.items()}, metrics
 
 
-def aggregate(per_token: Tensor, mask: Tensor, mode: str, max_len: int | None = None) -> Tensor:
+def aggregate(
+    per_token: Tensor, mask: Tensor, mode: str, max_len: int | None = None, denominator: float | None = None
+) -> Tensor:
     """Reduce a per-token loss [N, T] over mask [N, T] to a scalar.
 
     - ``token-mean``: ``sum(L m) / sum(m)``
@@ -211,6 +213,11 @@ def aggregate(per_token: Tensor, mask: Tensor, mode: str, max_len: int | None = 
     - ``seq-mean-token-sum``: mean, over rows with at least one token, of ``sum_t(L m)``
     - ``seq-mean-token-sum-norm`` (Dr.GRPO): ``sum(L m) / (N * max_len)``, ``max_len`` defaulting
       to the padded width ``T``
+
+    ``denominator`` replaces the count this mode divides by (tokens, rows with tokens, or rows; see
+    :func:`aggregation_denominator`). The trainer passes the count of the whole step's batch, so
+    that micro-batches of gradient accumulation add up to exactly the full batch's loss instead of
+    a mean of micro-batch means (which over-weights the tokens of short micro-batches).
 
     An empty mask gives 0, still connected to the graph (its gradient is 0).
     """
@@ -227,12 +234,13 @@ def aggregate(per_token: Tensor, mask: Tensor, mode: str, max_len: int | None = 
     def safe_div(a: Tensor, b: Tensor) -> Tensor:
         return a / torch.where(b > 0, b, one)
 
+    fixed = None if denominator is None else torch.as_tensor(float(denominator), dtype=lm.dtype, device=lm.device)
     if mode == "token-mean":
-        return safe_div(lm.sum(), m.sum())
+        return safe_div(lm.sum(), m.sum() if fixed is None else fixed)
     if mode == "seq-mean-token-sum-norm":
         n, t = per_token.shape
-        denom = n * (t if max_len is None else int(max_len))
-        return lm.sum() / max(denom, 1)
+        rows = n if denominator is None else float(denominator)
+        return lm.sum() / max(rows * (t if max_len is None else int(max_len)), 1)
     seq_sum = lm.sum(dim=1)  # [N]
     tokens = m.sum(dim=1)  # [N]
     has = (tokens > 0).to(lm.dtype)  # [N]
@@ -240,7 +248,20 @@ def aggregate(per_token: Tensor, mask: Tensor, mode: str, max_len: int | None = 
         per_seq = safe_div(seq_sum, tokens)
     else:  # seq-mean-token-sum
         per_seq = seq_sum
-    return safe_div((per_seq * has).sum(), has.sum())
+    return safe_div((per_seq * has).sum(), has.sum() if fixed is None else fixed)
+
+
+def aggregation_denominator(mask: Tensor, mode: str) -> float:
+    """What ``aggregate`` divides by over ``mask`` [N, T]: tokens (``token-mean``), rows with at
+    least one token (``seq-mean-token-mean`` / ``seq-mean-token-sum``) or rows
+    (``seq-mean-token-sum-norm``, times ``max_len`` there)."""
+    if mode not in AGG_MODES:
+        raise ValueError(f"unknown loss_agg_mode {mode!r}; valid modes: {list(AGG_MODES)}")
+    if mode == "token-mean":
+        return float(mask.sum())
+    if mode == "seq-mean-token-sum-norm":
+        return float(mask.shape[0])
+    return float((mask.sum(dim=1) > 0).sum())
 
 
 # --- compositions --------------------------------------------------------------------------------
@@ -277,8 +298,12 @@ def compute_policy_loss(
     cfg: Any,
     rollout_masks: dict[str, Tensor] | None = None,
     weights: Tensor | None = None,
+    denominators: list[float] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Sum over ``terms`` of ``weight * aggregate(loss(channel), token mask)``.
+
+    ``denominators`` (one per term, see :func:`term_denominators`): the aggregation counts of the
+    whole step's batch, when this call sees one micro-batch of it.
 
     logp, old_logp, completion_mask, advantages[*], weights: [N, T]; rollout_masks[*]: [N] bool.
     A term's token mask is ``completion_mask * rollout_masks[term.rollout_mask][:, None]``.
@@ -294,19 +319,14 @@ def compute_policy_loss(
     max_len = getattr(cfg, "max_completion_length", None)
     total: Tensor | None = None  # every aggregate stays in the graph, even over an empty mask
     metrics: dict[str, Tensor] = {}
-    for term, prefix in zip(terms, _term_prefixes(terms)):
+    if denominators is not None and len(denominators) != len(terms):
+        raise ValueError(f"denominators has {len(denominators)} entries for {len(terms)} loss terms")
+    for i, (term, prefix) in enumerate(zip(terms, _term_prefixes(terms))):
         if term.channel not in advantages:
             raise KeyError(f"loss term wants advantage channel {term.channel!r}; batch has {sorted(advantages)}")
-        mask = completion_mask
-        if term.rollout_mask is not None:
-            if term.rollout_mask not in rollout_masks:
-                raise KeyError(
-                    f"loss term wants rollout mask {term.rollout_mask!r}; batch has {sorted(rollout_masks)}"
-                )
-            rm = rollout_masks[term.rollout_mask]  # [N]
-            mask = completion_mask * rm.to(completion_mask.dtype)[:, None]
+        mask = term_mask(term, completion_mask, rollout_masks)
         per_token, m = get_loss(term.loss)(logp, old_logp, advantages[term.channel], mask, cfg, weights=weights)
-        term_loss = aggregate(per_token, mask, mode, max_len)
+        term_loss = aggregate(per_token, mask, mode, max_len, None if denominators is None else denominators[i])
         weighted = float(term.weight) * term_loss
         total = weighted if total is None else total + weighted
         for k, v in m.items():
@@ -314,3 +334,22 @@ def compute_policy_loss(
         if prefix:
             metrics[prefix + "loss"] = term_loss.detach()
     return total, metrics
+
+
+def term_mask(term: LossTerm, completion_mask: Tensor, rollout_masks: dict[str, Tensor]) -> Tensor:
+    """The token mask [N, T] a loss term is averaged over: ``completion_mask``, restricted to the
+    rollouts of ``term.rollout_mask`` when it names one."""
+    if term.rollout_mask is None:
+        return completion_mask
+    if term.rollout_mask not in rollout_masks:
+        raise KeyError(f"loss term wants rollout mask {term.rollout_mask!r}; batch has {sorted(rollout_masks)}")
+    rm = rollout_masks[term.rollout_mask]  # [N]
+    return completion_mask * rm.to(completion_mask.dtype)[:, None]
+
+
+def term_denominators(
+    terms: list[LossTerm], completion_mask: Tensor, rollout_masks: dict[str, Tensor], mode: str
+) -> list[float]:
+    """Per term, the aggregation count over a whole batch (pass to ``compute_policy_loss`` for each
+    micro-batch of it)."""
+    return [aggregation_denominator(term_mask(t, completion_mask, rollout_masks), mode) for t in terms]

@@ -43,6 +43,48 @@ def test_zero_advantages_change_nothing(tiny_model_dir, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_gradient_accumulation_gives_the_full_batch_update(tiny_model_dir, tmp_path):
+    # one step over 8 completions in one micro-batch == the same rollouts in 4 micro-batches of 2,
+    # with the loss normalised by the whole batch's token count (not a mean of micro-batch means)
+    def one_step(tag, micro, accum):
+        cfg = make_cfg(tiny_model_dir, tmp_path / tag, per_device_train_batch_size=micro,
+                       gradient_accumulation_steps=accum, max_grad_norm=0.0, learning_rate=1e-2,
+                       adam_beta1=0.0, adam_beta2=0.0, adam_epsilon=1.0)  # SGD-like: the step is lr * g / (|g| + 1)
+        trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+        generate = trainer.engine.generate
+
+        def uneven(prompt_ids, n, sampling):  # completions of 2..12 tokens, so micro-batches differ
+            groups = generate(prompt_ids, n, sampling)
+            for g in groups:
+                for i, traj in enumerate(g):
+                    keep = 2 + (5 * i) % 11
+                    traj.completion_ids = traj.completion_ids[:keep]
+                    traj.completion_mask = traj.completion_mask[:keep]
+            return groups
+
+        trainer.engine.generate = uneven
+        lengths = []
+        original = trainer.build_batch
+
+        def recording(groups):
+            batch = original(groups)
+            lengths.append(batch.completion_mask.sum(dim=1).tolist())
+            return batch
+
+        trainer.build_batch = recording
+        before = params(trainer)
+        trainer.train()
+        after = params(trainer)
+        return {k: after[k] - before[k] for k in before}, lengths
+
+    full, len_full = one_step("full", 8, 1)
+    accum, len_accum = one_step("accum", 2, 4)
+    assert len_full == len_accum  # the same rollouts
+    total = sum(float(d.abs().sum()) for d in full.values())
+    diff = sum(float((full[k] - accum[k]).abs().sum()) for k in full)
+    assert total > 0 and diff < 1e-4 * total
+
+
 def _run(model_dir, tmp_path, max_steps, resume=None, record=None):
     cfg = make_cfg(model_dir, tmp_path, max_steps=max_steps, save_steps=2, resume_from_checkpoint=resume,
                    save_total_limit=0)

@@ -17,12 +17,14 @@ from rl.losses import (
     LOSSES,
     LossTerm,
     aggregate,
+    aggregation_denominator,
     compute_policy_loss,
     get_composition,
     get_loss,
     k3_kl,
     register_composition,
     register_loss,
+    term_denominators,
 )
 
 D = torch.float64
@@ -236,6 +238,39 @@ def test_aggregate_unknown_mode():
     with pytest.raises(ValueError, match="token-mean"):
         aggregate(torch.ones(1, 1), torch.ones(1, 1), "sum")
     assert AGG_MODES == ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+
+
+@pytest.mark.parametrize("mode", AGG_MODES)
+def test_micro_batches_with_the_batch_denominator_add_up_to_the_full_batch(mode):
+    # rows 0-1 hold 6 tokens, rows 2-3 hold 1: a mean of the two micro-batch means would weight
+    # the single token of the second half like the first half's six
+    full = aggregate(t(AGG_L), t(AGG_M), mode, 10)
+    denom = aggregation_denominator(t(AGG_M), mode)
+    assert denom == {"token-mean": 7.0, "seq-mean-token-sum-norm": 4.0}.get(mode, 3.0)
+    halves = [aggregate(t(AGG_L)[rows], t(AGG_M)[rows], mode, 10, denom) for rows in (slice(0, 2), slice(2, 4))]
+    close(halves[0] + halves[1], full.item())
+    if mode in ("token-mean", "seq-mean-token-mean"):
+        mean_of_means = sum(aggregate(t(AGG_L)[r], t(AGG_M)[r], mode, 10) for r in (slice(0, 2), slice(2, 4))) / 2
+        assert abs(mean_of_means.item() - full.item()) > 0.5
+
+
+def test_term_denominators_follow_each_terms_rollout_mask():
+    terms = [LossTerm("main"), LossTerm("aux", rollout_mask="tool")]
+    rm = {"tool": torch.tensor([True, False, True])}
+    assert term_denominators(terms, t(CMASK), rm, "token-mean") == [5.0, 4.0]
+    assert term_denominators(terms, t(CMASK), rm, "seq-mean-token-mean") == [3.0, 2.0]
+    lp, old = _on_policy()
+    batch_denoms = term_denominators(terms, t(CMASK), rm, "token-mean")
+    whole, _ = compute_policy_loss(lp, old, {"main": t(MAIN), "aux": t(AUX)}, t(CMASK), terms, cfg(), rollout_masks=rm)
+    parts = [
+        compute_policy_loss(lp[r], old[r], {"main": t(MAIN)[r], "aux": t(AUX)[r]}, t(CMASK)[r], terms, cfg(),
+                            rollout_masks={"tool": rm["tool"][r]}, denominators=batch_denoms)[0]
+        for r in (slice(0, 1), slice(1, 3))
+    ]
+    close(parts[0] + parts[1], whole.item())
+    with pytest.raises(ValueError, match="denominators has 1 entries for 2 loss terms"):
+        compute_policy_loss(lp, old, {"main": t(MAIN), "aux": t(AUX)}, t(CMASK), terms, cfg(), rollout_masks=rm,
+                            denominators=[1.0])
 
 
 # --- compositions ------------------------------------------------------------------------------------
