@@ -80,7 +80,7 @@ def sft_warm_start(
     run_name: str = "sft",
     logging_steps: int = 25,
 ) -> Path:
-    """SFT the embedded model on a synthetic task's traces (batch 32 grouped by length, cosine schedule,
+    """SFT the embedded model on a synthetic task's traces (batch 32, cut into 4 length-sorted pieces, cosine schedule,
     short warmup: the settings measured to learn on 2 CPU cores); returns ``output_dir/final``."""
     from rl.config import SFTConfig
     from rl.sft_trainer import SFTTrainer
@@ -88,7 +88,7 @@ def sft_warm_start(
     cfg = SFTConfig(
         model=str(model_dir), dataset=f"task:{task}", dataset_num_examples=max(4096, steps * 32),
         learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(50, steps // 10),
-        per_device_train_batch_size=32, group_by_length=True, max_steps=steps, output_dir=str(output_dir),
+        per_device_train_batch_size=32, split_by_length=4, max_steps=steps, output_dir=str(output_dir),
         report_to=list(report_to or ["jsonl"]), logging_steps=logging_steps, save_total_limit=1, seed=seed,
         run_name=run_name,
     )

@@ -52,6 +52,17 @@ def tokenize_example(
     return ids, labels
 
 
+def split_by_length(idx: list[int], examples: list[tuple[list[int], list[int]]], pieces: int) -> list[list[int]]:
+    """Cut one batch of example indices into ``pieces`` groups of similar length (sorted by length,
+    order kept among equals). Each group pads only to its own longest example; the batch, and so the
+    gradient, is unchanged."""
+    if pieces <= 1 or len(idx) <= 1:
+        return [list(idx)]
+    ordered = sorted(idx, key=lambda i: len(examples[i][0]))
+    size = -(-len(ordered) // min(pieces, len(ordered)))  # ceil
+    return [ordered[j : j + size] for j in range(0, len(ordered), size)]
+
+
 class SFTTrainer(BaseTrainer):
     def __init__(self, model: Any, args: SFTConfig, train_dataset: Any = None, processing_class: Any = None) -> None:
         if train_dataset is None:
@@ -92,27 +103,32 @@ class SFTTrainer(BaseTrainer):
         args = self.args
         t0 = time.time()
         dev = self.accelerator.device
-        total_loss, total_tokens = 0.0, 0
-        k = args.gradient_accumulation_steps
-        for j in range(k):
-            input_ids, labels, attention = self._collate(self.sampler.draw(args.per_device_train_batch_size))
-            ctx = self.accelerator.no_sync(self.model) if j < k - 1 else nullcontext()
+        batches = [self.sampler.draw(args.per_device_train_batch_size) for _ in range(args.gradient_accumulation_steps)]
+        pieces = [piece for idx in batches for piece in split_by_length(idx, self.examples, args.split_by_length)]
+        # the loss is the mean over every completion token of the step: each piece's token sum is divided
+        # by the step's count, so pieces and accumulation add up to exactly the whole batch's gradient
+        n_tokens = sum(sum(1 for x in self.examples[i][1][1:] if x != IGNORE) for idx in batches for i in idx)
+        total_loss = 0.0
+        for j, idx in enumerate(pieces):
+            input_ids, labels, attention = self._collate(idx)
+            ctx = self.accelerator.no_sync(self.model) if j < len(pieces) - 1 else nullcontext()
             with ctx:
                 with self.accelerator.autocast():
                     logits = self.model(input_ids=input_ids.to(dev), attention_mask=attention.to(dev)).logits
                 shift_logits = logits[:, :-1, :].float()  # [B, L-1, V]
                 shift_labels = labels[:, 1:].to(dev)  # [B, L-1]
-                loss = F.cross_entropy(
-                    shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE
+                loss_sum = F.cross_entropy(
+                    shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                    ignore_index=IGNORE, reduction="sum",
                 )
-                self.accelerator.backward(loss / k)
+                loss = loss_sum / max(n_tokens, 1)
+                self.accelerator.backward(loss)
             total_loss += float(loss.detach())
-            total_tokens += int((shift_labels != IGNORE).sum())
         grad_norm = self.clip_and_step()
         metrics = {
-            "loss": total_loss / k,
+            "loss": total_loss,
             "grad_norm": grad_norm,
-            "tokens": float(total_tokens),
+            "tokens": float(n_tokens),
             "time/step": time.time() - t0,
         }
         return self.reduce_metrics(metrics)

@@ -74,3 +74,44 @@ def test_bad_rows(tiny_model_dir, tmp_path):
     cfg = SFTConfig(model=str(tiny_model_dir), output_dir=str(tmp_path))
     with pytest.raises(DatasetError, match="row 1 field 'completion'"):
         SFTTrainer(cfg.model, args=cfg, train_dataset=ds)
+
+
+def _ragged_ds(n=24):
+    # completions of 1..5 extra lines: batches mix short and long examples
+    return Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": "Compute: " + "1+" * (i % 4) + "1"}],
+          "completion": [{"role": "assistant", "content": "<think>\n" + "ok\n" * (i % 6) + f"</think>\n\\boxed{{{i % 4 + 1}}}"}]}
+         for i in range(n)]
+    )
+
+
+def _sft_params(model_dir, out, **kw):
+    base = dict(model=str(model_dir), output_dir=str(out), learning_rate=1e-2, max_steps=3, per_device_train_batch_size=8,
+                report_to=["jsonl"], save_final=False, disable_progress_bar=True, seed=2, max_grad_norm=0.0,
+                adam_beta1=0.0, adam_beta2=0.0, adam_epsilon=1.0)  # SGD-like steps: lr * g / (|g| + 1)
+    base.update(kw)
+    t = SFTTrainer(base["model"], args=SFTConfig(**base), train_dataset=_ragged_ds())
+    t.train()
+    losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return {k: v.detach().clone() for k, v in t.unwrapped_model.named_parameters()}, losses
+
+
+def test_split_by_length_and_accumulation_keep_the_full_batch_gradient(tiny_model_dir, tmp_path):
+    from rl.sft_trainer import split_by_length
+
+    examples = [([0] * n, [0] * n) for n in (5, 1, 4, 2, 3)]
+    assert split_by_length([0, 1, 2, 3, 4], examples, 2) == [[1, 3, 4], [2, 0]]
+    assert split_by_length([0, 1], examples, 1) == [[0, 1]]
+
+    whole, loss_whole = _sft_params(tiny_model_dir, tmp_path / "whole")
+    split, loss_split = _sft_params(tiny_model_dir, tmp_path / "split", split_by_length=4)
+    accum, loss_accum = _sft_params(tiny_model_dir, tmp_path / "accum", per_device_train_batch_size=4,
+                                    gradient_accumulation_steps=2, split_by_length=2)
+    from rl.modeling import load_model
+
+    start = dict(load_model(str(tiny_model_dir)).named_parameters())
+    moved = sum(float((whole[k] - start[k]).abs().sum()) for k in whole)
+    for other, losses in ((split, loss_split), (accum, loss_accum)):
+        diff = sum(float((whole[k] - other[k]).abs().sum()) for k in whole)
+        assert moved > 0 and diff < 1e-4 * moved
+        assert losses == pytest.approx(loss_whole, rel=1e-5)
