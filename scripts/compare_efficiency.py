@@ -71,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="linear lr warmup, then constant (Adam's first updates are sign-like; without warmup, "
                         "lr 2e-4 lost accuracy from the 2nd step)")
     p.add_argument("--kl-beta", type=float, default=0.0, help="k3 KL penalty to the SFT start (0 = none)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="rollout temperature, also the temperature of the 'sampled' evaluation (the paper: 0.6)")
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--num-generations", type=int, default=8)
     p.add_argument("--max-completion-length", type=int, default=256,
@@ -121,7 +123,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         model=str(start), dataset=f"task:{task}", dataset_num_examples=4096, learning_rate=args.lr,
         num_generations=args.num_generations,
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,
-        max_completion_length=args.max_completion_length, temperature=1.0, max_steps=args.grpo_steps,
+        max_completion_length=args.max_completion_length, temperature=args.temperature, max_steps=args.grpo_steps,
         warmup_steps=args.warmup_steps, lr_scheduler_type="constant_with_warmup" if args.warmup_steps > 0 else "constant",
         beta=args.kl_beta,
         output_dir=str(run_dir), report_to=args.report_to.split(","), logging_steps=5, save_total_limit=1,
@@ -140,7 +142,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         "approx_rollouts": rounds * args.prompts_per_step * args.num_generations,
         # what this stage was trained with (a cached stage is reused whatever the new flags say)
         "settings": {"lr": args.lr, "grpo_steps": args.grpo_steps, "warmup_steps": args.warmup_steps,
-                     "kl_beta": args.kl_beta, "start": str(start),
+                     "kl_beta": args.kl_beta, "temperature": args.temperature, "start": str(start),
                      **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args))},
     }
     info_path.write_text(json.dumps(info))
@@ -152,7 +154,8 @@ def evaluate(path: Path, test_set, args, cache: Path) -> dict:
 
     if cache.is_file():
         return json.loads(cache.read_text())
-    res = evaluate_checkpoint(path, test_set, max_new_tokens=args.max_completion_length, temperature=1.0, seed=args.seed)
+    res = evaluate_checkpoint(path, test_set, max_new_tokens=args.max_completion_length, temperature=args.temperature,
+                              seed=args.seed)
     cache.write_text(json.dumps(res, indent=1))
     return res
 
@@ -227,7 +230,7 @@ def main(argv=None) -> int:
                      f"{100 * delta:+.0f}% | {r['redundant_fraction']:.3f} | {r['redundant_chunks']:.2f} |")
     table = "\n".join(lines)
     meta = {"task": task, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps, "lr": args.lr,
-            "warmup_steps": args.warmup_steps, "kl_beta": args.kl_beta,
+            "warmup_steps": args.warmup_steps, "kl_beta": args.kl_beta, "temperature": args.temperature,
             "prompts_per_step": args.prompts_per_step, "num_generations": args.num_generations,
             "seed": args.seed, "sft_steps": args.sft_steps, "decs": decs_options(args), "train": infos, "total_seconds": time.time() - t_all}
     (out / "summary.md").write_text(table + "\n\n```json\n" + json.dumps(meta, indent=1) + "\n```\n")

@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grpo-warmup-steps", type=int, default=15,
                    help="linear lr warmup, then constant (Adam's first updates are sign-like; without warmup, "
                         "lr 2e-4 lost accuracy from the 2nd step)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="rollout temperature, also the temperature of the 'sampled' evaluation")
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--num-generations", type=int, default=8)
     p.add_argument("--max-completion-length", type=int, default=200, help="the task's longest traces are ~170 tokens")
@@ -89,7 +91,8 @@ def main(argv=None) -> int:
     timings["sft"] = time.time() - t0
 
     t0 = time.time()
-    before = evaluate_checkpoint(sft_dir, test_set, max_new_tokens=args.max_completion_length, seed=args.seed)
+    before = evaluate_checkpoint(sft_dir, test_set, max_new_tokens=args.max_completion_length,
+                                temperature=args.temperature, seed=args.seed)
     timings["eval_before"] = time.time() - t0
     print(f"[quickstart] after SFT: greedy accuracy {before['greedy']['accuracy']:.3f}, "
           f"mean tokens {before['greedy']['mean_tokens']:.1f}")
@@ -106,7 +109,7 @@ def main(argv=None) -> int:
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,
         max_steps=args.grpo_steps,
         max_completion_length=args.max_completion_length,
-        temperature=1.0,
+        temperature=args.temperature,
         output_dir=str(out / "grpo"),
         report_to=report_to,
         logging_steps=5,
@@ -120,7 +123,8 @@ def main(argv=None) -> int:
     grpo_dir = out / "grpo" / "final"
 
     t0 = time.time()
-    after = evaluate_checkpoint(grpo_dir, test_set, max_new_tokens=args.max_completion_length, seed=args.seed)
+    after = evaluate_checkpoint(grpo_dir, test_set, max_new_tokens=args.max_completion_length,
+                               temperature=args.temperature, seed=args.seed)
     timings["eval_after"] = time.time() - t0
     timings["total"] = time.time() - t_all
 
