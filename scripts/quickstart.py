@@ -24,7 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--task", default="overthink", help="synthetic task name")
     p.add_argument("--method", default="decs", choices=["decs", "grpo"],
                    help="decs: GRPO with the DECS token-level length reward; grpo: accuracy reward only")
-    p.add_argument("--sft-steps", type=int, default=700, help="SFT optimizer steps (batch 32)")
+    p.add_argument("--sft-steps", type=int, default=1000,
+                   help="SFT optimizer steps (batch 32): 700 reach ~60%% greedy accuracy, 1000 ~92%%, 1200 ~99%%")
     p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--grpo-steps", type=int, default=60, help="GRPO optimizer steps")
     p.add_argument("--grpo-lr", type=float, default=5e-5,
