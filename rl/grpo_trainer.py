@@ -278,8 +278,8 @@ class GRPOTrainer(BaseTrainer):
         # every micro-batch's loss is divided by the whole batch's token (or row) count, so the
         # accumulated gradient equals the full batch's, however the tokens fall into micro-batches
         mode = args.loss_agg_mode
-        self._denominators = term_denominators(self.loss_terms, batch.completion_mask, batch.rollout_masks, mode)
-        self._kl_denominator = aggregation_denominator(batch.completion_mask, mode)
+        denominators = term_denominators(self.loss_terms, batch.completion_mask, batch.rollout_masks, mode)
+        kl_denominator = aggregation_denominator(batch.completion_mask, mode)
         for _ in range(args.num_iterations):
             for j, idx in enumerate(chunks):
                 last = j == len(chunks) - 1
@@ -289,7 +289,7 @@ class GRPOTrainer(BaseTrainer):
                         dummy = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
                         self.accelerator.backward(dummy)
                         continue
-                    loss, m = self._micro_loss(batch.select(idx))
+                    loss, m = self._micro_loss(batch.select(idx), denominators, kl_denominator)
                     self.accelerator.backward(loss)
                 for k, v in m.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
@@ -308,7 +308,10 @@ class GRPOTrainer(BaseTrainer):
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
         return out
 
-    def _micro_loss(self, mb: RolloutBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    def _micro_loss(
+        self, mb: RolloutBatch, denominators: list[float], kl_denominator: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One micro-batch's share of the step's loss (divided by the whole batch's counts)."""
         dev = self.accelerator.device
         with self.accelerator.autocast():
             logp, entropy = self._logp(self.model, mb, with_entropy=True)
@@ -321,13 +324,13 @@ class GRPOTrainer(BaseTrainer):
         loss, metrics = compute_policy_loss(
             logp, old, adv, mask, self.loss_terms, self.args,
             rollout_masks={k: v.to(dev) for k, v in mb.rollout_masks.items()},
-            denominators=self._denominators,
+            denominators=denominators,
         )
         denom = mask.sum().clamp(min=1)
         if self.args.beta > 0 and mb.ref_logprobs is not None:
             kl = k3_kl(logp, mb.ref_logprobs.to(dev))  # [n, T]
             loss = loss + self.args.beta * aggregate(
-                kl, mask, self.args.loss_agg_mode, self.args.max_completion_length, self._kl_denominator
+                kl, mask, self.args.loss_agg_mode, self.args.max_completion_length, kl_denominator
             )
             metrics["kl"] = float((kl.detach() * mask).sum() / denom)
         metrics["entropy"] = float((entropy.detach() * mask).sum() / denom)
