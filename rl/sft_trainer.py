@@ -83,6 +83,8 @@ class SFTTrainer(BaseTrainer):
         self.sampler = PromptSampler(
             len(self.examples), seed=args.seed, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
         )
+        # per example, the tokens its loss counts (labels after the one-position shift)
+        self.label_tokens = [sum(1 for x in labels[1:] if x != IGNORE) for _, labels in self.examples]
         if args.group_by_length:
             self.sampler = LengthGroupedBatches(self.sampler, [len(ids) for ids, _ in self.examples], args.length_group_pool)
 
@@ -107,7 +109,7 @@ class SFTTrainer(BaseTrainer):
         pieces = [piece for idx in batches for piece in split_by_length(idx, self.examples, args.split_by_length)]
         # the loss is the mean over every completion token of the step: each piece's token sum is divided
         # by the step's count, so pieces and accumulation add up to exactly the whole batch's gradient
-        n_tokens = sum(sum(1 for x in self.examples[i][1][1:] if x != IGNORE) for idx in batches for i in idx)
+        n_tokens = sum(self.label_tokens[i] for idx in batches for i in idx)
         total_loss = 0.0
         for j, idx in enumerate(pieces):
             input_ids, labels, attention = self._collate(idx)
