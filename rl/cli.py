@@ -1,30 +1,26 @@
 """``parsimony`` console entry point.
 
-Each subcommand is a thin wrapper over a script in ``scripts/`` (so ``accelerate launch
-scripts/train_grpo.py ...`` works the same way); this module only dispatches.
+Each subcommand is a module of :mod:`rl.commands` with ``main(argv) -> int``; this module only
+dispatches. ``scripts/<name>.py`` wrap the same modules, so ``accelerate launch scripts/train_grpo.py``
+works the same way from a checkout, and a plain wheel install has every subcommand.
 """
 
 from __future__ import annotations
 
-import runpy
+import importlib
 import sys
-from pathlib import Path
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "make-tiny-model": ("make_tiny_model.py", "build the embedded tiny Qwen2 model + tokenizer"),
-    "sft": ("train_sft.py", "supervised fine-tuning (full or LoRA)"),
-    "train": ("train_grpo.py", "GRPO training (and the methods that plug into it)"),
-    "eval": ("evaluate.py", "evaluate checkpoints on math benchmarks or a task split"),
-    "quickstart": ("quickstart.py", "tiny model -> SFT -> GRPO -> before/after report, on CPU"),
-    "compare": ("compare_efficiency.py", "accuracy vs tokens: GRPO, length baselines and DECS on the same budget"),
-    "vllm-serve": ("vllm_serve.py", "vLLM generation/judge server with a weight-update endpoint"),
+    "make-tiny-model": ("make_tiny_model", "build the embedded tiny Qwen2 model + tokenizer"),
+    "sft": ("train_sft", "supervised fine-tuning (full or LoRA)"),
+    "train": ("train_grpo", "GRPO training (and the methods that plug into it)"),
+    "eval": ("evaluate", "evaluate checkpoints on math benchmarks or a task split"),
+    "quickstart": ("quickstart", "tiny model -> SFT -> GRPO -> before/after report, on CPU"),
+    "compare": ("compare", "accuracy vs tokens: GRPO, length baselines and DECS on the same budget"),
+    "vllm-serve": ("vllm_serve", "vLLM generation/judge server with a weight-update endpoint"),
 }
 
 USAGE = "usage: parsimony <command> [options]   (parsimony <command> --help for its options)\n\ncommands:\n"
-
-
-def scripts_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "scripts"
 
 
 def print_help() -> None:
@@ -43,13 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parsimony: unknown command {name!r}\n", file=sys.stderr)
         print_help()
         return 2
-    script = scripts_dir() / SUBCOMMANDS[name][0]
-    if not script.is_file():
-        print(f"parsimony: {script} is missing (install the project with `pip install -e .`)", file=sys.stderr)
-        return 2
+    module = importlib.import_module(f"rl.commands.{SUBCOMMANDS[name][0]}")
     sys.argv = [f"parsimony {name}"] + rest
     try:
-        runpy.run_path(str(script), run_name="__main__")
+        run_cli(module.main, rest)
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else (print(e.code, file=sys.stderr) or 1)
     return 0

@@ -185,7 +185,7 @@ class BaseTrainer:
         raise NotImplementedError
 
     def set_eval_fn(self, fn: Callable[[], dict[str, float]]) -> None:
-        """Held-out evaluation run every ``eval_steps`` (see ``rl.training_eval.attach_eval``)."""
+        """Held-out evaluation run every ``eval_steps`` (see ``rl.eval.training.attach_eval``)."""
         self._eval_fn = fn
 
     def on_step_end(self, metrics: dict[str, float]) -> None:

@@ -9,12 +9,12 @@ import json
 from typing import Any, Sequence
 
 from rl.config import load_config
-from rl.training_eval import attach_eval
+from rl.eval.training import attach_eval
 
 
 def train_from_config(config_cls: type, trainer_cls: Any, argv: Sequence[str] | None = None) -> int:
     """``load_config(config_cls, argv)`` -> ``trainer_cls(cfg.model, args=cfg)`` with the
-    evaluation attached (:func:`rl.training_eval.attach_eval`) -> ``train()``. The main
+    evaluation attached (:func:`rl.eval.training.attach_eval`) -> ``train()``. The main
     process prints the summary (without ``last_metrics``) as one JSON line. Returns the exit
     code (0)."""
     cfg = load_config(config_cls, argv)

@@ -1,18 +1,10 @@
 """GRPO training: ``parsimony train --config recipes/grpo/tiny.yaml [--key value ...]``.
 
-Also ``accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml scripts/train_grpo.py ...``.
+A thin wrapper over :mod:`rl.commands.train_grpo` (the code lives in the package, so a wheel install has it),
+kept so that ``accelerate launch scripts/train_grpo.py ...`` works from a checkout.
 """
 
-from __future__ import annotations
-
-
-def main(argv=None) -> int:
-    from rl.config import GRPOConfig
-    from rl.grpo_trainer import GRPOTrainer
-    from rl.training_run import train_from_config
-
-    return train_from_config(GRPOConfig, GRPOTrainer, argv)
-
+from rl.commands.train_grpo import main
 
 if __name__ == "__main__":
     from rl.cli import run_cli

@@ -1,15 +1,10 @@
-"""Supervised fine-tuning: ``parsimony sft --config recipes/sft/tiny.yaml [--key value ...]``."""
+"""Supervised fine-tuning: ``parsimony sft --config recipes/sft/tiny.yaml [--key value ...]``.
 
-from __future__ import annotations
+A thin wrapper over :mod:`rl.commands.train_sft` (the code lives in the package, so a wheel install has it),
+kept so that ``accelerate launch scripts/train_sft.py ...`` works from a checkout.
+"""
 
-
-def main(argv=None) -> int:
-    from rl.config import SFTConfig
-    from rl.sft_trainer import SFTTrainer
-    from rl.training_run import train_from_config
-
-    return train_from_config(SFTConfig, SFTTrainer, argv)
-
+from rl.commands.train_sft import main
 
 if __name__ == "__main__":
     from rl.cli import run_cli

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from curriculum.data import DatasetError
-from rl.benchmarks import (
+from rl.eval.benchmarks import (
     BENCHMARKS,
     canonical_name,
     expand_benchmark_names,

@@ -180,12 +180,7 @@ def test_make_tiny_model_deterministic(tmp_path, tiny_model_dir):
 
 
 def test_cli(tmp_path, capsys):
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "scripts" / "make_tiny_model.py"
-    spec = importlib.util.spec_from_file_location("make_tiny_model_script", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from rl.commands import make_tiny_model as mod
     assert mod.main(["--out", str(tmp_path / "m"), "--size", "tiny", "--seed", "0"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["size"] == "tiny" and 0.8e6 <= info["parameters"] <= 1.3e6

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rl.eval_metrics import (
+from rl.eval.metrics import (
     maj_at_n,
     majority_vote,
     mean_pass_at_1,

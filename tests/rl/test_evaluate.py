@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rl.benchmarks import Benchmark, EvalProblem, load_benchmark
-from rl.evaluate import (
+from rl.eval.benchmarks import Benchmark, EvalProblem, load_benchmark
+from rl.eval.evaluate import (
     EvalError,
     EvalGenerator,
     EvalSettings,
@@ -156,7 +156,7 @@ def test_math_grading_records_and_summary():
     assert all(r["model"] == "m" and r["benchmark"] == "toy" and r["gen_seconds"] > 0 for r in records)
     assert by[(1, 0)]["completion"] == "it is 1/2 so \\boxed{0.5}"
 
-    from rl.eval_metrics import summarize_samples
+    from rl.eval.metrics import summarize_samples
 
     s = summarize_samples(records)
     assert s["pass@1"] == pytest.approx(2 / 3) and s["maj@n"] == 1.0 and s["mean_tool_calls"] == 1.0
@@ -245,7 +245,7 @@ def test_evaluate_dataset_keeps_its_keys(tiny):
 
 
 def test_evaluation_during_training(tiny, tmp_path):
-    from rl.training_eval import attach_eval, eval_benchmarks_for
+    from rl.eval.training import attach_eval, eval_benchmarks_for
 
     model, tok = tiny
     path = tmp_path / "extra.jsonl"
@@ -290,7 +290,7 @@ def _require_shared_data():
 
 
 def test_training_eval_names_shared_benchmarks():
-    from rl.training_eval import eval_benchmarks_for
+    from rl.eval.training import eval_benchmarks_for
 
     _require_shared_data()
     cfg = SimpleNamespace(eval_dataset="math500, gpqa", dataset="task:overthink", eval_num_examples=2, seed=0,

@@ -40,11 +40,7 @@ def test_parsimony_train_with_colocated_vllm(tiny_model_dir, tmp_path):
 
 
 def test_vllm_serve_command_line():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        from vllm_serve import parse_args, vllm_serve_argv
-    finally:
-        sys.path.pop(0)
+    from rl.commands.vllm_serve import parse_args, vllm_serve_argv
     args, extra = parse_args(["--model", "/m", "--port", "9001", "--", "--max-num-seqs", "64"])
     cpu = vllm_serve_argv(args, extra, on_cpu=True)
     assert cpu[:3] == ["vllm", "serve", "/m"]

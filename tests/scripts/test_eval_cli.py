@@ -12,21 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from rl.eval_metrics import majority_vote, pass_at_k
-from rl.evaluate import EvalError, EvalGenerator
+from rl.eval.metrics import majority_vote, pass_at_k
+from rl.eval.evaluate import EvalError, EvalGenerator
 
 REPO = Path(__file__).resolve().parents[2]
 TIMING = ("wall_seconds", "tokens_per_second")
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("_parsimony_eval_script", REPO / "scripts" / "evaluate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-evaluate_script = _load_script()
+from rl.commands import evaluate as evaluate_script  # noqa: E402
 
 
 def _require_shared_data():
@@ -126,7 +119,7 @@ class CountingFactory:
         self.generators: list[EvalGenerator] = []
 
     def __call__(self, spec):
-        from rl.evaluate import load_model_for_eval
+        from rl.eval.evaluate import load_model_for_eval
 
         self.loaded.append(spec.name)
         model, tok = load_model_for_eval(spec, device="cpu")

@@ -4,14 +4,15 @@ their reports (the numbers of a 20-step run mean nothing; the files and their sh
 from __future__ import annotations
 
 import json
-import runpy
+import importlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _main(script: str):
-    return runpy.run_path(str(REPO / "scripts" / script))["main"]
+    module = {"quickstart.py": "quickstart", "compare_efficiency.py": "compare"}[script]
+    return importlib.import_module(f"rl.commands.{module}").main
 
 
 def test_quickstart_writes_its_report(tmp_path):

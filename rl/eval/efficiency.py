@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from curriculum.data import get_ground_truth
-from rl.evaluate import evaluate_dataset
+from rl.eval.evaluate import evaluate_dataset
 from rl.modeling import load_model, load_tokenizer
 
 DECODINGS = ("greedy", "sampled")

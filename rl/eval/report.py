@@ -11,7 +11,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rl.eval_metrics import summarize_samples
+from rl.eval.errors import EvalError
+from rl.eval.metrics import summarize_samples
 
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_FILE = "results.json"
@@ -25,8 +26,6 @@ _KEEP = ("model", "benchmark", "problem", "sample", "extracted", "correct", "sta
 
 
 def _error(msg: str) -> Exception:
-    from rl.evaluate import EvalError
-
     return EvalError(msg)
 
 

@@ -3,8 +3,8 @@
 :func:`parse_model_specs` turns ``--models`` / ``--adapter`` into :class:`ModelSpec` objects;
 :func:`load_model_for_eval` (HF, LoRA adapters merged) and :func:`make_vllm_generator` load
 them; :func:`run_eval` evaluates every model on every benchmark through
-:func:`rl.evaluate.evaluate_benchmark`, appending to ``samples.jsonl`` (resume) and writing
-the results files through :mod:`rl.eval_report` (see ``scripts/evaluate.py``).
+:func:`rl.eval.evaluate.evaluate_benchmark`, appending to ``samples.jsonl`` (resume) and writing
+the results files through :mod:`rl.eval.report` (see ``scripts/evaluate.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from rl.benchmarks import Benchmark
-from rl.eval_generation import EvalError, EvalGenerator, EvalSettings
+from rl.eval.benchmarks import Benchmark
+from rl.eval.generation import EvalError, EvalGenerator, EvalSettings
 
 
 @dataclass
@@ -158,7 +158,7 @@ def run_eval(
     "generated_problems", "generate_calls"}``. ``generator_factory`` replaces model loading
     (tests count generate calls through it).
     """
-    from rl import eval_report as report
+    from rl.eval import report
 
     if not benchmarks:
         raise EvalError("no benchmarks to evaluate (use --benchmarks and/or --hub-dataset)")
@@ -201,8 +201,8 @@ def _generate_all(
     generator_factory: Callable[[ModelSpec], tuple[EvalGenerator, Any]] | None,
 ) -> None:
     """Load each model that has unfinished problems, one at a time, and generate them."""
-    from rl import eval_report as report
-    from rl.evaluate import evaluate_benchmark  # imports this module: not at the top
+    from rl.eval import report
+    from rl.eval.evaluate import evaluate_benchmark  # imports this module: not at the top
 
     for spec in models:
         todo = [b for b in benchmarks if not {p.index for p in b.problems} <= store.finished(spec.name, b.name, settings.n)]

@@ -1,5 +1,5 @@
 """Periodic held-out evaluation during training (``eval_steps``), with the same code as
-``parsimony eval`` (:mod:`rl.benchmarks` to load, :func:`rl.evaluate.evaluate_dataset` to
+``parsimony eval`` (:mod:`rl.eval.benchmarks` to load, :func:`rl.eval.evaluate.evaluate_dataset` to
 generate and grade).
 
 ``eval_dataset`` may name registered benchmarks (``math500``, ``aime24,gpqa``, ``all``),
@@ -23,8 +23,8 @@ LOGGED = ("accuracy", "maj@n", "mean_tokens", "median_tokens", "mean_tokens_corr
 
 
 def eval_benchmarks_for(cfg: Any) -> list[Any] | None:
-    """The configured eval benchmarks (a list of :class:`rl.benchmarks.Benchmark`), or None."""
-    from rl.benchmarks import canonical_name, expand_benchmark_names, load_registered, load_table_benchmark, load_task
+    """The configured eval benchmarks (a list of :class:`rl.eval.benchmarks.Benchmark`), or None."""
+    from rl.eval.benchmarks import canonical_name, expand_benchmark_names, load_registered, load_table_benchmark, load_task
 
     spec = getattr(cfg, "eval_dataset", None)
     dataset = getattr(cfg, "dataset", "") or ""
@@ -84,7 +84,7 @@ def attach_eval(trainer: Any, cfg: Any) -> None:
         return
 
     def run() -> dict[str, float]:
-        from rl.evaluate import evaluate_dataset
+        from rl.eval.evaluate import evaluate_dataset
 
         if not trainer.is_main:
             return {}

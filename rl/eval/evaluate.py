@@ -10,17 +10,17 @@ the reward uses (``rewards.math``), and report accuracy and token counts.
   eval`` appends them to ``samples.jsonl``, which is what makes a run resumable).
 * :func:`evaluate_dataset` is the in-memory entry point for a ``datasets.Dataset`` (or any
   list of rows) used by the quickstart and training; it returns the metrics of
-  :func:`rl.eval_metrics.summarize_samples` plus the per-sample records.
+  :func:`rl.eval.metrics.summarize_samples` plus the per-sample records.
 
 Determinism: every completion has its own random stream (``sample_key(seed, benchmark,
-problem index, sample index)``, see :mod:`rl.eval_generation`), so a completion does not
+problem index, sample index)``, see :mod:`rl.eval.generation`), so a completion does not
 depend on which other problems share its batch, on the batch size or on where an
 interrupted run resumed. Torch is also seeded before each batch with ``seed + index of the
 batch's first problem`` for engines that sample with torch's global generator.
 
 This module is also the evaluation's import point: the generation side
-(:mod:`rl.eval_generation`: :class:`EvalSettings`, :class:`EvalGenerator`,
-:class:`SeededSampler`, ...) and ``parsimony eval``'s orchestration (:mod:`rl.eval_run`:
+(:mod:`rl.eval.generation`: :class:`EvalSettings`, :class:`EvalGenerator`,
+:class:`SeededSampler`, ...) and ``parsimony eval``'s orchestration (:mod:`rl.eval.run`:
 :func:`run_eval`, :func:`parse_model_specs`, ...) are re-exported here.
 """
 
@@ -32,8 +32,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from curriculum.data import get_ground_truth
-from rl.benchmarks import Benchmark, EvalProblem
-from rl.eval_generation import (
+from rl.eval.benchmarks import Benchmark, EvalProblem
+from rl.eval.generation import (
     EvalError,
     EvalGenerator,
     EvalSettings,
@@ -42,8 +42,8 @@ from rl.eval_generation import (
     sample_key,
     stream_uniform,
 )
-from rl.eval_metrics import summarize_samples
-from rl.eval_run import (
+from rl.eval.metrics import summarize_samples
+from rl.eval.run import (
     ModelSpec,
     RunOptions,
     load_model_for_eval,
@@ -178,7 +178,7 @@ def evaluate_benchmark(
     bench: Benchmark, *, generator: EvalGenerator, tokenizer: Any, settings: EvalSettings, model_name: str = "model",
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
-    """:func:`evaluate_problems` for a :class:`~rl.benchmarks.Benchmark` (its name and mode)."""
+    """:func:`evaluate_problems` for a :class:`~rl.eval.benchmarks.Benchmark` (its name and mode)."""
     return evaluate_problems(
         bench.problems, generator=generator, tokenizer=tokenizer, settings=settings, benchmark=bench.name,
         model_name=model_name, mode=bench.mode, **kwargs,
@@ -212,7 +212,7 @@ def evaluate_dataset(
     name: str = "dataset",
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``dataset`` (rows with ``prompt`` and a ground truth, a
-    :class:`~rl.benchmarks.Benchmark`, or a list of :class:`~rl.benchmarks.EvalProblem`).
+    :class:`~rl.eval.benchmarks.Benchmark`, or a list of :class:`~rl.eval.benchmarks.EvalProblem`).
 
     Returns ``accuracy`` (= pass@1 averaged over the ``n_samples``), ``maj@n``, ``pass@k``
     ({"1": .., ..}), mean / median tokens (all, ``*_correct``, ``*_incorrect``; the legacy

@@ -11,7 +11,7 @@ Every sequence draws its tokens from its own counter-based stream keyed by
 ``(seed, benchmark, problem index, sample index, token position)`` (:func:`sample_key`,
 :func:`stream_uniform`, applied by the :class:`SeededSampler` logits processor), so a
 completion depends on nothing but its identity. Grading and batching are
-:mod:`rl.evaluate`'s job.
+:mod:`rl.eval.evaluate`'s job.
 """
 
 from __future__ import annotations
@@ -22,14 +22,11 @@ from typing import Any, Sequence
 
 import torch
 
-from rl.config import ConfigError
+from rl.eval.errors import EvalError
 from rollout.hf import HFEngine
 from rollout.types import RolloutEngine, SamplingConfig, Trajectory
 
 
-class EvalError(ConfigError):
-    """A user error in an evaluation request; the message is one clear line (``run_cli``
-    prints it as ``error: ...`` and exits with code 2)."""
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,240 @@
+"""Reasoning-efficiency comparison on the embedded overthinking task:
+
+    SFT warm start (heavy redundancy)  ->  GRPO with the same seed, steps and prompts per step for
+    accuracy only | sequence-level length penalty | ThinkPrune cap | DECS | DECS without kappa
+    ->  held-out evaluation, greedy and sampled  ->  summary.json, summary.md, plot.png
+
+    parsimony compare --task overthink [--out outputs/compare] [--grpo-steps 60] [--methods ...]
+
+Stages are cached: a method whose ``<out>/<method>/final`` exists is not retrained, and its
+evaluation is reused from ``<out>/<method>/eval.json``. Delete a directory to redo it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+METHODS = ("grpo", "length_penalty", "thinkprune", "decs", "decs_plain", "decs_no_kappa")
+OPTIONAL_METHODS: tuple[str, ...] = ()
+# DECS settings of the comparison (docs/decs.md, "Results", has the study behind them). kappa starts at 0.5:
+# from 0 (the paper's code) it stays near 0 with 8 prompts per step, and DECS then sees almost no easy prompt.
+DECS_DEFAULTS = {"decs_beta": 0.1, "decs_kappa_init": 0.5, "decs_kappa_lr": 0.5, "decs_sampler": "decs_kappa"}
+
+
+def method_settings(name: str, steps: int, max_len: int, decs_options: dict | None = None) -> dict:
+    """GRPOConfig fields that differ between methods (everything else is shared).
+
+    ``decs_options`` (``decs_beta``, ``decs_kappa_init``, ``decs_kappa_lr``, ``decs_sampler``) tune the
+    DECS methods; unset keys take the defaults of :data:`DECS_DEFAULTS`."""
+    opts = {**DECS_DEFAULTS, **(decs_options or {})}
+    if name == "grpo":
+        return {"reward_funcs": ["accuracy"]}
+    if name == "length_penalty":
+        return {"reward_funcs": ["length_penalty"], "method_kwargs": {"length_alpha": 0.5, "length_ref": max_len}}
+    if name == "thinkprune":
+        # ThinkPrune's iterative pruning: the cap shrinks in three stages over training
+        stages = [[0, max_len], [steps // 3, (max_len * 3) // 4], [(2 * steps) // 3, max_len // 2]]
+        caps = [stages[0]] + [s for prev, s in zip(stages, stages[1:]) if s[0] > prev[0]]
+        return {"reward_funcs": ["thinkprune"], "method_kwargs": {"thinkprune_schedule": caps}}
+    decs = {
+        "reward_funcs": ["accuracy", "decs_redundancy"],
+        "advantage_estimator": "decs",
+        "method_kwargs": {"decs_beta": opts["decs_beta"], "decs_judge": "rule", "decs_kappa_init": opts["decs_kappa_init"],
+                          "decs_kappa_lr": opts["decs_kappa_lr"], "decs_kappa_max": 0.9},
+    }
+    if name == "decs":  # the kappa curriculum (decs_kappa) or, with decs_sampler plain, every easy group kept
+        return {**decs, "sampler": opts["decs_sampler"]}
+    if name == "decs_plain":  # no curriculum: every group of the round enters the batch (easy ones included)
+        return {**decs, "sampler": "plain"}
+    if name == "decs_no_kappa":  # dynamic sampling only: all-correct (easy) groups never enter the batch
+        return {**decs, "sampler": "dynamic"}
+    raise ValueError(f"unknown method {name!r}; choose from {METHODS + OPTIONAL_METHODS}")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="parsimony compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="overthink", help="embedded task (the heavy-redundancy variant is used)")
+    p.add_argument("--redundancy", default="heavy", choices=["heavy", "standard"])
+    p.add_argument("--out", default="outputs/compare")
+    p.add_argument("--model-dir", default=None, help="start model (default: build the tiny model)")
+    p.add_argument("--sft-checkpoint", default=None, help="reuse an SFT checkpoint instead of training one")
+    p.add_argument("--sft-steps", type=int, default=1000,
+                   help="1000 steps: 97%% greedy / 84%% sampled accuracy on overthink_heavy (the earlier 800-step "
+                        "start measured 71%% / 45%%)")
+    p.add_argument("--grpo-steps", type=int, default=60,
+                   help="DECS and the length penalty reach the shortest traces in ~50 steps; later steps cost accuracy")
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--warmup-steps", type=int, default=15,
+                   help="linear lr warmup, then constant (Adam's first updates are sign-like; without warmup, "
+                        "lr 2e-4 lost accuracy from the 2nd step)")
+    p.add_argument("--kl-beta", type=float, default=0.0, help="k3 KL penalty to the SFT start (0 = none)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="rollout temperature, also the temperature of the 'sampled' evaluation (the paper: 0.6)")
+    p.add_argument("--prompts-per-step", type=int, default=8)
+    p.add_argument("--num-generations", type=int, default=8)
+    p.add_argument("--max-completion-length", type=int, default=256,
+                   help="heavy-redundancy traces reach ~200 tokens; a shorter cap truncates the SFT start")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--decs-beta", type=float, default=DECS_DEFAULTS["decs_beta"], help="DECS length-reward weight b")
+    p.add_argument("--decs-kappa-init", type=float, default=DECS_DEFAULTS["decs_kappa_init"],
+                   help="initial share of easy (all-correct) prompts admitted by the kappa curriculum")
+    p.add_argument("--decs-kappa-lr", type=float, default=DECS_DEFAULTS["decs_kappa_lr"], help="kappa step size")
+    p.add_argument("--decs-sampler", default=DECS_DEFAULTS["decs_sampler"], choices=["decs_kappa", "plain"],
+                   help="batch assembler of the 'decs' method (plain: every easy group kept, no curriculum)")
+    p.add_argument("--eval-problems", type=int, default=500,
+                   help="held-out problems (500: ~1 point standard error on greedy accuracy; a few seconds each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report-to", default="jsonl")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 is fastest for the tiny model and safe on a shared machine)")
+    return p.parse_args(argv)
+
+
+def decs_options(args) -> dict:
+    return {"decs_beta": args.decs_beta, "decs_kappa_init": args.decs_kappa_init, "decs_kappa_lr": args.decs_kappa_lr,
+            "decs_sampler": args.decs_sampler}
+
+
+def train_sft(args, model_dir: Path, task: str, out: Path) -> Path:
+    from rl.eval.efficiency import sft_warm_start
+
+    final = out / "sft" / "final"
+    if final.is_dir():
+        print(f"[compare] reusing {final}")
+        return final
+    return sft_warm_start(model_dir, task, args.sft_steps, out / "sft", report_to=args.report_to.split(","),
+                          seed=args.seed, run_name="compare-sft", logging_steps=50)
+
+
+def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Path, dict]:
+    from rl.config import GRPOConfig
+    from rl.grpo_trainer import GRPOTrainer
+
+    run_dir = out / name
+    final = run_dir / "final"
+    info_path = run_dir / "train_info.json"
+    if final.is_dir() and info_path.is_file():
+        print(f"[compare] reusing {final}")
+        return final, json.loads(info_path.read_text())
+    cfg = GRPOConfig(
+        model=str(start), dataset=f"task:{task}", dataset_num_examples=4096, learning_rate=args.lr,
+        num_generations=args.num_generations,
+        per_device_train_batch_size=args.prompts_per_step * args.num_generations,
+        max_completion_length=args.max_completion_length, temperature=args.temperature, max_steps=args.grpo_steps,
+        warmup_steps=args.warmup_steps, lr_scheduler_type="constant_with_warmup" if args.warmup_steps > 0 else "constant",
+        beta=args.kl_beta,
+        output_dir=str(run_dir), report_to=args.report_to.split(","), logging_steps=5, save_total_limit=1,
+        seed=args.seed, run_name=f"compare-{name}",
+        **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args)),
+    )
+    t0 = time.time()
+    trainer = GRPOTrainer(cfg.model, args=cfg)
+    summary = trainer.train()
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rounds = sum(r.get("sampling/generation_rounds", 1) for r in rows) * cfg.logging_steps
+    info = {
+        "seconds": time.time() - t0,
+        "steps": summary["global_step"],
+        # rollouts generated (dynamic / kappa samplers may draw several rounds per step)
+        "approx_rollouts": rounds * args.prompts_per_step * args.num_generations,
+        # what this stage was trained with (a cached stage is reused whatever the new flags say)
+        "settings": {"lr": args.lr, "grpo_steps": args.grpo_steps, "warmup_steps": args.warmup_steps,
+                     "kl_beta": args.kl_beta, "temperature": args.temperature, "start": str(start),
+                     **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args))},
+    }
+    info_path.write_text(json.dumps(info))
+    return final, info
+
+
+def evaluate(path: Path, test_set, args, cache: Path) -> dict:
+    from rl.eval.efficiency import evaluate_checkpoint
+
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    res = evaluate_checkpoint(path, test_set, max_new_tokens=args.max_completion_length, temperature=args.temperature,
+                              seed=args.seed)
+    cache.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def plot(summary: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, decoding in zip(axes, ("greedy", "sampled")):
+        for row in (r for r in summary if r["decoding"] == decoding):
+            ax.scatter(row["mean_tokens"], 100 * row["accuracy"], s=40)
+            ax.annotate(row["method"], (row["mean_tokens"], 100 * row["accuracy"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+        ax.set_xlabel("mean completion tokens")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{decoding} decoding: up and to the left is better")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    from curriculum.tasks import get_task_dataset
+    from rl.embedded import make_tiny_model
+
+    import torch
+
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    task = f"{args.task}_heavy" if args.redundancy == "heavy" else args.task
+    methods = [m for m in args.methods.split(",") if m]
+    for m in methods:
+        method_settings(m, 1, 1, decs_options(args))  # fail on a typo before any training
+    t_all = time.time()
+    model_dir = Path(args.model_dir) if args.model_dir else make_tiny_model(out / "tiny-model", seed=args.seed)
+    start = Path(args.sft_checkpoint) if args.sft_checkpoint else train_sft(args, model_dir, task, out)
+    test_set = get_task_dataset(task, args.eval_problems, seed=args.seed + 1, split="test")
+
+    results: dict[str, dict] = {"sft": evaluate(start, test_set, args, out / "sft_eval.json")}
+    infos: dict[str, dict] = {}
+    for m in methods:
+        final, infos[m] = train_method(args, m, start, task, out)
+        results[m] = evaluate(final, test_set, args, out / m / "eval.json")
+        print(f"[compare] {m}: greedy acc {results[m]['greedy']['accuracy']:.3f}, "
+              f"tokens {results[m]['greedy']['mean_tokens']:.1f}")
+
+    summary = []
+    for m, res in results.items():
+        for decoding in ("greedy", "sampled"):
+            r = res[decoding]
+            summary.append({
+                "method": "sft_start" if m == "sft" else m, "decoding": decoding, "accuracy": r["accuracy"],
+                "mean_tokens": r["mean_tokens"], "redundant_fraction": r["redundant_fraction"],
+                "redundant_chunks": r["redundant_chunks"],
+                "mean_tokens_correct": r.get("mean_tokens_correct"),
+            })
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    lines = ["| method | decoding | accuracy | mean tokens | Δ tokens vs SFT | redundant fraction | redundant chunks |",
+             "|---|---|---|---|---|---|---|"]
+    base = {r["decoding"]: r for r in summary if r["method"] == "sft_start"}
+    for r in summary:
+        b = base[r["decoding"]]
+        delta = (r["mean_tokens"] - b["mean_tokens"]) / b["mean_tokens"] if b["mean_tokens"] else 0.0
+        lines.append(f"| {r['method']} | {r['decoding']} | {100 * r['accuracy']:.1f}% | {r['mean_tokens']:.1f} | "
+                     f"{100 * delta:+.0f}% | {r['redundant_fraction']:.3f} | {r['redundant_chunks']:.2f} |")
+    table = "\n".join(lines)
+    meta = {"task": task, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps, "lr": args.lr,
+            "warmup_steps": args.warmup_steps, "kl_beta": args.kl_beta, "temperature": args.temperature,
+            "prompts_per_step": args.prompts_per_step, "num_generations": args.num_generations,
+            "seed": args.seed, "sft_steps": args.sft_steps, "decs": decs_options(args), "train": infos, "total_seconds": time.time() - t_all}
+    (out / "summary.md").write_text(table + "\n\n```json\n" + json.dumps(meta, indent=1) + "\n```\n")
+    plot(summary, out / "plot.png")
+    print("\n" + table)
+    print(f"\n[compare] wrote {out / 'summary.json'}, {out / 'summary.md'}, {out / 'plot.png'}")
+    return 0
