@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-ANSWER_FIELDS = ("reward_model.ground_truth", "ground_truth", "answer")
+ANSWER_FIELDS = ("reward_model.ground_truth", "ground_truth", "answer")  # = rewards.answers.GROUND_TRUTH_FIELDS
 
 
 class DatasetError(ValueError):
@@ -53,14 +53,14 @@ def get_field(row: dict[str, Any], dotted: str) -> Any:
     return cur
 
 
-def get_ground_truth(row: dict[str, Any]) -> str | None:
-    for name in ANSWER_FIELDS:
-        value = get_field(row, name)
-        if value is not None and str(value).strip() != "":
-            if isinstance(value, (list, tuple)):  # some sets store several accepted answers
-                value = value[0]
-            return str(value)
-    return None
+def get_ground_truth(row: dict[str, Any]) -> str | list[str] | None:
+    """The row's ground truth (the first of :data:`ANSWER_FIELDS` that holds one), read by
+    :func:`rewards.answers.ground_truth_of`, the same reader the reward functions use: a
+    string, a list of accepted answers (a completion matching any of them is correct), or
+    None."""
+    from rewards.answers import ground_truth_of
+
+    return ground_truth_of(row)
 
 
 def validate_prompt(prompt: Any) -> str | None:
@@ -96,17 +96,31 @@ def validate_dataset(dataset, require_answer: bool = True, name: str = "train_da
             )
 
 
-def render_prompt(tokenizer: Any, prompt: Any, system_prompt: str | None = None) -> str:
-    """Chat messages -> text with the generation prompt; a plain string is used as is."""
+def _raw_prompt_text(prompt: Any, system_prompt: str | None) -> str:
     if isinstance(prompt, str):
-        if system_prompt or getattr(tokenizer, "chat_template", None):
-            prompt = [{"role": "user", "content": prompt}]
-        else:
-            return prompt
-    messages = list(prompt)
-    if system_prompt and messages[0].get("role") != "system":
-        messages = [{"role": "system", "content": system_prompt}] + messages
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        parts = [prompt]
+    else:
+        parts = [str(m.get("content", "")) for m in prompt]
+    if system_prompt and (isinstance(prompt, str) or not prompt or prompt[0].get("role") != "system"):
+        parts = [system_prompt] + parts
+    return "\n\n".join(parts)
+
+
+def render_prompt(tokenizer: Any, prompt: Any, system_prompt: str | None = None, chat_template: bool = True) -> str:
+    """Chat messages or a string -> the text the model continues: the one prompt renderer of
+    training (GRPO rollouts, SFT) and evaluation (:mod:`rl.eval`).
+
+    With ``chat_template`` and a tokenizer that has one, the messages (a string is wrapped as
+    one user message) go through the template with the generation prompt, the optional
+    system prompt first as a system message. Otherwise the message contents (system prompt
+    first) are joined with blank lines; a plain string with no system prompt is used as is.
+    """
+    if chat_template and getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+        if system_prompt and messages[0].get("role") != "system":
+            messages = [{"role": "system", "content": system_prompt}] + messages
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return _raw_prompt_text(prompt, system_prompt)
 
 
 def completion_text(completion: Any) -> str:

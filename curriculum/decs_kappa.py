@@ -150,6 +150,16 @@ def _rank() -> int:
 class DECSKappaAssembler(BatchAssembler):
     """Dynamic sampling plus a kappa-controlled share of all-correct (easy) prompts."""
 
+    # the method_kwargs keys this assembler reads (checked at config time)
+    method_settings = {
+        "decs_kappa_init": KappaSettings.kappa_init,
+        "decs_kappa_lr": KappaSettings.kappa_lr,
+        "decs_kappa_max": KappaSettings.kappa_max,
+        "decs_nrp_init": KappaSettings.nrp_init,
+        "decs_accuracy_reward": KappaSettings.accuracy_reward,
+    }
+    validate_method_settings = staticmethod(KappaSettings.from_kwargs)
+
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
         self.settings = KappaSettings.from_args(cfg)

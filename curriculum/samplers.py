@@ -155,6 +155,11 @@ ASSEMBLERS: dict[str, type[BatchAssembler]] = {}
 
 
 def register_assembler(name: str):
+    """Class decorator: register a :class:`BatchAssembler` subclass under ``name`` (the
+    ``sampler`` config field). An assembler that reads ``method_kwargs`` declares them as class
+    attributes: ``method_settings`` (key -> default) and ``validate_method_settings(kwargs)``
+    (a staticmethod / classmethod raising ``ValueError``); the config checks both."""
+
     def deco(cls: type[BatchAssembler]) -> type[BatchAssembler]:
         if name in ASSEMBLERS:
             raise ValueError(f"assembler {name!r} is already registered")
@@ -205,5 +210,3 @@ def shuffle_groups(groups: list[ScoredGroup], seed: int) -> list[ScoredGroup]:
     rng.shuffle(out)
     return out
 
-
-from curriculum import decs_kappa as _decs_kappa  # noqa: F401,E402  registers "decs_kappa"

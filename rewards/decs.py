@@ -43,13 +43,20 @@ from rewards.judges import (
     JudgeItem,
     RuleJudge,
 )
-from rewards.math import MathGrader, completion_text, get_default_grader, grade_one, ground_truths_from_columns
+from rewards.registry import register_reward
+from rewards.math import (
+    MathGrader,
+    completion_text,
+    get_default_grader,
+    grade_one,
+    ground_truths_from_columns,
+    normalize_ground_truth,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_SPLIT_WORDS",
-    "decs_redundancy",
     "THINK_END",
     "Chunk",
     "DECSResult",
@@ -160,9 +167,9 @@ def analyze_completions(
         raise ValueError(f"{len(problems)} problems for {n} completions")
     offsets = [token_char_offsets(tokenizer, ids) for ids in completion_ids]
     texts = [completion_text(c) for c in completions] if completions is not None else [o[0] for o in offsets]
-    gts = [None if g is None else str(g) for g in ground_truths]
+    gts = [normalize_ground_truth(g) for g in ground_truths]  # a str, a list of accepted answers, or None
     if correct is None:
-        rows = [i for i in range(n) if gts[i] is not None and gts[i].strip()]
+        rows = [i for i in range(n) if gts[i] is not None]
         ok = [False] * n
         if rows:
             if grader is not None:
@@ -276,19 +283,23 @@ def problem_text(prompt: Any) -> str:
     return ""
 
 
-_SETTING_KEYS = (
-    "decs_split_words",
-    "decs_split_inline",
-    "decs_judge",
-    "decs_judge_url",
-    "decs_judge_model",
-    "decs_judge_template",
-    "decs_judge_timeout",
-    "decs_judge_retries",
-    "decs_judge_concurrency",
-    "decs_judge_max_segment_chars",
-    "decs_judge_fallback",
-)
+# the reward's ``method_kwargs`` keys, with their defaults
+SETTINGS: dict[str, Any] = {
+    "decs_split_words": list(DEFAULT_SPLIT_WORDS),
+    "decs_split_inline": True,
+    "decs_judge": "rule",
+    "decs_judge_url": None,
+    "decs_judge_model": DEFAULT_JUDGE_MODEL,
+    "decs_judge_template": DEFAULT_JUDGE_TEMPLATE,
+    "decs_judge_timeout": 30.0,
+    "decs_judge_retries": 2,
+    "decs_judge_concurrency": 16,
+    "decs_judge_max_segment_chars": 20_000,
+    "decs_judge_fallback": "rule",
+    "decs_judge_breaker_failures": 5,
+    "decs_judge_breaker_cooldown": 30.0,
+}
+_SETTING_KEYS = tuple(SETTINGS)
 
 
 def _bad(key: str, msg: str) -> ValueError:
@@ -312,6 +323,47 @@ def _split_words_setting(v: Any) -> tuple[str, ...]:
     return tuple(w.strip() for w in v)
 
 
+def _parse_settings(kw: dict, split_words: Sequence[str], split_inline: bool) -> tuple[tuple[str, ...], bool, str, dict]:
+    """Validate ``decs_*`` settings -> (split words, split inline, judge kind, EndpointJudge kwargs)."""
+    unknown = sorted(set(kw) - set(_SETTING_KEYS))
+    if unknown:
+        raise ValueError(f"unknown DECS reward settings {unknown}; known: {list(_SETTING_KEYS)}")
+    split_words = _split_words_setting(kw["decs_split_words"]) if "decs_split_words" in kw else tuple(split_words)
+    split_inline = kw.get("decs_split_inline", split_inline)
+    if not isinstance(split_inline, bool):
+        raise _bad("decs_split_inline", f"must be true or false, got {split_inline!r}")
+    kind = kw.get("decs_judge", "rule")
+    if kind not in ("rule", "endpoint"):
+        raise _bad("decs_judge", f"must be 'rule' or 'endpoint', got {kind!r}")
+    timeout = _num(kw, "decs_judge_timeout", 30.0, 0.0, False, strict=True)
+    retries = _num(kw, "decs_judge_retries", 2, 0, True)
+    concurrency = _num(kw, "decs_judge_concurrency", 16, 1, True)
+    max_chars = _num(kw, "decs_judge_max_segment_chars", 20_000, 1, True)
+    fallback = kw.get("decs_judge_fallback", "rule")
+    if fallback not in ("rule", "no_penalty"):
+        raise _bad("decs_judge_fallback", f"must be 'rule' or 'no_penalty', got {fallback!r}")
+    breaker_failures = _num(kw, "decs_judge_breaker_failures", 5, 0, True)
+    breaker_cooldown = _num(kw, "decs_judge_breaker_cooldown", 30.0, 0.0, False, strict=True)
+    model = kw.get("decs_judge_model", DEFAULT_JUDGE_MODEL)
+    if not isinstance(model, str) or not model:
+        raise _bad("decs_judge_model", f"must be a non-empty string, got {model!r}")
+    template = kw.get("decs_judge_template", DEFAULT_JUDGE_TEMPLATE)
+    if not isinstance(template, str) or "{segment}" not in template:
+        raise _bad("decs_judge_template", f"must be a string containing the {{segment}} placeholder, got {template!r}")
+    url = kw.get("decs_judge_url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        raise _bad("decs_judge_url", f"must be an http(s) URL, got {url!r}")
+    if kind == "endpoint":
+        url = url or os.environ.get(JUDGE_URL_ENV)
+        if not url or not url.startswith(("http://", "https://")):
+            raise _bad("decs_judge_url", f"must be an http(s) URL (or set ${JUDGE_URL_ENV}) for decs_judge='endpoint', got {url!r}")
+    endpoint = dict(url=url, model=model, template=template, timeout=timeout, retries=retries,
+                    concurrency=concurrency, max_segment_chars=max_chars, fallback=fallback,
+                    breaker_failures=breaker_failures, breaker_cooldown=breaker_cooldown)
+    return split_words, split_inline, kind, endpoint
+
+
+@register_reward("decs_redundancy")
 class DECSRedundancyReward:
     """Token-level DECS redundancy indicator (registered as ``decs_redundancy``).
 
@@ -328,13 +380,16 @@ class DECSRedundancyReward:
     ``decs_judge_model``, ``decs_judge_template`` (with ``{problem}``, ``{segment}``,
     ``{ground_truth}``), ``decs_judge_timeout`` (s per request), ``decs_judge_retries``,
     ``decs_judge_concurrency``, ``decs_judge_max_segment_chars``, ``decs_judge_fallback``
-    ("rule" | "no_penalty").
+    ("rule" | "no_penalty"), ``decs_judge_breaker_failures`` (consecutive failed requests that
+    open the judge's circuit breaker; 0 = none) and ``decs_judge_breaker_cooldown`` (s before a
+    probe; doubles after each failed probe, up to 10x).
 
     Correctness and the rule judge's comparisons go through ``grader`` (default: the shared
     :func:`rewards.math.get_default_grader`), so sympy never runs in the training process.
     """
 
     token_level = True
+    method_settings = SETTINGS
 
     def __init__(
         self,
@@ -352,6 +407,8 @@ class DECSRedundancyReward:
         self._judge = judge
         self.split_words = tuple(split_words)
         self.split_inline = bool(split_inline)
+        # what setup() starts from, so that a second setup() never keeps the first one's judge
+        self._initial = (judge, self.split_words, self.split_inline)
         self._lock = threading.Lock()
         self._meta: list[dict[str, Any]] = []
         self._reset()
@@ -371,45 +428,30 @@ class DECSRedundancyReward:
         return self._judge
 
     def setup(self, tokenizer: Any = None, args: Any = None) -> None:
+        """Configure from ``args.method_kwargs`` (or a dict), starting from the constructor's
+        settings: the result depends only on the constructor and these arguments."""
         if tokenizer is not None:
             self.tokenizer = tokenizer
         kw = getattr(args, "method_kwargs", None) if args is not None else None
         if kw is None and isinstance(args, dict):
             kw = args
-        self.configure(**{k: v for k, v in (kw or {}).items() if k in _SETTING_KEYS})
+        previous = (self._judge, self.split_words, self.split_inline)
+        self._judge, self.split_words, self.split_inline = self._initial
+        try:
+            self.configure(**{k: v for k, v in (kw or {}).items() if k in _SETTING_KEYS})
+        except Exception:
+            self._judge, self.split_words, self.split_inline = previous  # nothing applied on error
+            raise
+
+    @staticmethod
+    def validate_method_settings(method_kwargs: Any) -> None:
+        """Config-time check of the reward's keys in ``method_kwargs`` (no judge is built)."""
+        kw = {k: v for k, v in dict(method_kwargs or {}).items() if k in _SETTING_KEYS}
+        _parse_settings(kw, DEFAULT_SPLIT_WORDS, True)
 
     def configure(self, **kw: Any) -> None:
         """Applies ``decs_*`` settings (the :meth:`setup` keys); errors name the key."""
-        unknown = sorted(set(kw) - set(_SETTING_KEYS))
-        if unknown:
-            raise ValueError(f"unknown DECS reward settings {unknown}; known: {list(_SETTING_KEYS)}")
-        split_words = _split_words_setting(kw["decs_split_words"]) if "decs_split_words" in kw else self.split_words
-        split_inline = kw.get("decs_split_inline", self.split_inline)
-        if not isinstance(split_inline, bool):
-            raise _bad("decs_split_inline", f"must be true or false, got {split_inline!r}")
-        kind = kw.get("decs_judge", "rule")
-        if kind not in ("rule", "endpoint"):
-            raise _bad("decs_judge", f"must be 'rule' or 'endpoint', got {kind!r}")
-        timeout = _num(kw, "decs_judge_timeout", 30.0, 0.0, False, strict=True)
-        retries = _num(kw, "decs_judge_retries", 2, 0, True)
-        concurrency = _num(kw, "decs_judge_concurrency", 16, 1, True)
-        max_chars = _num(kw, "decs_judge_max_segment_chars", 20_000, 1, True)
-        fallback = kw.get("decs_judge_fallback", "rule")
-        if fallback not in ("rule", "no_penalty"):
-            raise _bad("decs_judge_fallback", f"must be 'rule' or 'no_penalty', got {fallback!r}")
-        model = kw.get("decs_judge_model", DEFAULT_JUDGE_MODEL)
-        if not isinstance(model, str) or not model:
-            raise _bad("decs_judge_model", f"must be a non-empty string, got {model!r}")
-        template = kw.get("decs_judge_template", DEFAULT_JUDGE_TEMPLATE)
-        if not isinstance(template, str) or "{segment}" not in template:
-            raise _bad("decs_judge_template", f"must be a string containing the {{segment}} placeholder, got {template!r}")
-        url = kw.get("decs_judge_url")
-        if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-            raise _bad("decs_judge_url", f"must be an http(s) URL, got {url!r}")
-        if kind == "endpoint":
-            url = url or os.environ.get(JUDGE_URL_ENV)
-            if not url or not url.startswith(("http://", "https://")):
-                raise _bad("decs_judge_url", f"must be an http(s) URL (or set ${JUDGE_URL_ENV}) for decs_judge='endpoint', got {url!r}")
+        split_words, split_inline, kind, p = _parse_settings(kw, self.split_words, self.split_inline)
         # everything is valid: apply
         self.split_words, self.split_inline = split_words, split_inline
         if kind == "rule":
@@ -419,17 +461,7 @@ class DECSRedundancyReward:
             if "decs_judge" in kw:
                 self._judge = None  # a RuleJudge over the grader, made on first use
             return
-        self._judge = EndpointJudge(
-            url=url,
-            model=model,
-            template=template,
-            timeout=timeout,
-            retries=retries,
-            concurrency=concurrency,
-            max_segment_chars=max_chars,
-            fallback=fallback,
-            rule_judge=RuleJudge(grader=self.grader),
-        )
+        self._judge = EndpointJudge(**p, rule_judge=RuleJudge(grader=self.grader))
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -481,7 +513,8 @@ class DECSRedundancyReward:
 
     def pop_metrics(self) -> dict[str, float]:
         """Since the last pop: judge latency (s, wall time of judge calls), items judged,
-        fallbacks, unparseable replies, timeouts, errors; the mean NRP ratio (k+1)/chunks over
+        fallbacks, unparseable replies, timeouts, errors, requests refused by the open circuit
+        breaker (short_circuits) and times it opened (breaker_trips); the mean NRP ratio (k+1)/chunks over
         correct responses with an NRP (0.0 when there is none); redundant tokens / all
         completion tokens; correct responses with an NRP / all completions."""
         with self._lock:
@@ -493,6 +526,8 @@ class DECSRedundancyReward:
                 "decs/judge_unparseable": j.get("unparseable", 0.0),
                 "decs/judge_timeouts": j.get("timeouts", 0.0),
                 "decs/judge_errors": j.get("errors", 0.0),
+                "decs/judge_short_circuits": j.get("short_circuits", 0.0),
+                "decs/judge_breaker_trips": j.get("breaker_trips", 0.0),
                 "decs/nrp_ratio": s["nrp_ratio_sum"] / s["with_nrp"] if s["with_nrp"] else 0.0,
                 "decs/redundant_token_frac": s["redundant_tokens"] / s["tokens"] if s["tokens"] else 0.0,
                 "decs/correct_with_nrp_frac": s["with_nrp"] / s["completions"] if s["completions"] else 0.0,
@@ -506,6 +541,3 @@ class DECSRedundancyReward:
             meta, self._meta = self._meta, []
         return meta
 
-
-# the registered instance (``REWARD_FUNCS["decs_redundancy"]``); the trainer calls its setup()
-decs_redundancy = DECSRedundancyReward()

@@ -17,12 +17,19 @@ from functools import lru_cache
 from math import log10 as _log10
 from typing import Any
 
-from rewards.answers import completion_text, extract_answer, extract_choice_letter, gold_choice_letter
+from rewards.answers import (
+    accepted_answers,
+    completion_text,
+    extract_answer,
+    extract_choice_letter,
+    gold_choice_letter,
+    normalize_ground_truth,
+)
 from rewards.numeric_eval import matrix_values, numeric_value, pm_values, tuple_values
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["verify_answer", "verify_choice", "grade_one"]
+__all__ = ["verify_answer", "verify_choice", "matches_ground_truth", "grade_one"]
 
 # Longest extracted answer handed to sympy (longer ones are compared as strings only).
 _MAX_SYMPY_ANSWER = 1_000
@@ -334,29 +341,43 @@ def verify_answer(pred: str | None, gold: str | None) -> bool:
 
 
 def verify_choice(pred: str | None, gold: Any) -> bool:
-    letter = gold_choice_letter(gold)
-    return bool(pred) and letter is not None and pred.strip().upper() == letter
+    """True when the letter ``pred`` is the ground truth's letter (or, for a list of accepted
+    answers, one of theirs)."""
+    golds = normalize_ground_truth(gold)
+    golds = golds if isinstance(golds, list) else [golds]
+    letters = {gold_choice_letter(g) for g in golds} - {None}
+    return bool(pred) and pred.strip().upper() in letters
+
+
+def matches_ground_truth(pred: str | None, ground_truth: Any) -> bool:
+    """:func:`verify_answer` against a ground truth that may be a list of accepted answers
+    (:func:`rewards.answers.accepted_answers`): True when ``pred`` matches any of them."""
+    return any(verify_answer(pred, g) for g in accepted_answers(ground_truth))
 
 
 def grade_one(completion: Any, ground_truth: Any, mode: str = "math") -> tuple[float, str | None, str]:
-    """Grades one completion in this process (no timeout): (score, extracted, status)."""
+    """Grades one completion in this process (no timeout): (score, extracted, status).
+
+    ``ground_truth`` is a string or a list of accepted answers (any match is correct, and so
+    is all of them together; see :func:`rewards.answers.accepted_answers`)."""
     text = completion if isinstance(completion, str) else completion_text(completion)
+    golds = normalize_ground_truth(ground_truth)
+    golds = [] if golds is None else golds if isinstance(golds, list) else [golds]
     if mode == "choice":
-        gold = gold_choice_letter(ground_truth)
-        if gold is None:
+        letters = [x for x in (gold_choice_letter(g) for g in golds) if x is not None]
+        if not letters:
             return 0.0, None, "error"
         letter = extract_choice_letter(text)
         if letter is None:
             return 0.0, None, "no_answer"
-        return (1.0, letter, "correct") if letter == gold else (0.0, letter, "wrong")
+        return (1.0, letter, "correct") if letter in letters else (0.0, letter, "wrong")
     if mode != "math":
         raise ValueError(f"unknown grading mode {mode!r} (expected 'math' or 'choice')")
-    if ground_truth is None or not str(ground_truth).strip():
+    if not golds:
         return 0.0, None, "error"
     extracted = extract_answer(text)
     if extracted is None:
         return 0.0, None, "no_answer"
-    if verify_answer(extracted, str(ground_truth)):
+    if any(verify_answer(extracted, g) for g in accepted_answers(golds)):
         return 1.0, extracted, "correct"
     return 0.0, extracted, "wrong"
-

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait as _mp_wait
 from typing import Any, Sequence
 
-from rewards.answers import completion_text
+from rewards.answers import completion_text, normalize_ground_truth
 from rewards.equivalence import _mv, grade_one
 
 logger = logging.getLogger(__name__)
@@ -341,7 +341,7 @@ class MathGrader:
         for i, (c, g) in enumerate(zip(completions, ground_truths)):
             if not isinstance(c, str):
                 c = completion_text(c)
-            items.append((i, c, None if g is None else str(g)))
+            items.append((i, c, normalize_ground_truth(g)))  # a str, a list of accepted answers, or None
         with self._lock:
             self._check_owner()
             if self._closed:

@@ -21,15 +21,15 @@ treats the whole response as having no redundant part.
   (in-process) or through a :class:`rewards.math.MathGrader` pool (per-item timeouts).
 * :class:`EndpointJudge`: an OpenAI-compatible chat-completions server running the released
   detector (``vllm serve <path>/DECS_NRP_DETECTOR --port 10041``), which answers
-  ``\\boxed{yes}`` / ``\\boxed{no}``. Standard library HTTP only; concurrent requests, per-request
-  timeout, retries with exponential backoff, one overall deadline per call, and a configurable
+  ``\\boxed{yes}`` / ``\\boxed{no}``. HTTP through the shared :class:`rollout.http.HTTPClient`;
+  concurrent requests, per-request timeout, retries with exponential backoff (never of a
+  request that timed out), a circuit breaker, one overall deadline per call, and a configurable
   fallback when the server cannot be reached. A dead judge never raises and never blocks
-  longer than the deadline.
+  longer than the deadline, and once the breaker is open it costs no network time at all.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -39,7 +39,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
-from rewards.math import MathGrader, extract_answer, verify_answer
+from rewards.equivalence import matches_ground_truth
+from rewards.math import MathGrader, extract_answer, format_ground_truth, normalize_ground_truth
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class JudgeItem:
 
     problem: str
     segment: str
-    ground_truth: str
+    ground_truth: str | list[str]  # a list: accepted answers, any of them (rewards.answers.normalize_ground_truth)
 
 
 @runtime_checkable
@@ -104,6 +105,8 @@ class Judge(Protocol):
 # ---------------------------------------------------------------------------------------
 
 _EXPLICIT = re.compile(r"\\boxed|\\fbox|answer\s*(?:is|:)", re.I)
+# a last line that rejects its value ("3*1+5=8, no"): a tried-and-failed candidate, not an answer
+_REJECTED = re.compile(r",\s*(?:no|wrong|incorrect)\s*[.!]?\s*$", re.I)
 _TRAIL = " \t.,;:!?*_$"
 
 
@@ -114,22 +117,25 @@ def rule_candidates(segment: str, max_chars: int = 4000, max_answer_chars: int =
     ``final answer: X``, ``Answer: X``), that statement alone decides: ``[X]`` via
     :func:`rewards.math.extract_answer`. Otherwise the candidates are the right-hand side of
     the last ``=`` on the last non-empty line and what ``extract_answer`` falls back to (the
-    last math segment, else the last number). Candidates longer than ``max_answer_chars``
-    are dropped. Never raises.
+    last math segment, else the last number), unless that last line rejects its value
+    (``3*1+5=8, no``, ``..., wrong``): then there is none. Candidates longer than
+    ``max_answer_chars`` are dropped. Never raises.
     """
     if not segment:
         return []
     text = segment[-max_chars:]
     out: list[str] = []
     try:
-        extracted = extract_answer(text)
+        extracted = extract_answer(text, fallback="any")  # a segment: its last number counts too
     except Exception:  # extraction is meant to be total; be safe anyway
         extracted = None
     explicit = _EXPLICIT.search(text) is not None
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    if not explicit and lines and _REJECTED.search(lines[-1]):
+        return []  # the segment ends on a rejected try (explore traces): it states no answer
     if extracted is not None:
         out.append(extracted.strip())
     if not explicit:
-        lines = [ln for ln in text.split("\n") if ln.strip()]
         if lines and "=" in lines[-1]:
             rhs = lines[-1].rsplit("=", 1)[1].strip().strip(_TRAIL).strip()
             if rhs and rhs not in out:
@@ -171,10 +177,9 @@ class RuleJudge:
                         out[i] = True
         else:
             for i, (it, cs) in enumerate(zip(items, cands)):
-                gt = it.ground_truth
-                if gt is None or not str(gt).strip():
+                if normalize_ground_truth(it.ground_truth) is None:
                     continue
-                out[i] = any(verify_answer(c, str(gt)) for c in cs)
+                out[i] = any(matches_ground_truth(c, it.ground_truth) for c in cs)
         with self._lock:
             self._calls += len(items)
             self._seconds += time.perf_counter() - t0
@@ -226,7 +231,7 @@ def chat_completions_url(url: str) -> str:
 class _Failure(Exception):
     def __init__(self, kind: str, msg: str):
         super().__init__(msg)
-        self.kind = kind  # "timeout" | "error"
+        self.kind = kind  # "timeout" | "error" | "short_circuit" | "abandoned"
 
 
 class EndpointJudge:
@@ -238,11 +243,23 @@ class EndpointJudge:
     ``temperature=0`` and ``max_tokens``. The reply's last ``\\boxed{yes|no}`` is the verdict;
     any other reply counts as "no" and as ``unparseable``.
 
-    Robustness (a dead judge must not crash or hang training):
+    Robustness (a dead judge must not crash or hang training); the HTTP goes through the shared
+    :class:`rollout.http.HTTPClient`:
 
-    * requests run in a thread pool of ``concurrency`` threads, each with a socket ``timeout``;
-    * a failed request (connection refused, timeout, HTTP >= 400, bad JSON) is retried
-      ``retries`` times, sleeping ``backoff * 2**attempt`` seconds in between;
+    * requests run in a thread pool of ``concurrency`` threads, each with a ``timeout``;
+    * a request that never reached the server (connection refused) or got 5xx / 429 is retried
+      ``retries`` times, sleeping ``backoff * 2**attempt`` seconds in between; a request that
+      timed out (or whose connection broke after it was sent) is **not** retried: the verdict
+      is a generation, most likely still running on a hung or overloaded server, and the
+      fallback is cheap. A 4xx or a malformed reply is not retried either;
+    * a circuit breaker: after ``breaker_failures`` consecutive failed requests, every request
+      goes straight to the fallback, without touching the network, for ``breaker_cooldown``
+      seconds; then one probe request goes out (the others still fall back at once); a probe
+      that succeeds closes the breaker, one that fails opens it again for twice as long, up to
+      ``breaker_max_cooldown`` (default ``10 * breaker_cooldown``). When the breaker opens during
+      a call, the requests still out are not waited for (they fall back). ``breaker_failures=0``
+      turns the breaker off. A dead judge then
+      costs about one request timeout per cool-down instead of every step's full budget;
     * one :meth:`judge` call never takes much longer than ``deadline`` seconds (default: enough
       for every request to use all its attempts once, sequentially per thread, capped at 300 s);
       requests not finished by then count as timeouts;
@@ -254,8 +271,11 @@ class EndpointJudge:
     ``url`` defaults to ``$PARSIMONY_DECS_JUDGE_URL``; an API key, if any, is read from the
     environment variable named by ``api_key_env`` (default ``PARSIMONY_DECS_JUDGE_API_KEY``) and
     sent as ``Authorization: Bearer``. :meth:`pop_stats` returns and resets: calls (items),
-    requests (HTTP attempts), timeouts, errors, fallbacks, unparseable, skipped_long,
-    latency_s (wall time of judge calls).
+    requests (HTTP attempts sent), timeouts, errors, fallbacks, unparseable, skipped_long,
+    latency_s (wall time of judge calls), short_circuits (requests the open breaker refused),
+    abandoned (requests not sent, or still out and not waited for, because the breaker opened
+    during the call), breaker_trips (times
+    it opened), breaker_probes, breaker_open (1.0 while it is not closed).
     """
 
     def __init__(
@@ -274,7 +294,12 @@ class EndpointJudge:
         max_tokens: int = 128,
         api_key_env: str = JUDGE_API_KEY_ENV,
         rule_judge: RuleJudge | None = None,
+        breaker_failures: int = 5,
+        breaker_cooldown: float = 30.0,
+        breaker_max_cooldown: float | None = None,
     ):
+        from rollout.http import CircuitBreaker, HTTPClient  # lazy: keeps ``import rewards`` cheap
+
         url = url or os.environ.get(JUDGE_URL_ENV)
         if not url:
             raise ValueError(f"EndpointJudge needs a url (argument or ${JUDGE_URL_ENV})")
@@ -294,17 +319,30 @@ class EndpointJudge:
             raise ValueError(f"max_segment_chars must be >= 1, got {max_segment_chars}")
         if backoff < 0:
             raise ValueError(f"backoff must be >= 0, got {backoff}")
+        if int(breaker_failures) < 0:
+            raise ValueError(f"breaker_failures must be >= 0 (0 = no circuit breaker), got {breaker_failures}")
+        if not breaker_cooldown > 0:
+            raise ValueError(f"breaker_cooldown must be > 0, got {breaker_cooldown}")
+        if breaker_max_cooldown is None:
+            breaker_max_cooldown = 10.0 * float(breaker_cooldown)
+        if breaker_max_cooldown < breaker_cooldown:
+            raise ValueError(f"breaker_max_cooldown must be >= breaker_cooldown, got {breaker_max_cooldown}")
         self.url = chat_completions_url(url)
         self.model = model
         self.template = template
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
         self.concurrency = int(concurrency)
         self.max_segment_chars = int(max_segment_chars)
         self.fallback = fallback
         self.max_tokens = int(max_tokens)
         self.api_key_env = api_key_env
+        breaker = None
+        if int(breaker_failures) > 0:
+            breaker = CircuitBreaker(int(breaker_failures), float(breaker_cooldown), max_cooldown=breaker_max_cooldown,
+                                     name=f"DECS judge {self.url}")
+        self.client = HTTPClient(
+            self.url, timeout=float(timeout), retries=int(retries), backoff=float(backoff), headers_fn=self._headers,
+            breaker=breaker, max_connections=self.concurrency, name=f"DECS judge {self.url}",
+        )
         if deadline is None:
             per_item = (self.retries + 1) * self.timeout + sum(self.backoff * 2**a for a in range(self.retries))
             deadline = min(300.0, max(per_item, 1.0))
@@ -315,9 +353,20 @@ class EndpointJudge:
         self._lock = threading.Lock()
         self._stats = self._zero_stats()
 
+    # the request settings live on the client (settable, e.g. a shorter backoff in tests)
+    timeout = property(lambda self: self.client.timeout, lambda self, v: setattr(self.client, "timeout", float(v)))
+    retries = property(lambda self: self.client.retries, lambda self, v: setattr(self.client, "retries", int(v)))
+    backoff = property(lambda self: self.client.backoff, lambda self, v: setattr(self.client, "backoff", float(v)))
+
+    @property
+    def breaker(self):
+        """The :class:`rollout.http.CircuitBreaker`, or None when ``breaker_failures=0``."""
+        return self.client.breaker
+
     @staticmethod
     def _zero_stats() -> dict[str, float]:
-        keys = ("calls", "requests", "timeouts", "errors", "fallbacks", "unparseable", "skipped_long", "latency_s")
+        keys = ("calls", "requests", "timeouts", "errors", "fallbacks", "unparseable", "skipped_long", "latency_s",
+                "short_circuits", "breaker_trips", "breaker_probes", "abandoned")
         return {k: 0.0 for k in keys}
 
     def _count(self, key: str, n: float = 1.0) -> None:
@@ -327,73 +376,47 @@ class EndpointJudge:
     def pop_stats(self) -> dict[str, float]:
         with self._lock:
             s, self._stats = self._stats, self._zero_stats()
+        client = self.client.pop_stats()
+        for k in ("requests", "short_circuits", "breaker_trips", "breaker_probes"):
+            s[k] += client.get(k, 0.0)
+        s["breaker_open"] = client.get("breaker_open", 0.0)
         return s
+
+    def close(self) -> None:
+        self.client.close()
 
     # -- one request ---------------------------------------------------------------------
 
     def _headers(self) -> dict[str, str]:
-        h = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key:
-            h["Authorization"] = f"Bearer {key}"
-        return h
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _post(self, body: bytes, timeout: float) -> str:
-        """One HTTP attempt -> the reply's message content."""
-        import urllib.error  # lazy: keeps ``import rewards`` cheap
-        import urllib.request
+    def _ask(self, item: JudgeItem, stop_at: float, cancelled: threading.Event) -> bool:
+        """Verdict for one item (the client retries what is safe to retry); raises _Failure."""
+        from rollout.http import CircuitOpenError, HTTPRequestError
 
-        req = urllib.request.Request(self.url, data=body, headers=self._headers(), method="POST")
-        self._count("requests")
+        prompt = render_template(self.template, item.problem, item.segment, format_ground_truth(item.ground_truth))
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0.0,
+            "max_tokens": self.max_tokens,
+        }
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as e:
-            raise _Failure("error", f"HTTP {e.code}") from None
-        except (TimeoutError, OSError) as e:  # socket.timeout is TimeoutError; URLError is OSError
-            reason = getattr(e, "reason", e)
-            kind = "timeout" if isinstance(e, TimeoutError) or isinstance(reason, TimeoutError) else "error"
-            raise _Failure(kind, f"{type(reason).__name__}: {reason}") from None
-        except Exception as e:  # http.client oddities (RemoteDisconnected is an OSError already)
-            raise _Failure("error", f"{type(e).__name__}: {e}") from None
+            data = self.client.post_json("", body, deadline=stop_at, cancel=cancelled, what="DECS judge request")
+        except CircuitOpenError as e:
+            raise _Failure("short_circuit", str(e)) from None
+        except HTTPRequestError as e:  # "cancelled": not sent, the breaker opened during this call
+            raise _Failure({"timeout": "timeout", "cancelled": "abandoned"}.get(e.kind, "error"), str(e)) from None
         try:
-            data = json.loads(raw)
             content = data["choices"][0]["message"]["content"]
         except Exception:
             raise _Failure("error", "malformed chat-completions response") from None
-        return content if isinstance(content, str) else ""
-
-    def _ask(self, item: JudgeItem, stop_at: float, cancelled: threading.Event) -> bool:
-        """Verdict for one item with retries; raises _Failure when every attempt failed."""
-        prompt = render_template(self.template, item.problem, item.segment, item.ground_truth)
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": prompt}],
-                "temperature": 0.0,
-                "max_tokens": self.max_tokens,
-            }
-        ).encode()
-        last: _Failure | None = None
-        for attempt in range(self.retries + 1):
-            left = stop_at - time.monotonic()
-            if cancelled.is_set() or left <= 0.05:
-                raise last or _Failure("timeout", "deadline reached before the request")
-            try:
-                content = self._post(body, min(self.timeout, left))
-            except _Failure as f:
-                last = f
-                if attempt < self.retries:
-                    pause = self.backoff * (2**attempt)
-                    if cancelled.wait(min(pause, max(0.0, stop_at - time.monotonic()))):
-                        break
-                continue
-            verdict = parse_verdict(content)
-            if verdict is None:
-                self._count("unparseable")
-                return False
-            return verdict
-        raise last or _Failure("timeout", "cancelled")
+        verdict = parse_verdict(content if isinstance(content, str) else "")
+        if verdict is None:
+            self._count("unparseable")
+            return False
+        return verdict
 
     # -- the batch -----------------------------------------------------------------------
 
@@ -401,13 +424,16 @@ class EndpointJudge:
         return self.judge_detailed(items)[0]
 
     def judge_detailed(self, items: Sequence[JudgeItem]) -> tuple[list[bool | None], list[bool]]:
-        """(verdicts, fell_back): ``fell_back[i]`` is True when item i's request failed and its
-        verdict came from the fallback (a RuleJudge verdict, or None for ``"no_penalty"``)."""
+        """(verdicts, fell_back): ``fell_back[i]`` is True when item i's request failed (or the
+        circuit breaker refused it) and its verdict came from the fallback (a RuleJudge verdict,
+        or None for ``"no_penalty"``)."""
         items = list(items)
         t0 = time.monotonic()
         stop_at = t0 + self.deadline
         out: list[bool | None] = [False] * len(items)
         failed: list[int] = []
+        kinds = {"timeout": 0, "error": 0, "short_circuit": 0, "abandoned": 0}
+        breaker_opened = False
         todo = []
         for i, it in enumerate(items):
             if len(it.segment) > self.max_segment_chars:
@@ -419,34 +445,59 @@ class EndpointJudge:
             pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)), thread_name_prefix="decs-judge")
             futures = {pool.submit(self._ask, items[i], stop_at, cancelled): i for i in todo}
             pending = set(futures)
+            trips0 = self.breaker.trips if self.breaker is not None else 0
             try:
-                while pending:
-                    left = stop_at - time.monotonic()
-                    if left <= 0:
-                        break
-                    done, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+
+                def collect(done) -> None:
                     for fut in done:
                         i = futures[fut]
                         try:
                             out[i] = fut.result()
                         except _Failure as f:
-                            self._count("timeouts" if f.kind == "timeout" else "errors")
+                            kinds[f.kind] += 1
                             failed.append(i)
                         except Exception as e:  # a bug must not take training down
                             logger.warning("DECS judge request failed unexpectedly: %r", e)
-                            self._count("errors")
+                            kinds["error"] += 1
                             failed.append(i)
+
+                while pending:
+                    left = stop_at - time.monotonic()
+                    if left <= 0:
+                        break
+                    done, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+                    collect(done)
+                    breaker = self.breaker
+                    if pending and breaker is not None and breaker.trips != trips0 and breaker.state != "closed":
+                        # the breaker opened during this call (opened before, it refuses every
+                        # request at once anyway): the server is down. Requests pausing between
+                        # retries stop now, requests not started are not sent, and requests already
+                        # out (sent just before it opened) would each cost a full timeout: not waited for
+                        breaker_opened = True
+                        cancelled.set()
+                        done, pending = wait(pending, timeout=max(0.0, min(0.25, stop_at - time.monotonic())))
+                        collect(done)
+                        break
             finally:
                 cancelled.set()
-                for fut in pending:  # past the deadline: abandoned (threads end within `timeout`)
+                for fut in pending:  # abandoned: the deadline passed or the breaker opened (threads end within `timeout`)
                     fut.cancel()
-                    self._count("timeouts")
+                    kinds["abandoned" if breaker_opened else "timeout"] += 1
                     failed.append(futures[fut])
                 pool.shutdown(wait=False, cancel_futures=True)
+        self._count("timeouts", kinds["timeout"])
+        self._count("errors", kinds["error"])
+        self._count("abandoned", kinds["abandoned"])
         if failed:
             failed.sort()
             self._count("fallbacks", len(failed))
-            logger.warning("DECS judge at %s: %d/%d requests failed; fallback=%s", self.url, len(failed), len(items), self.fallback)
+            if kinds["short_circuit"] == len(failed):
+                logger.info("DECS judge at %s: circuit open, %d/%d items fell back (fallback=%s)",
+                            self.url, len(failed), len(items), self.fallback)
+            else:
+                logger.warning("DECS judge at %s: %d/%d requests failed (%d timeouts, %d errors, %d refused by the open "
+                               "circuit, %d abandoned when it opened); fallback=%s", self.url, len(failed), len(items),
+                               kinds["timeout"], kinds["error"], kinds["short_circuit"], kinds["abandoned"], self.fallback)
             if self.fallback == "rule":
                 for i, v in zip(failed, self.rule_judge.judge([items[i] for i in failed])):
                     out[i] = v

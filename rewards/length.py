@@ -53,14 +53,12 @@ import threading
 from typing import Any, Mapping, Sequence
 
 from rewards.math import completion_text, get_default_grader, ground_truths_from_columns
+from rewards.registry import register_reward
 
 __all__ = [
     "LengthPenaltyReward",
     "L1TargetLengthReward",
     "ThinkPruneReward",
-    "length_penalty",
-    "l1_target_length",
-    "thinkprune",
 ]
 
 PENALTY_MODES = ("linear", "kimi")
@@ -117,6 +115,13 @@ class _GradedLengthReward:
     def _validate(self, s: dict[str, Any]) -> dict[str, Any]:  # overridden
         return s
 
+    @classmethod
+    def validate_method_settings(cls, method_kwargs: Any) -> None:
+        """Config-time check of this reward's keys in ``method_kwargs`` (the registry reads
+        ``method_settings`` = ``defaults`` for the known keys)."""
+        kw = dict(method_kwargs or {})
+        cls()._validate({**cls.defaults, **{k: kw[k] for k in cls.defaults if k in kw}})
+
     def setup(self, tokenizer: Any = None, args: Any = None) -> None:
         kwargs = getattr(args, "method_kwargs", None) or {}
         if not isinstance(kwargs, Mapping):
@@ -164,11 +169,13 @@ class _GradedLengthReward:
         return out
 
 
+@register_reward("length_penalty")
 class LengthPenaltyReward(_GradedLengthReward):
     """``length_penalty``: correctness with a length penalty (linear or Kimi-k1.5 group-relative)."""
 
     name = "length_penalty"
     defaults = {"length_alpha": 0.5, "length_ref": "max_completion_length", "length_penalty_mode": "linear"}
+    method_settings = defaults
 
     def __init__(self, grader: Any = None, name: str | None = None, *, alpha: float | None = None,
                  ref: Any = None, mode: str | None = None) -> None:
@@ -216,11 +223,13 @@ class LengthPenaltyReward(_GradedLengthReward):
         return out
 
 
+@register_reward("l1_target_length")
 class L1TargetLengthReward(_GradedLengthReward):
     """``l1_target_length``: ``acc - alpha * |L_target - L| / L_target`` (L1, normalised)."""
 
     name = "l1_target_length"
     defaults = {"length_l1_alpha": 0.5, "length_target": None, "length_target_column": "target_length"}
+    method_settings = defaults
 
     def __init__(self, grader: Any = None, name: str | None = None, *, alpha: float | None = None,
                  target: int | None = None, target_column: str | None = None) -> None:
@@ -267,6 +276,7 @@ class L1TargetLengthReward(_GradedLengthReward):
         ]
 
 
+@register_reward("thinkprune")
 class ThinkPruneReward(_GradedLengthReward):
     """``thinkprune``: accuracy, 0 past the (scheduled) cap, when truncated or without ``</think>``."""
 
@@ -279,6 +289,7 @@ class ThinkPruneReward(_GradedLengthReward):
         "thinkprune_require_think_close": True,
         "thinkprune_think_close": "</think>",
     }
+    method_settings = defaults
 
     def __init__(self, grader: Any = None, name: str | None = None, *, cap: int | None = None,
                  schedule: Sequence[Sequence[int]] | None = None, calls_per_step: int | None = None,
@@ -375,7 +386,3 @@ class ThinkPruneReward(_GradedLengthReward):
                 out.append(1.0 if correct[i] else 0.0)
         return out
 
-
-length_penalty = LengthPenaltyReward()
-l1_target_length = L1TargetLengthReward()
-thinkprune = ThinkPruneReward()

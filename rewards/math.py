@@ -22,7 +22,16 @@ import threading
 import time
 from typing import Any
 
-from rewards.answers import completion_text, extract_answer, extract_boxed, extract_choice_letter, gold_choice_letter
+from rewards.answers import (
+    completion_text,
+    extract_answer,
+    extract_boxed,
+    extract_choice_letter,
+    format_ground_truth,
+    gold_choice_letter,
+    ground_truth_of,
+    normalize_ground_truth,
+)
 from rewards.equivalence import grade_one, verify_answer, verify_choice
 from rewards.grader_pool import STATUSES, GradeResult, MathGrader, get_default_grader
 
@@ -47,40 +56,29 @@ __all__ = [
     "get_default_grader",
     "completion_text",
     "ground_truths_from_columns",
+    "ground_truth_of",
+    "normalize_ground_truth",
+    "format_ground_truth",
 ]
 
 
-def _gt_value(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, float) and v != v:  # NaN from pandas
-        return None
-    if isinstance(v, (list, tuple)) or type(v).__name__ == "ndarray":
-        vals = [x for x in (_gt_value(x) for x in v) if x is not None]
-        return ", ".join(vals) if vals else None
-    s = str(v)
-    return s if s.strip() else None
-
-
-def ground_truths_from_columns(n: int, columns: dict[str, Any]) -> list[str | None]:
-    """Per-row ground truth from the ``reward_model`` column (dicts with ``ground_truth``),
-    else ``ground_truth``, else ``answer``; None where a row has none."""
-    out: list[str | None] = [None] * n
+def ground_truths_from_columns(n: int, columns: dict[str, Any]) -> list[str | list[str] | None]:
+    """Per-row ground truth from the dataset columns a reward function receives: row ``i``'s
+    ``reward_model`` (a dict with ``ground_truth``), ``ground_truth`` and ``answer`` values
+    are read by :func:`rewards.answers.ground_truth_of`, the reader evaluation uses too. A
+    list is the row's accepted answers (see :func:`rewards.answers.normalize_ground_truth`);
+    None where a row has none."""
+    cols: dict[str, Any] = {}
     for name in ("reward_model", "ground_truth", "answer"):
         col = columns.get(name)
         if col is None:
             continue
-        if isinstance(col, (str, bytes)) or not hasattr(col, "__len__"):
+        if isinstance(col, (str, bytes, dict)) or not hasattr(col, "__len__"):
             col = [col] * n  # one value for the whole batch
         if len(col) != n:
             raise ValueError(f"column {name!r} has {len(col)} values for {n} completions")
-        for i, v in enumerate(col):
-            if out[i] is not None:
-                continue
-            if name == "reward_model":
-                v = v.get("ground_truth") if isinstance(v, dict) else None
-            out[i] = _gt_value(v)
-    return out
+        cols[name] = col
+    return [ground_truth_of({name: col[i] for name, col in cols.items()}) for i in range(n)]
 
 
 class AccuracyReward:

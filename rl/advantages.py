@@ -41,12 +41,26 @@ DEFAULT_ADVANTAGE_EPS = 1e-6
 SCALE_MODES = ("group", "batch", "none")
 
 
-def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
-    """Decorator: register ``fn(batch, cfg) -> dict[str, Tensor [N, T]]`` under ``name``."""
+def register_advantage(
+    name: str,
+    *,
+    settings: "dict[str, Any] | None" = None,
+    validate: "Callable[[Any], None] | None" = None,
+) -> Callable[[AdvantageFn], AdvantageFn]:
+    """Decorator: register ``fn(batch, cfg) -> dict[str, Tensor [N, T]]`` under ``name``.
+
+    ``settings``: the ``cfg.method_kwargs`` keys the estimator reads, with their defaults;
+    ``validate(method_kwargs)`` raises ``ValueError`` naming a bad key. Both are checked when
+    the config is built (``rl/methods.py``); they are kept on the function as
+    ``method_settings`` / ``validate_method_settings``."""
 
     def deco(fn: AdvantageFn) -> AdvantageFn:
         if name in ADVANTAGES:
             raise ValueError(f"advantage estimator {name!r} is already registered")
+        if settings is not None:
+            fn.method_settings = dict(settings)  # type: ignore[attr-defined]
+        if validate is not None:
+            fn.validate_method_settings = validate  # type: ignore[attr-defined]
         ADVANTAGES[name] = fn
         return fn
 
@@ -167,5 +181,3 @@ def rloo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     adv = scale * (r - mean)
     return {"main": broadcast_to_tokens(adv, batch.completion_mask)}
 
-
-from rl import decs as _decs  # noqa: F401,E402  registers "decs"

@@ -1,6 +1,13 @@
 """RolloutBatch: the tensors every stage after generation works on.
 
-    N = prompts x group size (G), P = padded prompt length, T = padded completion length
+    N = rollouts (prompts x group size G for single-turn rollouts; the number of rows per prompt
+        may vary once tools or agents add executor episodes), P = padded prompt length,
+        T = padded completion length
+
+``group_index`` [N] says which prompt group a row belongs to (advantage estimators normalise
+within it), ``sub_group`` [N] is an optional finer grouping (-1 = none; e.g. the executor calls of
+one planner rollout), and ``role`` [N] routes a row to a policy (0 = main). All three come from the
+trajectories unchanged.
 
 Prompts are left-padded (so generation continues from the right edge); completions are
 right-padded. ``completion_mask`` is 1 on tokens the policy generated and is trained on,
@@ -29,6 +36,7 @@ class RolloutBatch:
     role: Tensor  # [N] long, 0 = main/planner, 1.. = executors
     truncated: Tensor  # [N] bool, hit max_new_tokens without eos
     meta: list[dict[str, Any]] = field(default_factory=list)
+    sub_group: Tensor | None = None  # [N] long, -1 = none; None when no trajectory has one
     sampling_logprobs: Tensor | None = None  # [N, T] engine log-probs (None if not returned)
     old_logprobs: Tensor | None = None  # [N, T] policy log-probs before the update
     ref_logprobs: Tensor | None = None  # [N, T] reference-model log-probs (beta > 0)
@@ -74,6 +82,7 @@ class RolloutBatch:
             role=self.role[index],
             truncated=self.truncated[index],
             meta=[self.meta[i] for i in idx],
+            sub_group=pick(self.sub_group),
             sampling_logprobs=pick(self.sampling_logprobs),
             old_logprobs=pick(self.old_logprobs),
             ref_logprobs=pick(self.ref_logprobs),
@@ -98,6 +107,9 @@ def collate(trajectories: Sequence[Trajectory], pad_token_id: int) -> RolloutBat
     attn_c = torch.zeros((n, t_len), dtype=torch.long)
     has_lp = all(t.logprobs is not None for t in trajectories)
     sampling_lp = torch.zeros((n, t_len), dtype=torch.float32) if has_lp else None
+    sub_group = None
+    if any(getattr(t, "sub_group", None) is not None for t in trajectories):
+        sub_group = torch.tensor([-1 if t.sub_group is None else t.sub_group for t in trajectories], dtype=torch.long)
     for i, t in enumerate(trajectories):
         pl, cl = len(t.prompt_ids), len(t.completion_ids)
         if pl:
@@ -119,5 +131,6 @@ def collate(trajectories: Sequence[Trajectory], pad_token_id: int) -> RolloutBat
         role=torch.tensor([t.role for t in trajectories], dtype=torch.long),
         truncated=torch.tensor([t.truncated for t in trajectories], dtype=torch.bool),
         meta=[dict(t.meta) for t in trajectories],
+        sub_group=sub_group,
         sampling_logprobs=sampling_lp,
     )

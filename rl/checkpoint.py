@@ -3,8 +3,13 @@
     output_dir/checkpoint-<step>/
         model.safetensors, config.json, tokenizer files   (save_pretrained; adapters with PEFT)
         optimizer.pt, scheduler.pt
-        trainer_state.json                                  step, config, sampler cursor, curriculum state
-        rng_state_<rank>.pt                                  python / numpy / torch (/ cuda) RNG per process
+        trainer_state.json                                  step, config, state every process shares
+        rng_state_<rank>.pt                                  per process: python / numpy / torch (/ cuda) RNG and
+                                                             the trainer's local state (sampler cursor, curriculum)
+
+``trainer_state`` is ``{"shared": ..., "local": ...}``: ``shared`` comes from the main process only, so
+anything that differs between processes (a sampler cursor, an assembler's running counts and RNG
+draws) belongs in ``local``, which every process writes to its own ``rng_state_<rank>.pt``.
 
 A checkpoint is written to ``checkpoint-<step>.tmp`` and renamed when complete, so a
 crash while saving never leaves a half checkpoint that ``latest`` would pick.

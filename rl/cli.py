@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "evaluate checkpoints on math benchmarks or a task split"),
     "quickstart": ("quickstart", "tiny model -> SFT -> GRPO -> before/after report, on CPU"),
     "compare": ("compare", "accuracy vs tokens: GRPO, length baselines and DECS on the same budget"),
+    "compare-trl": ("compare_trl", "learning parity: the same GRPO run in TRL and in parsimony, evaluated alike"),
+    "methods": ("methods", "list the registered methods (presets) and pieces: rewards, advantages, losses, ..."),
     "vllm-serve": ("vllm_serve", "vLLM generation/judge server with a weight-update endpoint"),
 }
 

@@ -5,6 +5,14 @@
 
 Command-line values override the recipe; the recipe overrides the dataclass defaults.
 Unknown keys in a recipe are an error that names the key.
+
+Dict-typed fields (``method_kwargs``, ``dataset_kwargs``) take JSON on the command line
+(``--method_kwargs '{"decs_beta": 0.2}'``); its keys are merged over the recipe's value (a key
+given on the command line replaces the recipe's value for that key; the others are kept).
+
+``method: <name>`` (GRPO) expands to a registered method preset; fields set explicitly (in the
+recipe, on the command line, or as keywords of ``GRPOConfig(...)``) win over it, and
+``method_kwargs`` is merged key by key over the preset's defaults (``rl/methods.py``).
 """
 
 from __future__ import annotations
@@ -22,13 +30,26 @@ class ConfigError(ValueError):
     """A config value or combination of values is invalid. The message names the field."""
 
 
+class _TracksExplicitFields(type):
+    """Metaclass of the configs: records which fields the caller passed (``_explicit_fields``)
+    before ``__post_init__`` runs, so that a method preset never overrides a field the user set,
+    even to its default value."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = cls.__new__(cls)
+        names = [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
+        object.__setattr__(obj, "_explicit_fields", frozenset(names[: len(args)]) | frozenset(kwargs))
+        obj.__init__(*args, **kwargs)
+        return obj
+
+
 def _check(cond: bool, field_name: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{field_name}: {message}")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(metaclass=_TracksExplicitFields):
     """Settings shared by the SFT and GRPO trainers."""
 
     # --- model -----------------------------------------------------------------------
@@ -103,6 +124,13 @@ class TrainConfig:
     )
     disable_progress_bar: bool = field(default=False, metadata={"help": "No console progress bar."})
     num_threads: int = field(default=0, metadata={"help": "torch.set_num_threads on CPU (0 = torch default)."})
+    # --- evaluation during training ----------------------------------------------------
+    eval_steps: int = field(default=0, metadata={"help": "Evaluate held-out accuracy every N steps (0 = off)."})
+    eval_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Eval data: a benchmark name, 'task:<name>' or a file (default: the task's test split)."},
+    )
+    eval_num_examples: int = field(default=128, metadata={"help": "Held-out problems per evaluation."})
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "model", "is required (a local directory or a hub id)")
@@ -116,6 +144,8 @@ class TrainConfig:
         _check(self.save_steps >= 0, "save_steps", "must be >= 0")
         _check(self.save_total_limit >= 0, "save_total_limit", "must be >= 0")
         _check(self.lora_r >= 1, "lora_r", "must be >= 1")
+        _check(self.eval_steps >= 0, "eval_steps", "must be >= 0")
+        _check(self.eval_num_examples >= 1, "eval_num_examples", "must be >= 1")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
         if isinstance(self.report_to, str):
             self.report_to = [s.strip() for s in self.report_to.split(",") if s.strip()]
@@ -143,7 +173,9 @@ class SFTConfig(TrainConfig):
 
     max_length: int = field(default=512, metadata={"help": "Truncate prompt+completion to this many tokens."})
     num_train_epochs: float = field(
-        default=0.0, metadata={"help": "If > 0, max_steps is derived from epochs over the dataset."}
+        default=0.0,
+        metadata={"help": "If > 0, replaces max_steps: ceil(epochs x dataset size / (per_device_train_batch_size x "
+                          "gradient_accumulation_steps x processes))."},
     )
     completion_only_loss: bool = field(default=True, metadata={"help": "Loss on completion tokens only."})
     split_by_length: int = field(
@@ -161,11 +193,6 @@ class SFTConfig(TrainConfig):
     length_group_pool: int = field(
         default=8, metadata={"help": "group_by_length: sort this many micro-batches' worth of examples at a time."}
     )
-    eval_steps: int = field(default=0, metadata={"help": "Evaluate held-out accuracy every N steps (0 = off)."})
-    eval_dataset: str | None = field(
-        default=None, metadata={"help": "Eval data: a benchmark name, 'task:<name>' or a file (default: the task's test split)."}
-    )
-    eval_num_examples: int = field(default=128, metadata={"help": "Held-out problems per evaluation."})
     max_completion_length: int = field(default=256, metadata={"help": "Max new tokens when evaluating."})
 
     def __post_init__(self) -> None:
@@ -179,9 +206,14 @@ class SFTConfig(TrainConfig):
 class GRPOConfig(TrainConfig):
     """Group Relative Policy Optimisation and the methods that plug into it."""
 
-    learning_rate: float = field(default=1e-6, metadata={"help": "Peak learning rate (AdamW)."})
+    method: str | None = field(
+        default=None,
+        metadata={"help": "A registered method preset (grpo | decs | length_penalty | l1 | thinkprune | a plugin's; "
+                          "`parsimony methods` lists them): sets reward_funcs, advantage_estimator, loss_composition, "
+                          "sampler and default method_kwargs; fields set explicitly win."},
+    )
     # --- rollout ---------------------------------------------------------------------
-    engine: str = field(default="hf", metadata={"help": "Rollout engine: hf | vllm."})
+    engine: str = field(default="hf", metadata={"help": "Rollout engine: hf | vllm | any name registered with rl.engines.register_engine."})
     num_generations: int = field(default=8, metadata={"help": "Completions per prompt (group size G)."})
     max_prompt_length: int = field(default=512, metadata={"help": "Prompts longer than this are left-truncated."})
     max_completion_length: int = field(default=256, metadata={"help": "Max new tokens per completion."})
@@ -224,7 +256,9 @@ class GRPOConfig(TrainConfig):
         },
     )
     generation_batch_size: int = field(
-        default=0, metadata={"help": "Prompts per generate() call per device (0 = all prompts of the step)."}
+        default=0,
+        metadata={"help": "Prompts per engine.generate() call per device (0 = all prompts of a generation round at "
+                          "once); bounds the rollout's memory, each call generates num_generations per prompt."}
     )
     # --- algorithm -------------------------------------------------------------------
     advantage_estimator: str = field(
@@ -242,6 +276,17 @@ class GRPOConfig(TrainConfig):
     epsilon: float = field(default=0.2, metadata={"help": "Lower clip range of the ratio."})
     epsilon_high: float | None = field(default=None, metadata={"help": "Upper clip range (default: epsilon)."})
     dual_clip_c: float | None = field(default=None, metadata={"help": "verl-style dual clip for A<0 (None = off)."})
+    importance_sampling_level: str = field(
+        default="token",
+        metadata={"help": "Importance ratio of the clipped loss: token (GRPO/PPO) | sequence (GSPO: the "
+                          "length-normalised sequence ratio, clipped per sequence; also loss_type: gspo)."},
+    )
+    cispo_epsilon_low: float = field(
+        default=1.0, metadata={"help": "loss_type cispo: IS weight clipped below at 1 - this (1.0 = no lower bound)."}
+    )
+    cispo_epsilon_high: float | None = field(
+        default=None, metadata={"help": "loss_type cispo: IS weight clipped above at 1 + this (default: epsilon_high)."}
+    )
     beta: float = field(default=0.0, metadata={"help": "k3 KL coefficient to a frozen reference (0 = no reference)."})
     scale_rewards: str = field(default="group", metadata={"help": "Divide advantages by std: group | batch | none."})
     advantage_eps: float = field(default=1e-6, metadata={"help": "Added to the std when normalising."})
@@ -262,6 +307,16 @@ class GRPOConfig(TrainConfig):
         default=False, metadata={"help": "Exclude completions that hit max_completion_length from the loss."}
     )
     # --- sampling of prompts ------------------------------------------------------------
+    prompts_per_step: int = field(
+        default=0,
+        metadata={
+            "help": "Prompts each device rolls out and trains on per optimizer step. 0 = derived: "
+            "per_device_train_batch_size x gradient_accumulation_steps / num_generations, which must then "
+            "divide evenly. When set, the rows of a step are whatever its rollouts give (G per prompt today, "
+            "a varying number with tools or agents), split into gradient_accumulation_steps micro-batches; "
+            "per_device_train_batch_size is then not used by GRPO."
+        },
+    )
     sampler: str = field(default="plain", metadata={"help": "Prompt batch assembler: plain | dynamic | decs_kappa."})
     dynamic_sampling: bool = field(
         default=False, metadata={"help": "Drop zero-variance groups and draw more prompts (sets sampler=dynamic)."}
@@ -272,29 +327,43 @@ class GRPOConfig(TrainConfig):
     dynamic_sampling_on_shortfall: str = field(
         default="train", metadata={"help": "When still short after max_generation_batches: train | warn_skip."}
     )
-    # --- evaluation during training ----------------------------------------------------
-    eval_steps: int = field(default=0, metadata={"help": "Evaluate every N steps (0 = off)."})
-    eval_dataset: str | None = field(default=None, metadata={"help": "Eval data (default: the task's test split)."})
-    eval_num_examples: int = field(default=128, metadata={"help": "Held-out problems per evaluation."})
+    # --- logging ----------------------------------------------------------------------------
     log_completions_steps: int = field(default=10, metadata={"help": "Log a table of sample completions every N steps."})
-    # --- method-specific knobs live in this free-form dict, read by the registered pieces
+    # --- method settings, read by the registered pieces (each declares its keys; checked here)
     method_kwargs: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "Extra settings read by the advantage estimator / rewards."}
+        default_factory=dict,
+        metadata={"help": "Method settings read by the configured rewards / estimator / composition / sampler; each "
+                          "key must be declared by one of them (checked here). On the command line: JSON, merged over "
+                          "the recipe's keys."},
     )
 
     def __post_init__(self) -> None:
+        from rl.methods import apply_method
+
+        # the preset first: the checks below see the expanded fields
+        apply_method(self, getattr(self, "_explicit_fields", None) or _non_default_fields(self))
         super().__post_init__()
         G = self.num_generations
         _check(G >= 2, "num_generations", f"must be >= 2 for group-relative advantages, got {G}")
-        per_step = self.per_device_train_batch_size * self.gradient_accumulation_steps
-        _check(
-            per_step % G == 0,
-            "per_device_train_batch_size",
-            f"x gradient_accumulation_steps ({self.per_device_train_batch_size} x "
-            f"{self.gradient_accumulation_steps} = {per_step}) must be divisible by num_generations ({G}) "
-            "so that groups stay whole on each device",
-        )
-        _check(self.engine in ("hf", "vllm"), "engine", f"must be 'hf' or 'vllm', got {self.engine!r}")
+        # the batch-size rule is about prompts: a group (all rollouts of one prompt) stays whole on one device
+        _check(self.prompts_per_step >= 0, "prompts_per_step", f"must be >= 0 (0 = derived), got {self.prompts_per_step}")
+        if self.prompts_per_step == 0:
+            per_step = self.per_device_train_batch_size * self.gradient_accumulation_steps
+            _check(
+                per_step % G == 0,
+                "per_device_train_batch_size",
+                f"x gradient_accumulation_steps ({self.per_device_train_batch_size} x "
+                f"{self.gradient_accumulation_steps} = {per_step}) must be divisible by num_generations ({G}) "
+                "so that groups stay whole on each device (or set prompts_per_step)",
+            )
+            self.prompts_per_step = per_step // G
+        from rl.engines import ENGINES  # lazy: rl.engines imports this module
+
+        if self.engine not in ENGINES:
+            from rl.methods import load_methods
+
+            load_methods()  # a `parsimony.methods` plugin may register it
+        _check(self.engine in ENGINES, "engine", f"unknown engine {self.engine!r}; registered: {sorted(ENGINES)}")
         _check(self.rollout_mode in ("colocate", "server"), "rollout_mode", f"must be colocate | server, got {self.rollout_mode!r}")
         _check(
             self.rollout_mode == "colocate" or self.engine == "vllm",
@@ -325,6 +394,10 @@ class GRPOConfig(TrainConfig):
             self.epsilon_high = self.epsilon
         _check(self.epsilon_high > 0, "epsilon_high", "must be > 0")
         _check(self.dual_clip_c is None or self.dual_clip_c > 1, "dual_clip_c", "must be > 1 (or unset)")
+        _check(self.importance_sampling_level in ("token", "sequence"), "importance_sampling_level",
+               f"must be token | sequence, got {self.importance_sampling_level!r}")
+        _check(0 <= self.cispo_epsilon_low <= 1, "cispo_epsilon_low", f"must be in [0, 1], got {self.cispo_epsilon_low}")
+        _check(self.cispo_epsilon_high is None or self.cispo_epsilon_high >= 0, "cispo_epsilon_high", "must be >= 0 (or unset)")
         _check(self.beta >= 0, "beta", "must be >= 0")
         _check(self.scale_rewards in ("group", "batch", "none"), "scale_rewards", "must be group | batch | none")
         from rl.losses import AGG_MODES
@@ -352,18 +425,21 @@ class GRPOConfig(TrainConfig):
             "must be train | warn_skip",
         )
         _check(self.generation_batch_size >= 0, "generation_batch_size", "must be >= 0")
+        from rl.methods import validate_method_settings
 
-    @property
-    def prompts_per_step(self) -> int:
-        """Prompts each device trains on per optimizer step."""
-        return self.per_device_train_batch_size * self.gradient_accumulation_steps // self.num_generations
+        # every registry name exists and every method_kwargs key is known, before any model loads
+        validate_method_settings(self)
 
 
 C = TypeVar("C", bound=TrainConfig)
 
 
 def load_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
-    """Parse ``--config recipe.yaml`` plus ``--key value`` overrides into ``cls``."""
+    """Parse ``--config recipe.yaml`` plus ``--key value`` overrides into ``cls``.
+
+    The config is built from the *explicit* fields only (the recipe's keys and the flags given),
+    so a method preset fills in exactly the rest. Dict fields take JSON on the command line,
+    merged key by key over the recipe's value."""
     from transformers import HfArgumentParser
 
     import sys
@@ -377,21 +453,106 @@ def load_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
         path = argv[i + 1]
         del argv[i : i + 2]
         recipe = read_recipe(path)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(recipe) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(recipe) - set(fields))
     if unknown:
         raise ConfigError(f"recipe key(s) {unknown} are not fields of {cls.__name__}")
+    dict_fields = {name for name, f in fields.items() if _is_dict_field(f)}
+    argv, cli_dicts = _pop_dict_args(argv, dict_fields)
     parser = HfArgumentParser(cls)
-    # dict-typed fields cannot be given on the command line as flags; take them from the recipe
-    dict_fields = {f.name for f in dataclasses.fields(cls) if "dict" in str(f.type)}
     parser.set_defaults(**{k: v for k, v in recipe.items() if k not in dict_fields})
     for action in parser._actions:  # a value from the recipe satisfies a required flag
         if action.dest in recipe:
             action.required = False
-    (cfg_raw,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    if dict_fields & set(recipe):
-        cfg_raw = dataclasses.replace(cfg_raw, **{k: recipe[k] for k in dict_fields & set(recipe)})
-    return cfg_raw
+    namespace, rest = parser.parse_known_args(args=argv)
+    if rest:
+        raise ConfigError(f"unrecognized argument(s) {rest}: not fields of {cls.__name__} (see --help)")
+    values = vars(namespace)
+    explicit = (set(recipe) | _flags_given(argv, fields) | set(cli_dicts)) & set(fields)
+    # a flag given in an abbreviated form (argparse accepts unique prefixes) shows as a changed value
+    explicit |= {k for k in fields if k in values and k not in dict_fields and values[k] != parser.get_default(k)}
+    kwargs = {k: values[k] for k in explicit if k in values and k not in dict_fields}
+    for k in dict_fields & explicit:
+        base = recipe.get(k) or {}
+        if not isinstance(base, dict):
+            raise ConfigError(f"{k}: must be a mapping in the recipe, got {type(base).__name__}")
+        kwargs[k] = {**base, **cli_dicts.get(k, {})}
+    return cls(**kwargs)
+
+
+def _is_dict_field(f: dataclasses.Field) -> bool:
+    t = str(f.type).replace(" ", "").replace("typing.", "")
+    return t.startswith(("dict[", "Dict[", "Mapping[")) or t in ("dict", "Dict", "<class'dict'>")
+
+
+def _pop_dict_args(argv: list[str], dict_fields: set[str]) -> tuple[list[str], dict[str, dict]]:
+    """Take ``--<dict field> JSON`` (or ``--field=JSON``) out of ``argv``; a field given twice
+    merges both, in order."""
+    import json
+
+    out: list[str] = []
+    found: dict[str, dict] = {}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        name, value = None, None
+        if tok.startswith("--"):
+            key, eq, val = tok[2:].partition("=")
+            key = key.replace("-", "_")
+            if key in dict_fields:
+                name = key
+                if eq:
+                    value = val
+                elif i + 1 < len(argv):
+                    value = argv[i + 1]
+                    i += 1
+                else:
+                    raise ConfigError(f"--{key}: expects a JSON object, e.g. --{key} '{{\"key\": 1}}'")
+        if name is None:
+            out.append(tok)
+            i += 1
+            continue
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--{name}: not valid JSON ({e.msg} at character {e.pos}): {value!r}") from None
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"--{name}: must be a JSON object ({{...}}), got {type(parsed).__name__}: {value!r}")
+        found[name] = {**found.get(name, {}), **parsed}
+        i += 1
+    return out, found
+
+
+def _flags_given(argv: Sequence[str], fields: dict[str, dataclasses.Field]) -> set[str]:
+    """Field names given as flags in ``argv`` (``--name``, ``--name=v``, ``--name-with-dashes``,
+    ``--no_name`` for a boolean)."""
+    given = set()
+    for tok in argv:
+        if not tok.startswith("--"):
+            continue
+        key = tok[2:].partition("=")[0].replace("-", "_")
+        if key in fields:
+            given.add(key)
+        elif key.startswith("no_") and key[3:] in fields:
+            given.add(key[3:])
+    return given
+
+
+def _non_default_fields(cfg: Any) -> set[str]:
+    """Fields whose value differs from the dataclass default (the explicit-field rule for a
+    config object that was not built through its constructor)."""
+    out = set()
+    for f in dataclasses.fields(cfg):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            out.add(f.name)
+            continue
+        if getattr(cfg, f.name) != default:
+            out.add(f.name)
+    return out
 
 
 def read_recipe(path: str | os.PathLike) -> dict[str, Any]:

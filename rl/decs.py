@@ -21,6 +21,11 @@ group has the same R gets exactly 0). ``eps`` is ``advantage_eps`` (default 1e-6
 ``single`` composition (clipped surrogate, ``loss_agg_mode``).
 
 Settings come from ``args.method_kwargs`` (see :class:`DECSSettings`).
+
+Importing this module registers the whole method: the ``decs`` estimator here, the
+``decs_redundancy`` reward (``rewards/decs.py``), the ``decs_kappa`` sampler
+(``curriculum/decs_kappa.py``) and the ``decs`` preset (``method: decs``, see
+:data:`DECS_PRESET`). ``rl.methods.load_methods()`` imports it.
 """
 
 from __future__ import annotations
@@ -32,9 +37,12 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+import curriculum.decs_kappa  # noqa: F401  registers the "decs_kappa" sampler
+import rewards.decs  # noqa: F401  registers the "decs_redundancy" reward
 from rl.advantages import DEFAULT_ADVANTAGE_EPS, register_advantage
 from rl.batch import RolloutBatch
 from rl.config import ConfigError
+from rl.methods import register_method
 
 L_MAX_MODES = ("batch", "max_completion_length")
 
@@ -175,7 +183,12 @@ def decs_token_rewards(batch: RolloutBatch, settings: DECSSettings, args: Any = 
     return torch.where(redundant, post[:, None].expand(n, t), base[:, None].expand(n, t))
 
 
-@register_advantage("decs")
+@register_advantage(
+    "decs",
+    settings={"decs_beta": DECSSettings.beta, "decs_l_max": DECSSettings.l_max,
+              "decs_redundancy_reward": DECSSettings.redundancy_reward},
+    validate=DECSSettings.from_kwargs,
+)
 def decs(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """DECS: per-token decoupled length reward, normalised per position within each group."""
     settings = DECSSettings.from_args(cfg)
@@ -188,3 +201,28 @@ def decs(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     mask = batch.completion_mask
     dtype = mask.dtype if mask.is_floating_point() else torch.float32
     return {"main": adv.to(dtype) * mask.to(dtype)}
+
+
+# ``method: decs``. The defaults are the settings measured on the embedded task (docs/decs.md,
+# "Results"; used by the quickstart, `parsimony compare` and recipes/decs/tiny.yaml). kappa starts
+# at 0.5 and follows the NRP ratio with step 0.5: from the paper code's 0 (step 0.2) kappa stays
+# near 0 with 8 prompts per step, and DECS then sees almost no easy prompt. The paper-scale recipes
+# (recipes/decs/r1-distill-*.yaml) set the paper's decs_kappa_init 0.0 / decs_kappa_lr 0.2 and the
+# endpoint judge explicitly.
+DECS_PRESET = register_method(
+    "decs",
+    reward_funcs=["accuracy", "decs_redundancy"],
+    advantage_estimator="decs",
+    loss_composition="single",
+    sampler="decs_kappa",
+    method_kwargs={
+        "decs_beta": 0.1,
+        "decs_l_max": "batch",
+        "decs_judge": "rule",
+        "decs_kappa_init": 0.5,
+        "decs_kappa_lr": 0.5,
+        "decs_kappa_max": 0.9,
+    },
+    description="DECS (arXiv 2509.25827): token-level length reward after the necessary reasoning prefix, "
+    "per-position group advantages, kappa curriculum of easy prompts",
+)

@@ -89,9 +89,11 @@ def _render_chat(messages: list[dict[str, str]], add_generation_prompt: bool = F
 
 def tokenizer_corpus(seed: int = 0) -> list[str]:
     """Task prompts/traces rendered through the chat template, plus generic template text."""
+    from curriculum.tasks.explore import corpus_texts as explore_texts
     from curriculum.tasks.overthink import corpus_texts
 
-    texts = corpus_texts(num_examples=400, seed=seed)
+    # prompt/trace pairs, then each task's phrase list (even lengths: the pairs stay aligned)
+    texts = corpus_texts(num_examples=400, seed=seed) + explore_texts(num_examples=200, seed=seed)
     out: list[str] = []
     for i in range(0, len(texts) - 1, 2):
         prompt, trace = texts[i], texts[i + 1]

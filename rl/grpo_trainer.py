@@ -20,6 +20,7 @@ from curriculum.samplers import PromptSampler, ScoredGroup, get_assembler
 from rl.advantages import get_advantage
 from rl.batch import RolloutBatch, collate
 from rl.config import GRPOConfig
+from rl.engines import make_rollout_engine
 from rl.losses import (
     LossTerm,
     aggregate,
@@ -33,10 +34,11 @@ from rl.losses import (
 from rl.modeling import completion_logprobs
 from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, score_completions
 from rl.trainer_base import BaseTrainer
-from rollout.factory import make_rollout_engine
 from rollout.types import RolloutEngine, SamplingConfig
 
 RewardFunc = Callable[..., list]
+
+_OK, _SKIP, _FAILED = 0, 1, 2  # a step's outcome on one process, ordered: the worst one wins
 
 
 class GRPOTrainer(BaseTrainer):
@@ -82,6 +84,9 @@ class GRPOTrainer(BaseTrainer):
         self.args: GRPOConfig = args
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
+        from rl.methods import load_methods
+
+        load_methods()  # a config that was unpickled rather than built has not loaded the methods yet
         self.advantage_fn = get_advantage(args.advantage_estimator)
         self.loss_terms: list[LossTerm] = get_composition(args.loss_composition)(args)
         self.engine = engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator)
@@ -102,6 +107,8 @@ class GRPOTrainer(BaseTrainer):
         if args.beta > 0 and not args.use_peft:
             self.ref_model = copy.deepcopy(self.unwrapped_model).eval().requires_grad_(False)
         self.skipped_batches = 0
+        self._drawn = 0  # global prompt indices drawn in the current step (kept equal across processes)
+        self._next_group = 0  # next group_index of the current step
 
     # --- rollout + reward -----------------------------------------------------------------------
     def _prompt_ids(self, rows: list[dict]) -> list[list[int]]:
@@ -114,9 +121,24 @@ class GRPOTrainer(BaseTrainer):
         """Generate G completions for each prompt index and score them."""
         t0 = time.time()
         rows = [self.train_dataset[i] for i in indices]
-        groups = self.engine.generate(self._prompt_ids(rows), self.args.num_generations, self.sampling)
+        prompt_ids = self._prompt_ids(rows)
+        chunk = self.args.generation_batch_size  # prompts per generate() call (0 = all of them at once)
+        if 0 < chunk < len(prompt_ids):
+            groups = [
+                g
+                for j in range(0, len(prompt_ids), chunk)
+                for g in self.engine.generate(prompt_ids[j : j + chunk], self.args.num_generations, self.sampling)
+            ]
+        else:
+            groups = self.engine.generate(prompt_ids, self.args.num_generations, self.sampling)
         self._timing["rollout"] += time.time() - t0
         t0 = time.time()
+        for row, idx, g in zip(rows, indices, groups):
+            gid = self._next_group  # groups are formed here: one id per prompt group, unique in the step
+            self._next_group += 1
+            for t in g:
+                t.group_index = gid
+                t.meta.update(prompt_index=idx, ground_truth=get_ground_truth(row), data_source=row.get("data_source"))
         flat_rows = [row for row, g in zip(rows, groups) for _ in g]
         flat_traj = [t for g in groups for t in g]
         rewards, total, metrics, metas = score_completions(
@@ -130,6 +152,7 @@ class GRPOTrainer(BaseTrainer):
             error_policy=self.args.reward_error_policy,
             nonfinite_policy=self.args.nonfinite_reward_policy,
             pop_metrics=False,
+            meta=[_reward_meta(t) for t in flat_traj],
         )
         for k, v in metrics.items():  # counts (e.g. non-finite rewards) add up over rounds
             self._reward_metrics[k] = self._reward_metrics.get(k, 0.0) + v
@@ -139,8 +162,6 @@ class GRPOTrainer(BaseTrainer):
         out, pos = [], 0
         for idx, row, g in zip(indices, rows, groups):
             G = len(g)
-            for t in g:
-                t.meta.update(prompt_index=idx, ground_truth=get_ground_truth(row), data_source=row.get("data_source"))
             out.append(
                 ScoredGroup(
                     prompt_index=idx,
@@ -153,11 +174,8 @@ class GRPOTrainer(BaseTrainer):
         return out
 
     def build_batch(self, groups: list[ScoredGroup]) -> RolloutBatch:
-        trajs = []
-        for gi, g in enumerate(groups):
-            for t in g.trajectories:
-                t.group_index = gi
-                trajs.append(t)
+        # group_index was set where the groups were formed (rollout_and_score) and is kept as is
+        trajs = [t for g in groups for t in g.trajectories]
         batch = collate(trajs, self.engine.pad_token_id if hasattr(self.engine, "pad_token_id") else self.tokenizer.pad_token_id)
         batch.rewards = {
             name: _reward_tensor([x for g in groups for x in g.rewards[name]], batch.completion_ids.shape[1])
@@ -179,20 +197,29 @@ class GRPOTrainer(BaseTrainer):
             set_step = getattr(fn, "set_step", None)
             if callable(set_step):
                 set_step(self.global_step)
+        # Every process decides locally (ok / skip / failed), then all of them agree in one collective
+        # call: a skip or a failure on one process is a skip or a failure on every process, so none of
+        # them draws an extra batch or waits forever in a collective the others never reach.
+        self._drawn = 0
+        self._next_group = 0
+        status, reason, error = _OK, "", None
+        groups: list[ScoredGroup] = []
+        sampling_metrics: dict[str, float] = {}
         try:
-            groups, sampling_metrics = self.assembler.assemble(self.sampler.draw, self.rollout_and_score, args.prompts_per_step)
+            groups, sampling_metrics = self.assembler.assemble(self._draw, self.rollout_and_score, args.prompts_per_step)
         except SkipBatch as e:
+            status, reason = _SKIP, str(e)
+        except Exception as e:  # turned into a failure of every process below
+            status, reason, error = _FAILED, f"{type(e).__name__}: {e}", e
+        if status == _OK and not groups:
+            status, reason = _SKIP, f"no group was kept ({sampling_metrics})"
+        elif status == _OK and sampling_metrics.get("sampling/shortfall", 0) > 0 and args.dynamic_sampling_on_shortfall == "warn_skip":
+            status, reason = _SKIP, f"dynamic sampling found too few groups with reward variance ({sampling_metrics})"
+        status, reason = self._agree(status, reason, error)
+        if status == _SKIP:
             collect_reward_metrics(self.reward_funcs)  # drop the skipped batch's counters
-            return self._skip(str(e))
+            return self._skip(reason)
         self._reward_metrics.update(collect_reward_metrics(self.reward_funcs))
-        skip = 1.0 if not groups else 0.0
-        if sampling_metrics.get("sampling/shortfall", 0) > 0 and args.dynamic_sampling_on_shortfall == "warn_skip":
-            skip = 1.0
-        if self.accelerator.num_processes > 1:  # every process must take (or skip) the step together
-            flag = self.accelerator.reduce(torch.tensor([skip], device=self.accelerator.device), reduction="max")
-            skip = float(flag.item())
-        if skip:
-            return self._skip(f"dynamic sampling found too few groups with reward variance ({sampling_metrics})")
         batch = self.build_batch(groups)
         sleep = getattr(self.engine, "sleep", None)
         if callable(sleep):  # colocated engines may free their memory during the update
@@ -220,6 +247,43 @@ class GRPOTrainer(BaseTrainer):
         padded = self.accelerator.pad_across_processes(x.to(dev), dim=0, pad_index=float("nan"))
         allx = self.accelerator.gather(padded).cpu()
         return allx[~torch.isnan(allx)]
+
+    def _draw(self, k: int) -> list[int]:
+        """``sampler.draw`` that counts the global indices this step consumed (see :meth:`_agree`)."""
+        self._drawn += k * self.sampler.world_size
+        return self.sampler.draw(k)
+
+    def _agree(self, status: int, reason: str, error: BaseException | None) -> tuple[int, str]:
+        """Make this step's outcome collective: the worst status over processes wins (failed > skip > ok).
+
+        Also aligns the sampler cursors: a process whose assembler drew fewer generation rounds than
+        another (dynamic sampling, a reward that failed mid-way) skips ahead to the same global
+        position, so every process stays at one position of the shared prompt stream. A failure
+        re-raises the original exception on the process where it happened and a ``RuntimeError``
+        naming that process on the others."""
+        world = self.accelerator.num_processes
+        if world == 1:
+            if status == _FAILED:
+                raise error  # type: ignore[misc]
+            return status, reason
+        t = torch.tensor([float(status), float(self._drawn)], dtype=torch.float64, device=self.accelerator.device)
+        t = self.accelerator.reduce(t, reduction="max")
+        worst, drawn = int(t[0].item()), int(t[1].item())
+        if drawn > self._drawn:  # prompts the others drew this step are used by no one
+            self.sampler.draw((drawn - self._drawn) // world)
+            self._drawn = drawn
+        if worst == _OK:
+            return _OK, ""
+        from accelerate.utils import gather_object
+
+        rank = self.accelerator.process_index
+        reasons = gather_object([(rank, status, reason)])
+        named = "; ".join(f"process {r}: {msg}" for r, st, msg in reasons if st == worst)
+        if worst == _FAILED:
+            if status == _FAILED:
+                raise error  # type: ignore[misc]
+            raise RuntimeError(f"step {self.global_step + 1} failed on another process ({named})")
+        return _SKIP, named
 
     def _skip(self, reason: str) -> dict[str, float]:
         self.skipped_batches += 1
@@ -303,7 +367,7 @@ class GRPOTrainer(BaseTrainer):
         # a term's loss is a share of the whole batch's loss in each micro-batch: its shares add up
         iters = max(1, args.num_iterations)
         out = {
-            k: maxes[k] if k in maxes else sums[k] / iters if k.endswith("/loss") else sums[k] / counts[k] for k in sums
+            k: maxes[k] if k in maxes else sums[k] / iters if _is_loss_key(k) else sums[k] / counts[k] for k in sums
         }
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
         return out
@@ -333,6 +397,7 @@ class GRPOTrainer(BaseTrainer):
                 kl, mask, self.args.loss_agg_mode, self.args.max_completion_length, kl_denominator
             )
             metrics["kl"] = float((kl.detach() * mask).sum() / denom)
+        metrics["loss"] = loss.detach()  # the micro-batch's share of the step's loss, KL term included
         metrics["entropy"] = float((entropy.detach() * mask).sum() / denom)
         metrics.update(mismatch)
         return loss, {k: float(v) for k, v in metrics.items()}
@@ -353,10 +418,12 @@ class GRPOTrainer(BaseTrainer):
         m["completion/min_length"] = float(lengths.min())
         m["completion/max_length"] = float(lengths.max())
         m["completion/truncated_frac"] = float(batch.truncated.float().mean())
-        G = self.args.num_generations
-        groups = batch.total_reward.view(-1, G) if batch.num_rollouts % G == 0 else None
-        if groups is not None:
-            m["zero_std_frac"] = float((groups.std(dim=1) < 1e-12).float().mean())
+        _, inv = torch.unique(batch.group_index, return_inverse=True)  # groups by group_index, any sizes
+        k = int(inv.max()) + 1
+        r = batch.total_reward.double()
+        lo = torch.full((k,), float("inf"), dtype=torch.float64).scatter_reduce(0, inv, r, "amin")
+        hi = torch.full((k,), float("-inf"), dtype=torch.float64).scatter_reduce(0, inv, r, "amax")
+        m["zero_std_frac"] = float(((hi - lo) < 1e-12).double().mean())
         for k, v in self._reward_metrics.items():
             m[k] = v
         for ch, a in batch.advantages.items():
@@ -380,16 +447,36 @@ class GRPOTrainer(BaseTrainer):
         self.tracker.log_completions(self.global_step + 1, rows)
 
     # --- checkpoint state -------------------------------------------------------------------------
+    def on_weights_loaded(self) -> None:
+        """A resumed checkpoint's weights go to the engine before the first rollout (the engine
+        was built from the start weights)."""
+        self.engine.sync_weights(self.model)
+
     def extra_state(self):
-        shared = {"assembler": self.assembler.state_dict(), "skipped_batches": self.skipped_batches}
-        return shared, {"sampler": self.sampler.state_dict()}
+        # The prompt sampler's and the assembler's states are each process's own (the assembler's
+        # curriculum state, e.g. decs_kappa's running counts and RNG draws, follows the groups that
+        # process saw), so they go to rng_state_<rank>.pt; only what every process agrees on is shared.
+        shared = {"skipped_batches": self.skipped_batches}
+        return shared, {"sampler": self.sampler.state_dict(), "assembler": self.assembler.state_dict()}
 
     def load_extra_state(self, shared, local):
-        self.assembler.load_state_dict(shared.get("assembler", {}))
+        # checkpoints written before the assembler state was per process kept the main process's only
+        self.assembler.load_state_dict(local["assembler"] if "assembler" in local else shared.get("assembler", {}))
         self.skipped_batches = shared.get("skipped_batches", 0)
         if "sampler" in local:
             self.sampler.load_state_dict(local["sampler"])
 
+
+
+def _reward_meta(t: Any) -> dict[str, Any]:
+    """What a reward function gets as a completion's ``meta``: the trajectory's record (tool calls,
+    turns, parent, prompt_index, ground_truth, ...) plus its ``role``, ``group_index`` and ``sub_group``."""
+    return {"role": t.role, "group_index": t.group_index, "sub_group": getattr(t, "sub_group", None), **t.meta}
+
+
+def _is_loss_key(k: str) -> bool:
+    """``loss`` and ``<term>/loss`` are shares of the step's loss per micro-batch: they add up."""
+    return k == "loss" or k.endswith("/loss")
 
 
 def _reward_tensor(values: list, width: int) -> torch.Tensor:

@@ -38,12 +38,25 @@ LOG_RATIO_CLAMP = 20.0
 # --- registries ----------------------------------------------------------------------------------
 
 
-def register_loss(name: str) -> Callable[[LossFn], LossFn]:
-    """Decorator: register a per-token policy loss under ``name``."""
+def _attach_settings(fn: Any, settings: "dict[str, Any] | None", validate: "Callable[[Any], None] | None") -> None:
+    """Keep a piece's ``method_kwargs`` keys (with defaults) and validator on it (``rl/methods.py`` reads them)."""
+    if settings is not None:
+        fn.method_settings = dict(settings)
+    if validate is not None:
+        fn.validate_method_settings = validate
+
+
+def register_loss(
+    name: str, *, settings: "dict[str, Any] | None" = None, validate: "Callable[[Any], None] | None" = None
+) -> Callable[[LossFn], LossFn]:
+    """Decorator: register a per-token policy loss under ``name``. ``settings`` / ``validate``:
+    the ``method_kwargs`` keys it reads (with defaults) and their check, as for
+    :func:`rl.advantages.register_advantage`."""
 
     def deco(fn: LossFn) -> LossFn:
         if name in LOSSES:
             raise ValueError(f"loss {name!r} is already registered")
+        _attach_settings(fn, settings, validate)
         LOSSES[name] = fn
         return fn
 
@@ -57,12 +70,16 @@ def get_loss(name: str) -> LossFn:
         raise ValueError(f"unknown loss {name!r}; registered: {sorted(LOSSES)}") from None
 
 
-def register_composition(name: str):
-    """Decorator: register a composition ``fn(cfg) -> list[LossTerm]`` under ``name``."""
+def register_composition(
+    name: str, *, settings: "dict[str, Any] | None" = None, validate: "Callable[[Any], None] | None" = None
+):
+    """Decorator: register a composition ``fn(cfg) -> list[LossTerm]`` under ``name``.
+    ``settings`` / ``validate``: as for :func:`register_loss`."""
 
     def deco(fn):
         if name in COMPOSITIONS:
             raise ValueError(f"loss composition {name!r} is already registered")
+        _attach_settings(fn, settings, validate)
         COMPOSITIONS[name] = fn
         return fn
 
@@ -118,18 +135,42 @@ def _weighted(per_token: Tensor, weights: Tensor | None) -> Tensor:
 # --- losses --------------------------------------------------------------------------------------
 
 
-@register_loss("clipped")
-def clipped_loss(
-    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: Any, *, weights: Tensor | None = None, **kwargs
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """PPO/GRPO clipped surrogate, per token (all inputs [N, T]).
+IS_LEVELS = ("token", "sequence")
 
-    ``L = -min(rho A, clip(rho, 1 - epsilon, 1 + epsilon_high) A)``, ``rho = exp(logp - old_logp)``.
-    With ``cfg.dual_clip_c = c`` (> 1), for ``A < 0`` the loss is further capped: ``min(L, -c A)``.
-    ``weights`` [N, T] (e.g. truncated importance-sampling weights) multiply the per-token loss.
-    """
+
+def sequence_log_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    """GSPO's length-normalised log-ratio per sequence: ``mean_t (logp - old_logp)`` over the
+    row's ``mask`` tokens. logp, old_logp, mask [N, T] -> [N] (0 for a row without tokens)."""
+    m = mask.to(logp.dtype)
+    log_ratio = torch.where(mask > 0, logp - old_logp, torch.zeros_like(logp))
+    n = m.sum(dim=1)
+    return (log_ratio * m).sum(dim=1) / torch.where(n > 0, n, torch.ones_like(n))
+
+
+def _sequence_ratio(logp: Tensor, old_logp: Tensor, mask: Tensor) -> Tensor:
+    """GSPO-token's ratio [N, T]: ``s_i,t = sg[s_i] * pi_t / sg[pi_t]``, ``s_i = exp(sequence_log_ratio)``.
+
+    Its value is ``s_i`` on every token of row i (so clipping it clips the whole sequence), and its
+    gradient is ``d s_i,t / d logp_t = s_i``: with one advantage per sequence and
+    ``seq-mean-token-mean`` aggregation this is exactly GSPO's sequence-level gradient
+    ``s_i A_i (1/|y_i|) sum_t grad logp_t``. The sequence log-ratio is clamped to +-LOG_RATIO_CLAMP."""
+    seq = sequence_log_ratio(logp.detach(), old_logp.detach(), mask).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # [N]
+    tok = torch.where(mask > 0, logp - logp.detach(), torch.zeros_like(logp))  # value 0, gradient 1
+    return torch.exp(seq[:, None] + tok)
+
+
+def _is_level(cfg: Any) -> str:
+    level = getattr(cfg, "importance_sampling_level", None) or "token"
+    if level not in IS_LEVELS:
+        raise ValueError(f"importance_sampling_level must be one of {list(IS_LEVELS)}, got {level!r}")
+    return level
+
+
+def _clipped(
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: Any, weights: Tensor | None, level: str
+) -> tuple[Tensor, dict[str, Tensor]]:
     eps_low, eps_high = _epsilons(cfg)
-    ratio = _ratio(logp, old_logp, mask)  # [N, T]
+    ratio = _sequence_ratio(logp, old_logp, mask) if level == "sequence" else _ratio(logp, old_logp, mask)  # [N, T]
     adv = adv.to(ratio.dtype)
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
@@ -151,6 +192,67 @@ def clipped_loss(
         "clip_frac": _masked_mean((low | high).float(), mask),
         "ratio_mean": _masked_mean(ratio, mask),
         "dual_clip_frac": _masked_mean(dual_active.float(), mask),
+    }
+    return loss, metrics
+
+
+@register_loss("clipped")
+def clipped_loss(
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: Any, *, weights: Tensor | None = None, **kwargs
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO/GRPO clipped surrogate, per token (all inputs [N, T]).
+
+    ``L = -min(rho A, clip(rho, 1 - epsilon, 1 + epsilon_high) A)``, ``rho = exp(logp - old_logp)``.
+    With ``cfg.dual_clip_c = c`` (> 1), for ``A < 0`` the loss is further capped: ``min(L, -c A)``.
+    ``weights`` [N, T] (e.g. truncated importance-sampling weights) multiply the per-token loss.
+    With ``cfg.importance_sampling_level = "sequence"``, ``rho`` is GSPO's sequence ratio
+    (see :func:`gspo_loss`).
+    """
+    return _clipped(logp, old_logp, adv, mask, cfg, weights, _is_level(cfg))
+
+
+@register_loss("gspo")
+def gspo_loss(
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: Any, *, weights: Tensor | None = None, **kwargs
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GSPO (Group Sequence Policy Optimization, arXiv 2507.18071), in its token form (GSPO-token).
+
+    ``s_i = exp((1/|y_i|) sum_t (logp_t - old_logp_t))`` over the row's mask tokens;
+    ``s_i,t = sg[s_i] * pi_t / sg[pi_t]``; ``L_t = -min(s_i,t A_t, clip(s_i,t, 1 - epsilon, 1 + epsilon_high) A_t)``.
+    The clip acts per sequence (``s_i,t`` equals ``s_i``). This is ``clipped`` with
+    ``importance_sampling_level: sequence``, whatever that field says. The paper's clip ranges are
+    far smaller than GRPO's (3e-4 / 4e-4), since a length-normalised ratio stays near 1.
+    """
+    return _clipped(logp, old_logp, adv, mask, cfg, weights, "sequence")
+
+
+@register_loss("cispo")
+def cispo_loss(
+    logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor, cfg: Any, *, weights: Tensor | None = None, **kwargs
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """CISPO (MiniMax-M1, arXiv 2506.13585): a clipped, stop-gradient importance weight on the log-prob.
+
+    ``L_t = -sg(clip(r_t, 1 - cispo_epsilon_low, 1 + cispo_epsilon_high)) * A_t * logp_t``,
+    ``r_t = exp(logp_t - old_logp_t)``, so ``dL/dlogp_t = -clip(r_t) A_t``: unlike the clipped surrogate,
+    no token's gradient is dropped; a token far off-policy only has its weight capped.
+    ``cispo_epsilon_low`` defaults to 1.0 (no lower bound, as in the paper); ``cispo_epsilon_high``
+    defaults to ``epsilon_high``. The loss's value is not the surrogate's (it holds ``logp``); only
+    its gradient matters.
+    """
+    eps_low = getattr(cfg, "cispo_epsilon_low", None)
+    eps_low = 1.0 if eps_low is None else float(eps_low)
+    eps_high = getattr(cfg, "cispo_epsilon_high", None)
+    eps_high = _epsilons(cfg)[1] if eps_high is None else float(eps_high)
+    ratio = _ratio(logp, old_logp, mask)  # [N, T]
+    w = ratio.detach().clamp(1.0 - eps_low, 1.0 + eps_high)  # [N, T], no gradient
+    safe_logp = torch.where(mask > 0, logp, torch.zeros_like(logp))
+    loss = _apply_mask(_weighted(-w * adv.to(ratio.dtype) * safe_logp, weights), mask)
+    metrics = {
+        "clip_frac_low": _masked_mean((ratio < 1.0 - eps_low).float(), mask),
+        "clip_frac_high": _masked_mean((ratio > 1.0 + eps_high).float(), mask),
+        "clip_frac": _masked_mean(((ratio < 1.0 - eps_low) | (ratio > 1.0 + eps_high)).float(), mask),
+        "ratio_mean": _masked_mean(ratio, mask),
+        "is_weight_mean": _masked_mean(w, mask),
     }
     return loss, metrics
 
@@ -310,7 +412,7 @@ def compute_policy_loss(
     Aggregation is ``cfg.loss_agg_mode`` (default token-mean), with
     ``max_len = cfg.max_completion_length`` for ``seq-mean-token-sum-norm``. Metrics are the
     loss's own; with more than one term they are prefixed ``"<channel>/"`` and a per-term
-    ``"<channel>/loss"`` is added.
+    ``"<channel>/loss"`` is added. ``"loss"`` is the weighted total (for one term, that term's loss).
     """
     if not terms:
         raise ValueError("compute_policy_loss needs at least one LossTerm")
@@ -333,6 +435,7 @@ def compute_policy_loss(
             metrics[prefix + k] = v
         if prefix:
             metrics[prefix + "loss"] = term_loss.detach()
+    metrics["loss"] = total.detach()  # the composed loss (one term: that term's), always logged
     return total, metrics
 
 

@@ -2,7 +2,9 @@
 
 A reward function is ``f(prompts, completions, completion_ids, **columns) -> list[float | None]``
 (``None`` = not applicable to that completion). Dataset columns are passed by name, one
-entry per completion.
+entry per completion, and so is ``meta``: each completion's trajectory record (tool calls,
+turns, ``role``, parent rollout, ``prompt_index``, ...), so efficiency rewards read counts, not
+text. A function without ``**kwargs`` receives only the keywords it names.
 
 A *token-level* reward returns one list of floats per completion (one value per completion
 token). It does not enter the scalar total; it is collated into a ``[N, T]`` tensor in
@@ -18,6 +20,7 @@ Optional hooks on a reward object (all generic; the trainer never names a reward
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, Sequence
 
@@ -37,13 +40,17 @@ def reward_name(fn: Any) -> str:
 
 
 def resolve_reward_funcs(funcs: Sequence[RewardFunc | str] | RewardFunc | str) -> tuple[list[RewardFunc], list[str]]:
+    """Callables as given; registered names -> a *new* object per call (the registry holds
+    factories), so two trainers never share a reward's state (its judge, settings, counters)."""
     if isinstance(funcs, (str,)) or callable(funcs):
         funcs = [funcs]
     resolved = []
     for f in funcs:
         if isinstance(f, str):
             from rewards import get_reward_func
+            from rl.methods import load_methods
 
+            load_methods()  # method rewards (DECS, length family, plugins) register on import
             f = get_reward_func(f)
         resolved.append(f)
     for f in resolved:
@@ -69,21 +76,32 @@ def score_completions(
     error_policy: str = "raise",
     nonfinite_policy: str = "raise",
     pop_metrics: bool = True,
+    meta: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, list[float]], list[float], dict[str, float], list[dict[str, Any]]]:
     """Returns (name -> per-completion values with NaN for None, weighted totals, metrics,
     per-completion meta records that reward objects exposed through ``pop_meta()``).
 
     With ``pop_metrics=False`` the reward objects keep accumulating their counters; the
     caller collects them once per step with :func:`collect_reward_metrics` (a step may
-    score several generation rounds, and only the reward knows how to aggregate ratios)."""
+    score several generation rounds, and only the reward knows how to aggregate ratios).
+
+    ``meta``: each completion's trajectory record (tool calls, turns, role, parent, ...), passed to
+    the reward functions as ``meta=`` (a list aligned with ``completions``; empty dicts when not
+    given). A dataset column named ``meta`` is shadowed by it. Functions with ``**kwargs`` get every
+    keyword; a function without ``**kwargs`` gets only the keywords it names (see
+    :func:`accepted_kwargs`)."""
     n = len(completions)
     columns = {k: [r.get(k) for r in rows] for k in (rows[0].keys() if rows else []) if k != "prompt"}
+    if meta is not None and len(meta) != n:
+        raise ValueError(f"meta has {len(meta)} records for {n} completions")
+    columns["meta"] = [dict(m) for m in meta] if meta is not None else [{} for _ in range(n)]
     out: dict[str, list[float]] = {}
     metrics: dict[str, float] = {}
     metas: list[dict[str, Any]] = [{} for _ in range(n)]
     for fn, name in zip(funcs, names):
         try:
-            values = fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+            kwargs = accepted_kwargs(fn, dict(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns))
+            values = fn(**kwargs)
         except Exception as e:
             if error_policy == "skip_batch":
                 raise SkipBatch(f"reward function {name!r} raised {type(e).__name__}: {e}") from e
@@ -135,6 +153,21 @@ def score_completions(
                 s += w * v
         totals.append(s)
     return out, totals, metrics, metas
+
+
+def accepted_kwargs(fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``fn`` can take: all of them when it has ``**kwargs`` (the TRL
+    contract), else only those it names, so that a reward written as ``f(prompts, completions,
+    answer)`` keeps working when new keywords (``meta``, new dataset columns) are added. A callable
+    whose signature cannot be read gets everything."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return kwargs
+    names = {p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    return {k: v for k, v in kwargs.items() if k in names}
 
 
 def collect_reward_metrics(funcs: list[RewardFunc]) -> dict[str, float]:

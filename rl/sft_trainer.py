@@ -7,6 +7,9 @@ text), TRL's prompt-completion layout. The completion ends with the tokenizer's 
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -63,6 +66,16 @@ def split_by_length(idx: list[int], examples: list[tuple[list[int], list[int]]],
     return [ordered[j : j + size] for j in range(0, len(ordered), size)]
 
 
+def epoch_steps(args: SFTConfig, dataset_size: int, world_size: int | None = None) -> int:
+    """Optimizer steps for ``args.num_train_epochs`` passes over ``dataset_size`` examples:
+    ``ceil(epochs * size / (per_device_train_batch_size * gradient_accumulation_steps * processes))``.
+    ``processes`` defaults to ``$WORLD_SIZE`` (set by accelerate / torchrun; 1 without)."""
+    if world_size is None:
+        world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, world_size)
+    return max(1, math.ceil(args.num_train_epochs * dataset_size / per_step))
+
+
 class SFTTrainer(BaseTrainer):
     def __init__(self, model: Any, args: SFTConfig, train_dataset: Any = None, processing_class: Any = None) -> None:
         if train_dataset is None:
@@ -72,6 +85,8 @@ class SFTTrainer(BaseTrainer):
                 args.dataset, args.dataset_split, args.dataset_num_examples, args.seed, args.dataset_kwargs
             )
         validate_sft_dataset(train_dataset)
+        if args.num_train_epochs > 0:  # epochs -> steps, before the scheduler is built from max_steps
+            args = dataclasses.replace(args, max_steps=epoch_steps(args, len(train_dataset)))
         super().__init__(model, args, processing_class)
         self.args: SFTConfig = args
         self.examples = [

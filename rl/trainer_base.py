@@ -117,6 +117,10 @@ class BaseTrainer:
     def load_extra_state(self, shared: dict[str, Any], local: dict[str, Any]) -> None:
         pass
 
+    def on_weights_loaded(self) -> None:
+        """Called on every process right after a checkpoint's weights are loaded into the model
+        (a rollout engine with its own copy of the weights is synced here)."""
+
     def save_checkpoint(self) -> Path:
         shared, local = self.extra_state()
         shared = {"config": self.args.to_dict(), **shared}
@@ -149,6 +153,7 @@ class BaseTrainer:
                 f"{self.accelerator.num_processes} are resuming; exact resume needs the same number"
             )
         ckpt_lib.load_model_weights(self.unwrapped_model, path)
+        self.on_weights_loaded()
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
         self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
         shared, local = ckpt_lib.load_trainer_state(path, self.accelerator.process_index)

@@ -46,8 +46,11 @@ class Trajectory:
     completion_mask: list[int] | None = None
     finish_reason: str = "stop"  # "stop" (eos / stop string) | "length" (hit max_new_tokens)
     text: str = ""
-    group_index: int = 0  # which prompt of the generation batch this belongs to
+    # which prompt group this belongs to: an engine sets the prompt's position in its generate() call;
+    # the trainer renumbers it once, where the step's groups are formed, and nothing overwrites it after
+    group_index: int = 0
     role: int = 0  # 0 = main/planner agent, 1.. = executor roles
+    sub_group: int | None = None  # optional finer grouping, e.g. the executor calls of one planner rollout
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

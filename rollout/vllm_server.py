@@ -8,8 +8,12 @@ That is the tested CPU / same-node path (``weight_transfer="file"``). With
 ``weight_transfer="nccl"`` the push is an NCCL broadcast through vLLM's weight-transfer API
 (``rollout/vllm_nccl.py``; GPU only, not run in CI).
 
-A dead or hung server never hangs training: every request has a timeout, connection errors are
-retried with backoff, and then a ``RolloutServerError`` names the server and how to resume.
+A dead or hung server never hangs training. HTTP goes through the shared
+:class:`rollout.http.HTTPClient`: every request has a timeout; connection errors and 5xx / 429
+answers are retried with backoff; a generation request that timed out, or whose connection broke
+after it was sent, is not sent again (the server may still be generating it). Then a
+``RolloutServerError`` names the server and how to resume. There is no circuit breaker here:
+rollouts have no fallback, so a dead server stops training with that error.
 """
 
 from __future__ import annotations
@@ -17,14 +21,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from rollout.http import HTTPClient, HTTPRequestError
 from rollout.types import SamplingConfig, Trajectory
 
 
@@ -45,7 +47,8 @@ class VLLMServerEngine:
         base_url: e.g. ``http://127.0.0.1:8000``.
         tokenizer: the trainer's tokenizer (pad id, decoding).
         timeout: seconds per request (a generation batch must finish within it).
-        retries: attempts per request on connection errors, with exponential backoff.
+        retries: attempts per request on connection errors and 5xx / 429 answers, with
+            exponential backoff (a generation that timed out is never re-sent).
         is_sender: whether this process pushes weights (the main process under DDP).
         barrier: called after a push so that every process generates from the new weights.
         weights_dir: where the weights file is written; must be readable by the server.
@@ -69,9 +72,8 @@ class VLLMServerEngine:
             raise ValueError(f"weight_transfer must be 'file' or 'nccl', got {weight_transfer!r}")
         self.base_url = base_url.rstrip("/")
         self.tokenizer = tokenizer
-        self.timeout = float(timeout)
-        self.retries = max(1, int(retries))
-        self.backoff = float(backoff)
+        self._http = HTTPClient(self.base_url, timeout=float(timeout), retries=max(1, int(retries)) - 1,
+                                backoff=float(backoff), max_connections=4, name=f"vLLM server {self.base_url}")
         self.is_sender = is_sender
         self.barrier = barrier
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -80,7 +82,7 @@ class VLLMServerEngine:
         self.model_name = model_name or self._first_model()
         self._nccl = None
         if self.is_sender:
-            ping = self._post("/collective_rpc", {"method": "parsimony_ping"}, what="weight-update check")
+            ping = self._post("/collective_rpc", {"method": "parsimony_ping"}, what="weight-update check", idempotent=True)
             if "parsimony" not in json.dumps(ping):
                 raise RolloutServerError(
                     f"{self.base_url} is not a `parsimony vllm-serve` server (no weight-update extension); "
@@ -94,32 +96,35 @@ class VLLMServerEngine:
         self.last_sync_seconds = 0.0
 
     # --- HTTP -----------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, body: dict | None, what: str, timeout: float | None = None) -> Any:
-        url = self.base_url + path
-        data = json.dumps(body).encode() if body is not None else None
-        last: Exception | None = None
-        for attempt in range(self.retries):
-            req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                    raw = resp.read()
-                return json.loads(raw) if raw else None
-            except urllib.error.HTTPError as e:  # the server answered: retrying will not help
-                detail = e.read().decode(errors="replace")[:500]
-                raise RolloutServerError(f"vLLM server {url} answered {e.code} to the {what}: {detail}") from None
-            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, OSError) as e:
-                last = e
-                if attempt + 1 < self.retries:
-                    time.sleep(self.backoff * 2**attempt)
-        reason = getattr(last, "reason", last)
-        raise RolloutServerError(
-            f"vLLM server {self.base_url} failed the {what} after {self.retries} attempts ({reason}). "
-            "Is `parsimony vllm-serve` running there? Restart it, then resume training with "
-            "--resume_from_checkpoint latest."
-        ) from None
+    # the request settings live on the shared client; ``retries`` counts attempts, as before
+    timeout = property(lambda self: self._http.timeout, lambda self, v: setattr(self._http, "timeout", float(v)))
+    backoff = property(lambda self: self._http.backoff, lambda self, v: setattr(self._http, "backoff", float(v)))
+    retries = property(lambda self: self._http.retries + 1, lambda self, v: setattr(self._http, "retries", max(1, int(v)) - 1))
 
-    def _post(self, path: str, body: dict, what: str, timeout: float | None = None) -> Any:
-        return self._request("POST", path, body, what, timeout)
+    def _request(self, method: str, path: str, body: dict | None, what: str, timeout: float | None = None,
+                 idempotent: bool | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, body, timeout=timeout, idempotent=idempotent, what=what)
+        except HTTPRequestError as e:
+            if e.kind == "status":
+                raise RolloutServerError(
+                    f"vLLM server {self.base_url}{path} answered {e.status} to the {what}"
+                    f"{f' after {e.attempts} attempts' if e.attempts > 1 else ''}: {e.body}"
+                ) from None
+            how = {"timeout": "timed out in", "disconnect": "lost the connection in"}.get(e.kind, "failed")
+            raise RolloutServerError(
+                f"vLLM server {self.base_url} {how} the {what} after {e.attempts} attempt{'s' if e.attempts != 1 else ''} ({e}). "
+                "Is `parsimony vllm-serve` running there? Restart it, then resume training with "
+                "--resume_from_checkpoint latest."
+            ) from None
+        raw = response.content
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise RolloutServerError(f"vLLM server {self.base_url}{path}: the {what} answer is not JSON: {raw[:200]!r}") from None
+
+    def _post(self, path: str, body: dict, what: str, timeout: float | None = None, idempotent: bool | None = None) -> Any:
+        return self._request("POST", path, body, what, timeout, idempotent)
 
     def _first_model(self) -> str:
         models = self._request("GET", "/v1/models", None, "model listing", timeout=min(self.timeout, 30.0))
@@ -204,6 +209,8 @@ class VLLMServerEngine:
         self.last_sync_seconds = time.time() - t0
 
     def close(self) -> None:
+        if getattr(self, "_http", None) is not None:
+            self._http.close()
         if getattr(self, "_nccl", None) is not None:
             self._nccl.close()
             self._nccl = None

@@ -11,7 +11,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable
 
-from curriculum.tasks.overthink import make_overthink_dataset
+from curriculum.tasks.explore import make_explore_dataset
+from curriculum.tasks.overthink import SLIP_PRESET, make_overthink_dataset
 
 TaskBuilder = Callable[..., Any]
 
@@ -20,6 +21,16 @@ TASKS: dict[str, TaskBuilder] = {
     "overthink": make_overthink_dataset,
     # the same problems with heavier redundancy (k mostly 1-4)
     "overthink_heavy": partial(make_overthink_dataset, redundancy="heavy"),
+    # RL headroom: a noisy teacher whose traces sometimes open "Let me compute quickly." and skip the
+    # last step; 15% of 2-op and 60% of 3-op traces (modal on long problems, so greedy slips too)
+    "overthink_slip": partial(make_overthink_dataset, slip_rate=SLIP_PRESET, slip_kind="quick"),
+    # necessary trial and error (x tries of a*x+b=c), then 0-4 redundant re-checks (mostly 1-4)
+    "explore": make_explore_dataset,
+    # the same (explore's default redundancy is already heavy): the name `parsimony compare` builds
+    "explore_heavy": partial(make_explore_dataset, redundancy="heavy"),
+    # explore with a guessing teacher: 15% of traces guess a wrong x at once ("Let me guess x."), the
+    # shortcut a sequence-level length penalty can pay for, and headroom for accuracy-only RL
+    "explore_guess": partial(make_explore_dataset, slip_rate=0.15, slip_kind="guess"),
 }
 
 

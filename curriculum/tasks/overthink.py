@@ -31,6 +31,26 @@ recomputes the same steps faithfully and restates the same answer, so a chunker 
 at split-word lines recovers exactly 1 + k chunks. The number k of redundant chunks is
 drawn per trace from a distribution chosen by ``redundancy`` ("standard": U{0..3};
 "heavy": mostly 1-4).
+
+Noisy teacher (``slip_rate``, ``slip_kind``; :mod:`curriculum.tasks.slips`): a fraction of the
+traces shows a wrong behaviour, faithfully repeated by every redundant chunk and the boxed
+answer, while the ground truth stays the correct answer. Kinds (:data:`SLIP_KINDS`):
+
+* ``quick`` (default): the trace opens with :data:`QUICK_OPENING_LINE` ("Let me compute
+  quickly.") instead of "Let me compute step by step." and then leaves out the last step,
+  answering the value before the last operation. The behaviour is chosen at one token
+  (" quickly" vs " step") before any arithmetic, and both behaviours share every fact;
+* ``skip``: the same skipped last step without the marker (the choice is made where the last
+  step would start: "So" vs a digit);
+* ``arith``: one step's result is off by ±1-2 and the error propagates (the wave-1 probe of
+  ``../shared/NOTES.md``, kept for comparison: it teaches a flattened distribution at every
+  result token rather than a behaviour).
+
+A slip whose answer would equal the correct one (a skipped last ``*1`` or ``0*b``) is not applied, and the
+row is recorded as not slipped, so a slipped row's answer is always wrong; the effective rate
+is then a little below ``slip_rate``. ``slip_rate`` may be a ``{num_ops: rate}`` mapping: the
+``overthink_slip`` preset slips on 15% of the 2-operation problems and 60% of the 3-operation
+ones, so that on long problems the slip is the modal behaviour and greedy decoding slips too.
 """
 
 from __future__ import annotations
@@ -46,6 +66,10 @@ OPS = ("+", "-", "*")
 MAX_VALUE = 99  # every intermediate value stays in [0, MAX_VALUE]
 
 OPENING_LINE = "Let me compute step by step."
+QUICK_OPENING_LINE = "Let me compute quickly."  # the marked slip behaviour (slip_kind="quick")
+SLIP_KINDS = ("quick", "skip", "arith")
+# the overthink_slip preset: systematic slips, modal on the 3-operation problems
+SLIP_PRESET: dict[int, float] = {2: 0.15, 3: 0.6}
 REDUNDANT_PHRASES = (
     "Wait, let me double-check.",
     "Hmm, let me verify once more.",
@@ -158,16 +182,63 @@ def make_trace(
     ops: list[str],
     redundant_phrases: list[str] | tuple[str, ...] = (),
     spaced: bool = False,
+    steps: list[tuple[int, str, int, int]] | None = None,
+    opening: str = OPENING_LINE,
 ) -> str:
-    """The SFT completion (without the chat template's end-of-turn token)."""
-    steps = solve_steps(operands, ops)
+    """The SFT completion (without the chat template's end-of-turn token). ``steps``
+    overrides the written steps (a slipped trace); the answer is the last written result."""
+    if steps is None:
+        steps = solve_steps(operands, ops)
     answer = steps[-1][3]
     body = step_lines(steps, spaced)
-    lines = ["<think>", OPENING_LINE, *body, f"So the answer is {answer}."]
+    lines = ["<think>", opening, *body, f"So the answer is {answer}."]
     for phrase in redundant_phrases:
         lines += [phrase, *body, f"Yes, the answer is {answer}."]
     lines += ["</think>", f"\\boxed{{{answer}}}"]
     return "\n".join(lines)
+
+
+def slipped_steps(
+    rng: random.Random, operands: list[int], ops: list[str], kind: str
+) -> tuple[list[tuple[int, str, int, int]], str] | None:
+    """The written steps and opening line of a slipped trace, or None when this problem
+    cannot slip to a wrong answer with ``kind``."""
+    steps = solve_steps(operands, ops)
+    answer = steps[-1][3]
+    if kind in ("quick", "skip"):
+        if len(steps) < 2 or steps[-2][3] == answer:  # one op only, or a skipped "*1" / "0*b"
+            return None
+        return steps[:-1], (QUICK_OPENING_LINE if kind == "quick" else OPENING_LINE)
+    if kind == "arith":
+        j = rng.randrange(len(steps))
+        deltas = [d for d in (-2, -1, 1, 2) if steps[j][3] + d >= 0]
+        acc = steps[j][3] + rng.choice(deltas)
+        out = list(steps[:j]) + [(steps[j][0], steps[j][1], steps[j][2], acc)]
+        for op, b in zip(ops[j + 1 :], operands[j + 2 :]):
+            res = apply_op(acc, op, b)
+            out.append((acc, op, b, res))
+            acc = res
+        return (out, OPENING_LINE) if acc != answer else None
+    raise ValueError(f"unknown slip_kind {kind!r}; known: {', '.join(SLIP_KINDS)}")
+
+
+def count_steps(text: str) -> int:
+    """Step lines (``3+4=7``) of the first chunk of a completion: up to the first answer
+    statement (or ``</think>``, or the end)."""
+    if "</think>" in text:
+        text = text.split("</think>", 1)[0]
+    n = 0
+    for line in text.split("\n"):
+        if _ANSWER_STATEMENT.search(line):
+            break
+        if re.fullmatch(r"\s*\d+\s*[+\-*]\s*\d+\s*=\s*-?\d+\s*", line):
+            n += 1
+    return n
+
+
+def is_quick(text: str) -> bool:
+    """Whether a completion takes the marked slip behaviour (opens with the quick line)."""
+    return QUICK_OPENING_LINE in text.split("</think>", 1)[0]
 
 
 def _redundancy_weights(redundancy: str | Mapping[int, float]) -> tuple[list[int], list[float]]:
@@ -209,8 +280,12 @@ def generate_examples(
     redundancy: str | Mapping[int, float] = "standard",
     shuffle_phrases: bool = False,
     spaced: bool = False,
+    slip_rate: float | Mapping[Any, float] = 0.0,
+    slip_kind: str = "quick",
 ) -> list[dict[str, Any]]:
     """The rows of :func:`make_overthink_dataset` as plain dicts."""
+    from curriculum.tasks.slips import slip_policy
+
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if not 1 <= min_ops <= max_ops:
@@ -219,6 +294,7 @@ def generate_examples(
         raise ValueError(f"max_operand must be in 1..9 (single-digit operands), got {max_operand}")
     ks, ws = _redundancy_weights(redundancy)
     rng = random.Random(f"overthink/{seed}/{split}")
+    slips = slip_policy(slip_rate, slip_kind, SLIP_KINDS, f"overthink-slip/{seed}/{split}")
     rows: list[dict[str, Any]] = []
     attempts = 0
     while len(rows) < num_examples:
@@ -233,10 +309,16 @@ def generate_examples(
         k = rng.choices(ks, weights=ws)[0]
         phrases = _choose_phrases(rng, k, shuffle_phrases)
         answer = solve_steps(operands, ops)[-1][3]
+        slip = slipped_steps(slips.rng, operands, ops, slip_kind) if slips.draw(num_ops) else None
+        if slip is None:
+            trace = make_trace(operands, ops, phrases, spaced)
+        else:
+            trace = make_trace(operands, ops, phrases, spaced, steps=slip[0], opening=slip[1])
+        info_slip = {"slipped": slip is not None, "slip_kind": slip_kind if slip is not None else ""} if slips.active else {}
         rows.append(
             {
                 "prompt": [{"role": "user", "content": make_prompt(problem)}],
-                "completion": [{"role": "assistant", "content": make_trace(operands, ops, phrases, spaced)}],
+                "completion": [{"role": "assistant", "content": trace}],
                 "reward_model": {"ground_truth": str(answer), "style": "rule"},
                 "data_source": DATA_SOURCE,
                 "extra_info": {
@@ -246,6 +328,7 @@ def generate_examples(
                     "index": len(rows),
                     "redundant_chunks": k,
                     "problem": problem,
+                    **info_slip,
                 },
             }
         )
@@ -262,6 +345,8 @@ def make_overthink_dataset(
     redundancy: str | Mapping[int, float] = "standard",
     shuffle_phrases: bool = False,
     spaced: bool = False,
+    slip_rate: float | Mapping[Any, float] = 0.0,
+    slip_kind: str = "quick",
 ):
     """Seeded synthetic dataset (``datasets.Dataset``) in the shared-benchmark layout.
 
@@ -276,11 +361,15 @@ def make_overthink_dataset(
     likelier next token and greedy decoding of an SFT model overthinks like sampling does;
     ``shuffle_phrases=True`` draws the order per trace instead. ``spaced=True`` writes
     expressions as ``3 + 4 = 7`` instead of ``3+4=7``.
+
+    ``slip_rate`` / ``slip_kind``: the noisy teacher (module docstring); with a non-zero rate
+    ``extra_info`` also has ``slipped`` and ``slip_kind``.
     """
     import datasets
 
     rows = generate_examples(
-        num_examples, seed, split, min_ops, max_ops, max_operand, redundancy, shuffle_phrases, spaced
+        num_examples, seed, split, min_ops, max_ops, max_operand, redundancy, shuffle_phrases, spaced,
+        slip_rate, slip_kind,
     )
     return datasets.Dataset.from_list(rows)
 
@@ -324,5 +413,9 @@ def corpus_texts(num_examples: int = 400, seed: int = 0) -> list[str]:
             for row in rows:
                 texts.append(row["prompt"][0]["content"])
                 texts.append(row["completion"][0]["content"])
-    texts += list(REDUNDANT_PHRASES) + [OPENING_LINE]
+    # slipped traces (quick opening) appear in the corpus too, so " quickly" is one token
+    for row in generate_examples(num_examples // 4, seed=seed, split="train", slip_rate=1.0, slip_kind="quick"):
+        texts.append(row["prompt"][0]["content"])
+        texts.append(row["completion"][0]["content"])
+    texts += list(REDUNDANT_PHRASES) + [OPENING_LINE, QUICK_OPENING_LINE]
     return texts

@@ -19,42 +19,48 @@ from pathlib import Path
 
 METHODS = ("grpo", "length_penalty", "thinkprune", "decs", "decs_plain", "decs_no_kappa")
 OPTIONAL_METHODS: tuple[str, ...] = ()
-# DECS settings of the comparison (docs/decs.md, "Results", has the study behind them). kappa starts at 0.5:
-# from 0 (the paper's code) it stays near 0 with 8 prompts per step, and DECS then sees almost no easy prompt.
-DECS_DEFAULTS = {"decs_beta": 0.1, "decs_kappa_init": 0.5, "decs_kappa_lr": 0.5, "decs_sampler": "decs_kappa"}
+
+
+def decs_defaults() -> dict:
+    """The comparison's DECS options, defaulting to the ``decs`` preset (``rl/decs.py``; docs/decs.md,
+    "Results", has the study behind them: kappa starts at 0.5, since from 0 (the paper's code) it stays
+    near 0 with 8 prompts per step, and DECS then sees almost no easy prompt)."""
+    from rl.methods import get_method
+
+    preset = get_method("decs")
+    kw = preset.method_kwargs
+    return {"decs_beta": kw["decs_beta"], "decs_kappa_init": kw["decs_kappa_init"], "decs_kappa_lr": kw["decs_kappa_lr"],
+            "decs_sampler": preset.sampler}
 
 
 def method_settings(name: str, steps: int, max_len: int, decs_options: dict | None = None) -> dict:
-    """GRPOConfig fields that differ between methods (everything else is shared).
+    """GRPOConfig fields that differ between methods (everything else is shared): a method preset
+    (``rl/methods.py``) plus what the comparison sets on top of it.
 
     ``decs_options`` (``decs_beta``, ``decs_kappa_init``, ``decs_kappa_lr``, ``decs_sampler``) tune the
-    DECS methods; unset keys take the defaults of :data:`DECS_DEFAULTS`."""
-    opts = {**DECS_DEFAULTS, **(decs_options or {})}
+    DECS methods; unset keys take the preset's values (:func:`decs_defaults`)."""
     if name == "grpo":
-        return {"reward_funcs": ["accuracy"]}
-    if name == "length_penalty":
-        return {"reward_funcs": ["length_penalty"], "method_kwargs": {"length_alpha": 0.5, "length_ref": max_len}}
+        return {"method": "grpo"}
+    if name == "length_penalty":  # the preset: alpha 0.5, L_ref = max_completion_length
+        return {"method": "length_penalty"}
     if name == "thinkprune":
         # ThinkPrune's iterative pruning: the cap shrinks in three stages over training
         stages = [[0, max_len], [steps // 3, (max_len * 3) // 4], [(2 * steps) // 3, max_len // 2]]
         caps = [stages[0]] + [s for prev, s in zip(stages, stages[1:]) if s[0] > prev[0]]
-        return {"reward_funcs": ["thinkprune"], "method_kwargs": {"thinkprune_schedule": caps}}
-    decs = {
-        "reward_funcs": ["accuracy", "decs_redundancy"],
-        "advantage_estimator": "decs",
-        "method_kwargs": {"decs_beta": opts["decs_beta"], "decs_judge": "rule", "decs_kappa_init": opts["decs_kappa_init"],
-                          "decs_kappa_lr": opts["decs_kappa_lr"], "decs_kappa_max": 0.9},
-    }
+        return {"method": "thinkprune", "method_kwargs": {"thinkprune_schedule": caps}}
+    if name not in ("decs", "decs_plain", "decs_no_kappa"):
+        raise ValueError(f"unknown method {name!r}; choose from {METHODS + OPTIONAL_METHODS}")
+    opts = {**decs_defaults(), **(decs_options or {})}
+    decs = {"method": "decs", "method_kwargs": {k: opts[k] for k in ("decs_beta", "decs_kappa_init", "decs_kappa_lr")}}
     if name == "decs":  # the kappa curriculum (decs_kappa) or, with decs_sampler plain, every easy group kept
         return {**decs, "sampler": opts["decs_sampler"]}
     if name == "decs_plain":  # no curriculum: every group of the round enters the batch (easy ones included)
         return {**decs, "sampler": "plain"}
-    if name == "decs_no_kappa":  # dynamic sampling only: all-correct (easy) groups never enter the batch
-        return {**decs, "sampler": "dynamic"}
-    raise ValueError(f"unknown method {name!r}; choose from {METHODS + OPTIONAL_METHODS}")
+    return {**decs, "sampler": "dynamic"}  # decs_no_kappa: dynamic sampling only: easy groups never enter the batch
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    DECS_DEFAULTS = decs_defaults()
     p = argparse.ArgumentParser(prog="parsimony compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="overthink", help="embedded task (the heavy-redundancy variant is used)")
     p.add_argument("--redundancy", default="heavy", choices=["heavy", "standard"])

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from curriculum.data import DatasetError, get_field, get_ground_truth, validate_prompt
+from rewards.answers import normalize_ground_truth
 
 FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
 DATA_DIR_ENV = "PARSIMONY_BENCHMARK_DIR"
@@ -62,7 +63,7 @@ _ALIASES = {a: s.name for s in BENCHMARKS.values() for a in (s.name, *s.aliases)
 class EvalProblem:
     index: int  # position in the source (after --limit: still the source position)
     prompt: Any  # chat messages (list of {"role", "content"}) or a string
-    answer: str  # ground truth (a choice letter or "B) text" for choice benchmarks)
+    answer: str | list[str]  # ground truth (a choice letter or "B) text" for choice benchmarks); a list: accepted answers
     data_source: str = ""
 
 
@@ -106,7 +107,7 @@ def default_data_dir() -> Path | None:
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env)
-    candidate = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks"
+    candidate = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "benchmarks"  # rl/eval/ -> repo/..
     return candidate if candidate.is_dir() else None
 
 
@@ -119,18 +120,10 @@ def _looks_like_file(spec: str) -> bool:
 # ---------------------------------------------------------------------------------------
 
 
-def _answer_value(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value != value:  # NaN from pandas
-        return None
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
-        vals = [v for v in (_answer_value(x) for x in value) if v is not None]
-        return ", ".join(vals) if vals else None  # several accepted parts (e.g. OlympiadBench)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    s = str(value).strip()
-    return s or None
+def _answer_value(value: Any) -> str | list[str] | None:
+    """An answer column's value, read like every ground truth
+    (:func:`rewards.answers.normalize_ground_truth`): a list is the accepted answers."""
+    return normalize_ground_truth(value)
 
 
 def _prompt_value(value: Any) -> Any:
@@ -154,8 +147,9 @@ def rows_to_problems(
 
     ``prompt_column`` (dotted paths like ``a.b`` allowed) holds chat messages or a string;
     ``answer_column`` the ground truth (default: ``reward_model.ground_truth``, then
-    ``ground_truth``, then ``answer``). A list answer is joined with ``", "``; numbers become
-    strings (``2.0`` -> ``"2"``). ``prompt_template`` (containing ``{prompt}``) is applied to
+    ``ground_truth``, then ``answer``), read as training reads it
+    (:func:`rewards.answers.normalize_ground_truth`): a list is the accepted answers (any
+    match is correct); numbers become strings (``2.0`` -> ``"2"``). ``prompt_template`` (containing ``{prompt}``) is applied to
     string prompts and to the content of the last user message. Raises
     :class:`DatasetError` naming the row and field when a row is unusable.
     """

@@ -2,7 +2,8 @@
 
 * :class:`EvalSettings`: n, temperature, top-p / top-k, lengths, seed, system prompt
   (validated; :class:`EvalError` is the evaluation's one-line user error).
-* :func:`render_eval_prompt`: chat messages or a string -> the text the model continues.
+* :func:`render_eval_prompt`: chat messages or a string -> the text the model continues
+  (:func:`curriculum.data.render_prompt`, the renderer training uses).
 * :class:`EvalGenerator`: ``n`` completions per prompt from a model (the HF engine with
   per-sample seeded streams) or from any :class:`~rollout.types.RolloutEngine`.
 
@@ -22,6 +23,7 @@ from typing import Any, Sequence
 
 import torch
 
+from curriculum.data import render_prompt
 from rl.eval.errors import EvalError
 from rollout.hf import HFEngine
 from rollout.types import RolloutEngine, SamplingConfig, Trajectory
@@ -78,30 +80,9 @@ class EvalSettings:
 # ---------------------------------------------------------------------------------------
 
 
-def _raw_text(prompt: Any, system_prompt: str | None) -> str:
-    if isinstance(prompt, str):
-        parts = [prompt]
-    else:
-        parts = [str(m.get("content", "")) for m in prompt]
-    if system_prompt and (isinstance(prompt, str) or not prompt or prompt[0].get("role") != "system"):
-        parts = [system_prompt] + parts
-    return "\n\n".join(parts)
-
-
-def render_eval_prompt(tokenizer: Any, prompt: Any, system_prompt: str | None = None, chat_template: bool = True) -> str:
-    """Chat messages or a string -> the text the model continues.
-
-    With ``chat_template`` (and a tokenizer that has one) the messages, or a string wrapped
-    as one user message, go through the template with the generation prompt; the optional
-    system prompt is prepended as a system message. Without it, the message contents (system
-    prompt first) are joined with blank lines and used as they are.
-    """
-    if chat_template and getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-        if system_prompt and messages[0].get("role") != "system":
-            messages = [{"role": "system", "content": system_prompt}] + messages
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return _raw_text(prompt, system_prompt)
+# evaluation renders prompts with training's renderer (one renderer: a row is the same prompt
+# in training and in evaluation); the old name stays importable
+render_eval_prompt = render_prompt
 
 
 # ---------------------------------------------------------------------------------------

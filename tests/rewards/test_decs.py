@@ -285,13 +285,13 @@ def test_no_yes_means_nothing_redundant(tok):
 
 
 def _registry() -> dict:
-    """``rewards.REWARD_FUNCS``. Under a bare ``pytest`` (no cwd on sys.path) the directory
+    """``rewards.REWARDS``. Under a bare ``pytest`` (no cwd on sys.path) the directory
     tests/rewards shadows the ``rewards`` package as a namespace package, so the package's
     ``__init__`` is loaded from its file in that case."""
     try:
-        from rewards import REWARD_FUNCS
+        from rewards import REWARDS
 
-        return REWARD_FUNCS
+        return REWARDS
     except ImportError:
         import importlib.util
 
@@ -301,7 +301,7 @@ def _registry() -> dict:
         spec = importlib.util.spec_from_file_location("_parsimony_rewards_init", init)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        return mod.REWARD_FUNCS
+        return mod.REWARDS
 
 
 @pytest.fixture()
@@ -388,8 +388,11 @@ def test_reward_setup_and_validation(tok, math_grader, monkeypatch):
     r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_split_words": "Wait, Hmm", "decs_b": 0.3}))
     assert r.tokenizer is tok and r.split_words == ("Wait", "Hmm")
     r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={}))
+    assert r.split_words == tuple(DEFAULT_SPLIT_WORDS)  # a new setup() starts from the constructor's settings
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_split_words": "Wait, Hmm"}))
     r.setup(tokenizer=tok, args=None)
-    assert isinstance(r.judge, RuleJudge)
+    assert isinstance(r.judge, RuleJudge) and r.split_words == tuple(DEFAULT_SPLIT_WORDS)
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_split_words": "Wait, Hmm"}))
     monkeypatch.delenv("PARSIMONY_DECS_JUDGE_URL", raising=False)
     bad = [
         ({"decs_judge": "llm"}, "decs_judge"),
@@ -407,6 +410,9 @@ def test_reward_setup_and_validation(tok, math_grader, monkeypatch):
         ({"decs_split_words": ["Wait", ""]}, "decs_split_words"),
         ({"decs_split_words": 3}, "decs_split_words"),
         ({"decs_split_inline": "yes"}, "decs_split_inline"),
+        ({"decs_judge_breaker_failures": -1}, "decs_judge_breaker_failures"),
+        ({"decs_judge_breaker_failures": 2.5}, "decs_judge_breaker_failures"),
+        ({"decs_judge_breaker_cooldown": 0}, "decs_judge_breaker_cooldown"),
     ]
     for kw, key in bad:
         with pytest.raises(ValueError, match=key):
@@ -420,6 +426,12 @@ def test_reward_setup_and_validation(tok, math_grader, monkeypatch):
 
     assert isinstance(r.judge, EndpointJudge)
     assert r.judge.url == "http://127.0.0.1:9/v1/chat/completions" and r.judge.timeout == 2.0
+    assert (r.judge.breaker.failures, r.judge.breaker.cooldown) == (5, 30.0)  # the defaults
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={
+        "decs_judge": "endpoint", "decs_judge_breaker_failures": 2, "decs_judge_breaker_cooldown": 7.5}))
+    assert (r.judge.breaker.failures, r.judge.breaker.cooldown, r.judge.breaker.max_cooldown) == (2, 7.5, 75.0)
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_judge": "endpoint", "decs_judge_breaker_failures": 0}))
+    assert r.judge.breaker is None
     r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_judge": "rule"}))
     assert isinstance(r.judge, RuleJudge)
 
@@ -427,7 +439,9 @@ def test_reward_setup_and_validation(tok, math_grader, monkeypatch):
 def test_registry_and_score_completions(tok, math_grader):
     from rl.rewarding import score_completions
 
-    assert isinstance(_registry()["decs_redundancy"], DECSRedundancyReward)
+    entry = _registry()["decs_redundancy"]
+    assert entry.factory is DECSRedundancyReward and isinstance(entry.make(), DECSRedundancyReward)
+    assert entry.make() is not entry.make()
     r = DECSRedundancyReward(tok, grader=math_grader)
     rows, texts = _batch(tok, (1, 0))
     ids = [enc(tok, t) for t in texts]

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from rewards import REWARD_FUNCS, get_reward_func
+import rewards.length  # noqa: F401  registers the length rewards (rl.methods.load_methods does it for the trainer)
+from rewards import REWARDS, get_reward_func
 from rewards.length import L1TargetLengthReward, LengthPenaltyReward, ThinkPruneReward
 from rewards.math import GradeResult
 
@@ -41,7 +42,9 @@ def args(max_completion_length=100, **method_kwargs):
 def test_registered():
     for name, cls in [("length_penalty", LengthPenaltyReward), ("l1_target_length", L1TargetLengthReward), ("thinkprune", ThinkPruneReward)]:
         fn = get_reward_func(name)
-        assert fn is REWARD_FUNCS[name] and isinstance(fn, cls) and fn.__name__ == name
+        assert REWARDS[name].factory is cls and isinstance(fn, cls) and fn.__name__ == name
+        assert get_reward_func(name) is not fn  # a new object per resolution: no state shared between trainers
+        assert set(REWARDS[name].settings) == set(cls.defaults)
 
 
 # --- length_penalty -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rewards import REWARD_FUNCS, get_reward_func
+from rewards import REWARDS, get_reward_func
 from rewards.math import (
     AccuracyReward,
     ChoiceAccuracyReward,
@@ -25,6 +25,7 @@ from rewards.math import (
     extract_choice_letter,
     get_default_grader,
     gold_choice_letter,
+    grade_one,
     ground_truths_from_columns,
     verify_answer,
 )
@@ -99,16 +100,12 @@ def test_extract_boxed(text, expected):
         (r"<think>\boxed{1}</think> so \boxed{2}", "2"),
         (r"<think>it is \boxed{1}</think> The answer is 2.", "1"),  # no box after </think>
         (r"<think>x</think>", None),
-        ("The final answer is $\\frac{1}{2}$. The answer is 3.", r"\frac{1}{2}"),
+        ("The final answer is $\\frac{1}{2}$. The answer is 3.", "3"),  # the last statement is the final one
+        ("The final answer is $\\frac{1}{2}$. I hope it is correct.", r"\frac{1}{2}"),
         ("Final Answer: 12", "12"),
         ("We get 4. Thus the answer is 10 apples.", "10 apples"),
         ("Answer: (3, 4)", "(3, 4)"),
         ("**Answer:** $x^2$", "x^2"),
-        ("so the result is\n$$x = 7$$", "x = 7"),
-        ("so it is \\(\\frac{3}{4}\\).", r"\frac{3}{4}"),
-        ("We have 3 apples and 4 pears, 7 in total.", "7"),
-        ("total -12.5 degrees", "-12.5"),
-        ("there are 1,000 of them", "1,000"),
         ("nothing numeric here", None),
         ("", None),
         (r"\boxed{5", None),
@@ -116,6 +113,117 @@ def test_extract_boxed(text, expected):
 )
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("... so the answer is 42.", "42"),
+        ("so the answer is 42", "42"),
+        ("ANSWER: 42", "42"),
+        ("Answer: 42\n</think>", "42"),  # closing markup after the statement is fine
+        ("Therefore, the final answer is $42$. I hope it is correct.", "42"),
+        ("So the answer is 9.\nWait, let me double-check.", "9"),  # a few closing words, no digit
+        ("The answer is: \n", None),  # a statement with nothing after it
+        ("the answer is 3, or maybe 5. The answer is: **7**", "7"),
+        ("The answer is 42. Then 3+4=7", None),  # the reasoning went on after the statement
+        ("The answer is 42.\nLet me verify: 6*7=42 and", None),
+        # numbers and formulas in the body are never an answer (the old last-number / trailing-math fallbacks)
+        ("We have 3 apples and 4 pears, 7 in total.", None),
+        ("total -12.5 degrees", None),
+        ("there are 1,000 of them", None),
+        ("so the result is\n$$x = 7$$", None),
+        ("so it is \\(\\frac{3}{4}\\).", None),
+        ("First, 6*7 = 42. Now the remainder of the problem asks for", None),
+        # a box always wins over a stated answer
+        ("The answer is 5. \\boxed{7}", "7"),
+        ("\\boxed{7}. So the answer is 5.", "7"),
+    ],
+)
+def test_extract_answer_needs_a_final_statement(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so the result is\n$$x = 7$$", "x = 7"),
+        ("so it is \\(\\frac{3}{4}\\).", r"\frac{3}{4}"),
+        ("We have 3 apples and 4 pears, 7 in total.", "7"),
+        ("total -12.5 degrees", "-12.5"),
+        ("there are 1,000 of them", "1,000"),
+        ("The final answer is $\\frac{1}{2}$. The answer is 3.", r"\frac{1}{2}"),
+        ("The answer is 42. Then 3+4=7", "42"),
+    ],
+)
+def test_extract_answer_any_fallback_reads_segments(text, expected):
+    """``fallback="any"`` (the DECS rule judge reading a reasoning segment) keeps the lenient order."""
+    assert extract_answer(text, fallback="any") == expected
+
+
+def test_extract_answer_rejects_unknown_fallback():
+    with pytest.raises(ValueError, match="fallback"):
+        extract_answer("x", fallback="last_number")
+
+
+_OVERTHINK_TRUNCATED = (
+    "<think>\nLet me compute step by step.\n3+4=7\n7*2=14\n14-5=9\nSo the answer is 9.\n"
+    "Wait, let me double-check.\n3+4=7\n7*2=14\n14-"
+)
+
+
+@pytest.mark.parametrize(
+    "completion, truth, score, status",
+    [
+        # truncated bodies with the right number in them: no final answer, no credit
+        ("Let me compute 6*7. 6*7=42, and now check it: 42/7=6, so 6*7=4", "42", 0.0, "no_answer"),
+        ("First, 6*7 = 42. Now the remainder of the problem asks for", "42", 0.0, "no_answer"),
+        (_OVERTHINK_TRUNCATED, "9", 0.0, "no_answer"),
+        ("<think>\n14-5=9", "9", 0.0, "no_answer"),
+        # explicit final statements are graded
+        ("6*7 = 42, so the answer is 42.", "42", 1.0, "correct"),
+        ("6*7 = 42, so the answer is 41.", "42", 0.0, "wrong"),
+        ("Final answer: 42", "42", 1.0, "correct"),
+        ("ANSWER: 42", "42", 1.0, "correct"),
+        # a box wins over a stated answer
+        ("The answer is 41. \\boxed{42}", "42", 1.0, "correct"),
+        ("\\boxed{41} so the answer is 42.", "42", 0.0, "wrong"),
+        # the embedded task's complete traces grade as before
+        (_OVERTHINK_TRUNCATED + "5=9\nYes, the answer is 9.\n</think>\n\\boxed{9}", "9", 1.0, "correct"),
+    ],
+)
+def test_grade_needs_a_final_answer(completion, truth, score, status):
+    got, _, st = grade_one(completion, truth)
+    assert (got, st) == (score, status)
+
+
+@pytest.mark.parametrize(
+    "completion, truth, correct",
+    [
+        ("\\boxed{3}", ["3", "4"], True),  # any accepted answer counts
+        ("\\boxed{4}", ["3", "4"], True),
+        ("\\boxed{5}", ["3", "4"], False),
+        ("\\boxed{\\frac{1}{2}}", ["0.5"], True),
+        ("\\boxed{2}", [2.0], True),
+        ("\\boxed{3}", [None, "", "3"], True),
+        ("\\boxed{1, 2}", ["1", "2"], True),  # all of them together
+    ],
+)
+def test_grade_list_ground_truth_accepts_any(completion, truth, correct):
+    assert (grade_one(completion, truth)[2] == "correct") is correct
+    assert (grade_one(completion, tuple(truth))[2] == "correct") is correct
+
+
+def test_grade_list_ground_truth_choice():
+    assert grade_one("ANSWER: C", ["B", "C) 5"], mode="choice")[2] == "correct"
+    assert grade_one("ANSWER: A", ["B", "C) 5"], mode="choice")[2] == "wrong"
+    assert grade_one("ANSWER: A", [], mode="choice")[2] == "error"
+
+
+def test_grader_pool_grades_list_ground_truths():
+    with MathGrader(num_workers=1) as g:
+        res = g.grade(["\\boxed{4}", "\\boxed{5}", "\\boxed{4}"], [["3", "4"], ["3", "4"], None])
+    assert [r.status for r in res] == ["correct", "wrong", "error"]
 
 
 def test_extract_answer_huge_text_is_fast():
@@ -379,6 +487,10 @@ def test_ground_truth_column_length_mismatch():
         ground_truths_from_columns(2, {"answer": ["1"]})
     assert ground_truths_from_columns(2, {"answer": ["1", float("nan")]}) == ["1", None]
     assert ground_truths_from_columns(1, {"answer": [7]}) == ["7"]
+    # a list is the row's accepted answers, read the same way as in evaluation
+    assert ground_truths_from_columns(2, {"reward_model": [{"ground_truth": ["3", "4"]}, {"ground_truth": ["5"]}]}) == [
+        ["3", "4"], "5"]
+    assert ground_truths_from_columns(1, {"reward_model": [{"ground_truth": []}], "answer": [2.0]}) == ["2"]
 
 
 def test_choice_accuracy_reward(choice_grader):
@@ -401,9 +513,12 @@ def test_module_level_accuracy_reward_uses_the_default_grader():
 
 
 def test_registry():
-    assert get_reward_func("accuracy") is accuracy_reward
-    assert set(REWARD_FUNCS) >= {"accuracy", "format", "think_format", "choice_accuracy"}
-    assert get_reward_func("rewards.format:format_reward") is REWARD_FUNCS["format"]
+    # a registered class is a factory: every resolution gets its own object
+    a, b = get_reward_func("accuracy"), get_reward_func("accuracy")
+    assert isinstance(a, AccuracyReward) and a is not b and a is not accuracy_reward and a.__name__ == "accuracy"
+    assert set(REWARDS) >= {"accuracy", "format", "think_format", "choice_accuracy"}
+    # a plain (stateless) function is shared as is
+    assert get_reward_func("rewards.format:format_reward") is get_reward_func("format")
     assert get_reward_func("rewards.math:AccuracyReward") is AccuracyReward
     with pytest.raises(ValueError, match="known: .*accuracy"):
         get_reward_func("nope")

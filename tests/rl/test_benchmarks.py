@@ -146,7 +146,8 @@ def test_column_mapping_through_the_hub_function_on_a_local_file(tmp_path):
                                  name="olympiadbench")
     assert bench.name == "olympiadbench" and bench.mode == "math"
     assert bench.problems[0].prompt == "Find x if x+1=3. Put the final answer within \\boxed{}."
-    assert [p.answer for p in bench.problems] == ["2", "$\\frac{5}{2}$", "1, 2"]
+    # a list answer is read as every ground truth is (rewards.answers.normalize_ground_truth): accepted answers
+    assert [p.answer for p in bench.problems] == ["2", "$\\frac{5}{2}$", ["1", "2"]]
     # a registered name picks that benchmark's grading mode
     assert load_table_benchmark(str(path), prompt_column="problem", answer_column="id", name="gpqa").mode == "choice"
     with pytest.raises(DatasetError, match="row 0 has no answer"):

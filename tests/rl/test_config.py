@@ -53,15 +53,15 @@ def test_yaml_recipe_plus_cli_overrides(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         "model: /some/model\nlearning_rate: 1.0e-5\nnum_generations: 4\nper_device_train_batch_size: 8\n"
-        "reward_funcs: [accuracy, format]\nreward_weights: [1.0, 0.5]\nmethod_kwargs: {b: 0.1}\n"
+        "reward_funcs: [accuracy, length_penalty]\nreward_weights: [1.0, 0.5]\nmethod_kwargs: {length_alpha: 0.1}\n"
     )
     cfg = load_config(GRPOConfig, ["--config", str(recipe), "--learning_rate", "3e-5", "--max_steps", "7"])
     assert cfg.model == "/some/model"
     assert cfg.learning_rate == pytest.approx(3e-5)  # command line beats the recipe
     assert cfg.max_steps == 7
-    assert cfg.reward_funcs == ["accuracy", "format"]
+    assert cfg.reward_funcs == ["accuracy", "length_penalty"]
     assert cfg.reward_weights == [1.0, 0.5]
-    assert cfg.method_kwargs == {"b": 0.1}
+    assert cfg.method_kwargs == {"length_alpha": 0.1}
 
 
 def test_recipe_unknown_key_is_an_error(tmp_path):

@@ -222,11 +222,17 @@ def test_position_group_mean_std_helper():
 
 
 @pytest.mark.parametrize("name", ["tiny", "r1-distill-qwen-1.5b", "r1-distill-qwen-7b"])
-def test_recipes_parse(name):
+def test_recipes_parse(name, monkeypatch):
     from curriculum.decs_kappa import KappaSettings
 
     path = REPO / "recipes" / "decs" / f"{name}.yaml"
+    if name != "tiny":  # the endpoint judge's URL is checked when the config is built
+        monkeypatch.delenv("PARSIMONY_DECS_JUDGE_URL", raising=False)
+        with pytest.raises(ConfigError, match="decs_judge_url.*PARSIMONY_DECS_JUDGE_URL"):
+            load_config(GRPOConfig, ["--config", str(path)])
+        monkeypatch.setenv("PARSIMONY_DECS_JUDGE_URL", "http://127.0.0.1:10041/v1")
     cfg_ = load_config(GRPOConfig, ["--config", str(path)])
+    assert cfg_.method == "decs"
     assert cfg_.advantage_estimator == "decs" and cfg_.sampler == "decs_kappa"
     assert "decs_redundancy" in cfg_.reward_funcs and "accuracy" in cfg_.reward_funcs
     assert cfg_.loss_composition == "single"

@@ -95,3 +95,16 @@ def test_adam_epsilon_reaches_the_optimizer_and_damps_small_gradients(tiny_model
 
     default, damped = moved(1e-8), moved(10.0)
     assert default > 0 and damped < 1e-3 * default
+
+
+def test_gspo_and_cispo_losses_train(tiny_model_dir, tmp_path):
+    # the registered losses run through the trainer with mu = 2 (the second iteration is off-policy)
+    for loss_type in ("gspo", "cispo"):
+        cfg = make_cfg(tiny_model_dir, tmp_path / loss_type, loss_type=loss_type, num_iterations=2,
+                       loss_agg_mode="seq-mean-token-mean")
+        trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+        before = params(trainer)
+        trainer.train()
+        assert any(not torch.equal(before[k], v) for k, v in params(trainer).items())
+        m = _last_metrics(tmp_path / loss_type)
+        assert "loss" in m and "ratio_mean" in m and (loss_type != "cispo" or "is_weight_mean" in m)

@@ -153,3 +153,84 @@ def test_nan_reward_raises_by_default_and_skips_when_configured(tiny_model_dir, 
     trainer = GRPOTrainer(cfg.model, reward_funcs=[nan_once], args=cfg, train_dataset=make_dataset())
     summary = trainer.train()
     assert summary["global_step"] == 1 and trainer.skipped_batches == 1 and calls["n"] == 2
+
+
+def test_single_term_grpo_logs_the_loss(tiny_model_dir, tmp_path):
+    # the progress bar's first key is "loss"; the single composition used to log none. On the first
+    # (on-policy) iteration the ratio is 1, so the clipped token-mean loss is -sum(A m) / sum(m)
+    cfg = make_cfg(tiny_model_dir, tmp_path, gradient_accumulation_steps=2, per_device_train_batch_size=4)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+    generate = trainer.engine.generate
+
+    def uneven(prompt_ids, n, sampling):  # with equal lengths the token-mean of A would be 0
+        groups = generate(prompt_ids, n, sampling)
+        for g in groups:
+            for i, traj in enumerate(g):
+                keep = 2 + (5 * i) % 11
+                traj.completion_ids = traj.completion_ids[:keep]
+                traj.completion_mask = traj.completion_mask[:keep]
+        return groups
+
+    trainer.engine.generate = uneven
+    batches = []
+    original = trainer.build_batch
+
+    def recording(groups):
+        batches.append(original(groups))
+        return batches[-1]
+
+    trainer.build_batch = recording
+    trainer.train()
+    m = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    b = batches[0]
+    expected = -float((b.advantages["main"] * b.completion_mask).sum() / b.completion_mask.sum())
+    assert abs(expected) > 1e-4
+    assert m["loss"] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
+def test_rows_per_prompt_may_vary_and_group_index_is_kept(tiny_model_dir, tmp_path):
+    # prompts_per_step is the batch-size rule: 2 prompts x G = 2, plus one executor-like row (role 1,
+    # sub_group 0) in the first group: 5 rows, which "per-device batch divisible by G" would refuse
+    from rl.advantages import group_mean_std
+    from rollout.types import Trajectory
+
+    cfg = make_cfg(tiny_model_dir, tmp_path, num_generations=2, per_device_train_batch_size=3, prompts_per_step=2)
+    seen_meta = []
+
+    def reads_meta(prompts, completions, completion_ids, meta, **kw):
+        seen_meta.extend(meta)
+        return token_sum_reward(prompts, completions, completion_ids)
+
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[reads_meta], args=cfg, train_dataset=make_dataset())
+    generate = trainer.engine.generate
+
+    def with_executor(prompt_ids, n, sampling):
+        groups = generate(prompt_ids, n, sampling)
+        t0 = groups[0][0]
+        groups[0].append(Trajectory(prompt_ids=list(t0.prompt_ids), completion_ids=list(t0.completion_ids[:5]),
+                                    role=1, sub_group=0, meta={"parent": 0, "tool_calls": 2}))
+        return groups
+
+    trainer.engine.generate = with_executor
+    batches = []
+    original = trainer.build_batch
+    trainer.build_batch = lambda groups: batches.append(original(groups)) or batches[-1]
+    before = params(trainer)
+    trainer.train()
+    b = batches[0]
+    assert b.group_index.tolist() == [0, 0, 0, 1, 1]
+    assert b.role.tolist() == [0, 0, 1, 0, 0] and b.sub_group.tolist() == [-1, -1, 0, -1, -1]
+    assert [m["role"] for m in seen_meta] == [0, 0, 1, 0, 0] and seen_meta[2]["tool_calls"] == 2
+    assert [m["group_index"] for m in seen_meta] == [0, 0, 0, 1, 1] and "prompt_index" in seen_meta[0]
+    r = b.total_reward.double()
+    mean, std = group_mean_std(r, b.group_index)
+    assert mean[0] == r[:3].mean() and mean[3] == r[3:].mean()  # the group of 3 is normalised together
+    expected = ((r - mean) / (std + cfg.advantage_eps)).float()
+    assert torch.allclose(b.advantages["main"][:, 0], expected * b.completion_mask[:, 0], atol=1e-6)
+    assert any(not torch.equal(before[k], v) for k, v in params(trainer).items())
+    # build_batch keeps the group ids it is given (it used to renumber them 0, 1, ...)
+    groups = trainer.rollout_and_score([0, 1])
+    for g, gid in zip(groups, (7, 3)):
+        for traj in g.trajectories:
+            traj.group_index = gid
+    assert original(groups).group_index.tolist() == [7, 7, 7, 3, 3]

@@ -300,6 +300,7 @@ def test_compute_policy_loss_two_terms_with_rollout_mask():
     close(lp.grad, [[-1.45, -1.45], [-0.4, 0.0], [-3.55, -3.55]])
     close(m["main/loss"], -0.4)
     close(m["aux/loss"], -20.0)
+    close(m["loss"], -10.4)  # the weighted total
     for k in ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean", "dual_clip_frac"):
         assert f"main/{k}" in m and f"aux/{k}" in m
     close(m["aux/ratio_mean"], 1.0)
@@ -318,7 +319,8 @@ def test_compute_policy_loss_single_term_metrics_unprefixed_and_agg_mode():
     c = cfg(loss_agg_mode="seq-mean-token-sum-norm", max_completion_length=5)
     loss, m = compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), get_composition("single")(c), c)
     close(loss, -2.0 / (3 * 5))  # sum -2 over N=3 x max_len=5
-    assert "clip_frac" in m and "loss" not in m and not any("/" in k for k in m)
+    assert "clip_frac" in m and not any("/" in k for k in m)
+    close(m["loss"], -2.0 / (3 * 5))  # one term: the composed loss is that term's (logged as "loss")
     c = cfg(loss_agg_mode="seq-mean-token-mean")
     loss, _ = compute_policy_loss(lp, old, {"main": t(MAIN)}, t(CMASK), [LossTerm()], c)
     close(loss, (-1.0 - 2.0 + 1.0) / 3)  # row means -1, -2, 1
@@ -408,3 +410,123 @@ def test_importance_correct_by_hand():
     assert m["rollout/is_weight_mean"] == pytest.approx(float(w.sum()) / 5)
     same, m0 = importance_correct(adv, train, engine, mask, cap=0.0)  # off: measured, not applied
     assert same["main"] is adv["main"] and "rollout/is_weight_mean" not in m0
+
+
+# --- GSPO (sequence-level ratio) -------------------------------------------------------------------
+
+# old_logp = 0: row 0 log-ratios average 0.05 (s = e^0.05, inside [0.8, 1.2]); row 1 averages 0.3 over
+# its 2 tokens (s = e^0.3 = 1.35 > 1.2, A > 0: clipped; the padded 5.0 is ignored); row 2 averages
+# -0.5 (s = e^-0.5 = 0.61 < 0.8, A < 0: clipped)
+GSPO_LOGP = [[0.3, -0.3, 0.15], [0.6, 0.0, 5.0], [-0.5, -0.4, -0.6]]
+GSPO_MASK = [[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+GSPO_ADV = [[1.0, 1.0, 1.0], [1.0, 1.0, 0.0], [-1.0, -1.0, -1.0]]
+
+
+def _gspo_inputs():
+    lp = t(GSPO_LOGP).requires_grad_(True)
+    return lp, torch.zeros_like(lp), t(GSPO_ADV), t(GSPO_MASK)
+
+
+def test_gspo_values_gradients_and_per_sequence_clipping():
+    lp, old, adv, mask = _gspo_inputs()
+    per_token, m = get_loss("gspo")(lp, old, adv, mask, cfg())
+    s0 = math.exp(0.05)
+    # the ratio's value is the sequence's on every token: row 0 -s0 A; rows 1 and 2 clipped at 1.2 / 0.8
+    close(per_token, [[-s0, -s0, -s0], [-1.2, -1.2, 0.0], [0.8, 0.8, 0.8]])
+    close(m["ratio_mean"], (3 * s0 + 2 * math.exp(0.3) + 3 * math.exp(-0.5)) / 8)
+    close(m["clip_frac_high"], 2 / 8)
+    close(m["clip_frac_low"], 3 / 8)
+    per_token.sum().backward()
+    # token form: d s_i,t / d logp_t = s_i, so an unclipped token's gradient is -A s_i; clipped rows get 0
+    close(lp.grad, [[-s0, -s0, -s0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+
+
+def test_gspo_token_form_gives_the_sequence_level_gradient():
+    # GSPO's objective -(1/G) sum_i min(s_i A_i, clip(s_i) A_i) with s_i = exp(mean_t log-ratio), by
+    # autograd through s_i itself, equals the token form aggregated seq-mean-token-mean
+    from rl.losses import sequence_log_ratio
+
+    lp, old, adv, mask = _gspo_inputs()
+    s = torch.exp(sequence_log_ratio(lp, old, mask))  # [N], differentiable
+    a = adv[:, 0]
+    objective = -torch.minimum(s * a, s.clamp(0.8, 1.2) * a).mean()
+    objective.backward()
+    expected = lp.grad.clone()
+    # by hand: row 0 is the only unclipped one: -(1/3) * s0 * (1/3) on each of its 3 tokens
+    close(expected, [[-math.exp(0.05) / 9] * 3, [0.0] * 3, [0.0] * 3])
+    lp.grad = None
+    c = cfg(loss_agg_mode="seq-mean-token-mean")
+    loss, _ = compute_policy_loss(lp, old, {"main": adv}, mask, [LossTerm(loss="gspo")], c)
+    close(loss, float(objective.detach()))
+    loss.backward()
+    assert torch.allclose(lp.grad, expected, atol=1e-12, rtol=0)
+
+
+def test_clipped_with_sequence_level_is_gspo_and_token_level_is_not():
+    lp, old, adv, mask = _gspo_inputs()
+    gspo, _ = get_loss("gspo")(lp, old, adv, mask, cfg())
+    seq, _ = get_loss("clipped")(lp, old, adv, mask, cfg(importance_sampling_level="sequence"))
+    tok, _ = get_loss("clipped")(lp, old, adv, mask, cfg(importance_sampling_level="token"))
+    assert torch.equal(gspo, seq)
+    assert not torch.allclose(gspo, tok)
+    with pytest.raises(ValueError, match="importance_sampling_level"):
+        get_loss("clipped")(lp, old, adv, mask, cfg(importance_sampling_level="seq"))
+
+
+def test_gspo_on_policy_gradient_is_minus_advantage():
+    lp = t(GSPO_LOGP).requires_grad_(True)
+    per_token, m = get_loss("gspo")(lp, lp.detach(), t(GSPO_ADV), t(GSPO_MASK), cfg())
+    per_token.sum().backward()
+    close(lp.grad, [[-1.0, -1.0, -1.0], [-1.0, -1.0, 0.0], [1.0, 1.0, 1.0]])
+    close(m["ratio_mean"], 1.0)
+
+
+# --- CISPO (clipped, stop-gradient IS weight on the log-prob) ---------------------------------------
+
+
+def test_cispo_values_and_gradients_by_hand():
+    # ratios 1.0, 1.5, 0.5 (old_logp = 0); eps_high 0.2 caps the weight at 1.2; no lower bound by default
+    lp, old = logp_for([[1.0, 1.5, 0.5], [1.0, 1.5, 0.5]])
+    adv = t([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0]])
+    mask = t([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    per_token, m = get_loss("cispo")(lp, old, adv, mask, cfg())
+    w = [1.0, 1.2, 0.5]
+    logs = [0.0, math.log(1.5), math.log(0.5)]
+    close(per_token, [[-w[i] * logs[i] for i in range(3)], [w[0] * logs[0], w[1] * logs[1], 0.0]])
+    close(m["is_weight_mean"], (1.0 + 1.2 + 0.5 + 1.0 + 1.2) / 5)
+    close(m["clip_frac_high"], 2 / 5)
+    close(m["clip_frac_low"], 0.0)
+    per_token.sum().backward()
+    # dL/dlogp = -clip(r) A: the token at ratio 1.5 keeps a (capped) gradient, where clipped gives 0
+    close(lp.grad, [[-1.0, -1.2, -0.5], [1.0, 1.2, 0.0]])
+    lp.grad = None
+    clipped, _ = get_loss("clipped")(lp, old, adv, mask, cfg())
+    clipped.sum().backward()
+    assert lp.grad[0, 1].item() == 0.0
+
+
+def test_cispo_own_epsilons():
+    lp, old = logp_for([[1.0, 1.5, 0.5]])
+    adv, mask = t([[2.0, 2.0, 2.0]]), t([[1.0, 1.0, 1.0]])
+    c = cfg(epsilon_high=0.28, cispo_epsilon_low=0.2, cispo_epsilon_high=None)
+    per_token, m = get_loss("cispo")(lp, old, adv, mask, c)
+    per_token.sum().backward()
+    close(lp.grad, [[-2.0, -2.0 * 1.28, -2.0 * 0.8]])  # upper bound from epsilon_high, lower from its own
+    c = cfg(cispo_epsilon_high=0.1)
+    lp.grad = None
+    per_token, _ = get_loss("cispo")(lp, old, adv, mask, c)
+    per_token.sum().backward()
+    close(lp.grad, [[-2.0, -2.0 * 1.1, -1.0]])
+
+
+def test_new_losses_ignore_padding_garbage():
+    lp = t([[-0.5, float("inf")], [-1.0, float("nan")]]).requires_grad_(True)
+    old = t([[-0.4, 0.0], [-1.2, 0.0]])
+    mask = t([[1.0, 0.0], [1.0, 0.0]])
+    adv = t([[1.0, 1.0], [-1.0, -1.0]])
+    for name in ("gspo", "cispo"):
+        lp.grad = None
+        per_token, _ = get_loss(name)(lp, old, adv, mask, cfg())
+        assert torch.isfinite(per_token).all() and per_token[:, 1].eq(0).all()
+        per_token.sum().backward()
+        assert torch.isfinite(lp.grad).all() and lp.grad[:, 1].eq(0).all()

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -99,3 +100,43 @@ def test_token_level_rewards_stay_out_of_the_total():
     funcs, names = resolve_reward_funcs([per_token, length_reward])
     rewards, total, _, _ = score_completions(funcs, names, [1.0, 1.0], ["p", "q"], ["a", "bb"], [[1], [2, 3]], ROWS)
     assert rewards["per_token"] == [[0.5], [0.5, 0.5]] and total == [1.0, 2.0]
+
+
+def test_rewards_receive_each_completions_meta():
+    def tool_efficiency(prompts, completions, meta, **kw):  # reads counts, not text
+        return [1.0 / (1 + m["tool_calls"]) for m in meta]
+
+    seen = {}
+
+    def catch_all(prompts, completions, completion_ids, **kw):
+        seen.update(copy.deepcopy(kw))
+        kw["meta"][0]["tool_calls"] = 99  # a reward mutating its copy changes nothing upstream
+        return [0.0] * len(completions)
+
+    meta = [{"tool_calls": 0, "role": 0}, {"tool_calls": 3, "role": 1, "parent": 0}]
+    funcs, names = resolve_reward_funcs([tool_efficiency, catch_all])
+    rewards, *_ = score_completions(funcs, names, [1.0, 1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS, meta=meta)
+    assert rewards["tool_efficiency"] == [1.0, 0.25]
+    assert seen["meta"] == meta
+    assert meta[0]["tool_calls"] == 0 and seen["answer"] == ["1", "2"]
+    # without trajectory records every completion gets an empty one
+    seen.clear()
+    score_completions([catch_all], ["c"], [1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS)
+    assert seen["meta"] == [{}, {}]
+    with pytest.raises(ValueError, match="meta has 1 records for 2 completions"):
+        score_completions([catch_all], ["c"], [1.0], ["p", "q"], ["a", "b"], [[1], [2]], ROWS, meta=[{}])
+
+
+def test_a_reward_without_kwargs_gets_only_what_it_names():
+    # no **kwargs: before, every column (and now meta) was passed and the call raised TypeError
+    def strict(completions, answer):
+        return [1.0 if c == a else 0.0 for c, a in zip(completions, answer)]
+
+    class Strict:
+        def __call__(self, prompts, completions, *, meta):
+            return [float(len(m)) for m in meta]
+
+    funcs, names = resolve_reward_funcs([strict, Strict()])
+    rewards, *_ = score_completions(funcs, names, [1.0, 1.0], ["p", "q"], ["1", "x"], [[1], [2]], ROWS,
+                                    meta=[{"a": 1}, {}])
+    assert rewards == {"strict": [1.0, 0.0], "Strict": [1.0, 0.0]}

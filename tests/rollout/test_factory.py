@@ -1,22 +1,6 @@
-"""Engine construction: launch arguments for colocated engines, the start directory."""
+"""The start directory of a vLLM engine (config-free; the config side is tests/rl/test_engines.py)."""
 
 from __future__ import annotations
-
-
-def test_colocated_launch_kwargs():
-    from types import SimpleNamespace
-
-    import pytest
-
-    from rl.config import ConfigError
-    from rollout.factory import colocated_launch_kwargs
-
-    one_gpu_each = SimpleNamespace(vllm_tensor_parallel_size=1)
-    assert colocated_launch_kwargs(one_gpu_each, 1, cuda=True) == {}
-    assert colocated_launch_kwargs(one_gpu_each, 4, cuda=True) == {"distributed_executor_backend": "external_launcher"}
-    assert colocated_launch_kwargs(one_gpu_each, 2, cuda=False) == {}  # CPU processes: each engine is its own
-    with pytest.raises(ConfigError, match="^vllm_tensor_parallel_size: .*rollout_mode: server"):
-        colocated_launch_kwargs(SimpleNamespace(vllm_tensor_parallel_size=2), 2, cuda=True)
 
 
 def test_engine_model_dir_uses_the_source_or_exports(tiny_model_dir, tmp_path):

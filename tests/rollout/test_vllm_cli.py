@@ -103,10 +103,14 @@ def _stub_server(routes: dict[tuple[str, str], tuple[int, bytes]]):
         httpd.shutdown()
 
 
-def test_server_error_status_is_reported_without_retrying():
+def test_server_error_status_is_reported_5xx_after_retries_4xx_at_once():
     with _stub_server({("GET", "/v1/models"): (500, b"engine dead")}) as (url, hits):
-        with pytest.raises(RolloutServerError, match="answered 500.*engine dead"):
-            VLLMServerEngine(url, _Tok(), timeout=5)
+        with pytest.raises(RolloutServerError, match="answered 500 to the model listing after 3 attempts: engine dead"):
+            VLLMServerEngine(url, _Tok(), timeout=5, backoff=0.01)
+        assert hits == [("GET", "/v1/models")] * 3
+    with _stub_server({("GET", "/v1/models"): (403, b"forbidden")}) as (url, hits):
+        with pytest.raises(RolloutServerError, match="answered 403 to the model listing: forbidden"):
+            VLLMServerEngine(url, _Tok(), timeout=5, backoff=0.01)
         assert hits == [("GET", "/v1/models")]
 
 

@@ -162,6 +162,36 @@ def test_lora_grpo_steps_keep_the_engine_on_the_policy(engine, vllm_model_dir, t
     assert after == _greedy_ids(HFEngine(policy, trainer.tokenizer), _prompts(trainer.tokenizer))
 
 
+def test_resume_pushes_the_checkpoint_weights_to_the_engine(engine, vllm_model_dir, tmp_path):
+    """Defect: the engine was built from the start weights and the checkpoint, loaded later in
+    train(), never reached it; the first steps after a resume sampled from the initial model."""
+    from tests.rl.tests_helpers_grpo import make_cfg, make_dataset, token_sum_reward
+
+    from rl.grpo_trainer import GRPOTrainer
+
+    cfg = dict(engine="vllm", max_completion_length=16, learning_rate=5e-2, save_steps=2)
+    first = GRPOTrainer(str(vllm_model_dir), [token_sum_reward], make_cfg(vllm_model_dir, tmp_path, max_steps=2, **cfg),
+                        make_dataset(), engine=engine)
+    first.train()
+    tok = first.tokenizer
+    prompts = _prompts(tok)
+    trained = _greedy_ids(HFEngine(first.unwrapped_model, tok), prompts)
+    start_model, _ = _load(vllm_model_dir)
+    start = _greedy_ids(HFEngine(start_model, tok), prompts)
+    assert trained != start, "two steps at lr 5e-2 should change greedy decoding"
+    # a new process: its engine starts from the weights on disk (what make_rollout_engine builds)
+    engine.sync_weights(start_model)
+    assert _greedy_ids(engine, prompts) == start
+    resumed = GRPOTrainer(str(vllm_model_dir), [token_sum_reward],
+                          make_cfg(vllm_model_dir, tmp_path, max_steps=2, resume_from_checkpoint="latest", **cfg),
+                          make_dataset(), engine=engine)
+    out = resumed.train()  # resumes at step 2 of 2: loads the checkpoint, runs no step
+    assert out["global_step"] == 2
+    policy = _greedy_ids(HFEngine(resumed.unwrapped_model, tok), prompts)
+    assert policy == trained
+    assert _greedy_ids(engine, prompts) == policy
+
+
 def test_sleep_mode_then_wake_generates_from_the_synced_policy(vllm_model_dir):
     if not torch.cuda.is_available():
         pytest.skip("sleep mode is GPU-only: vLLM's CPU backend ignores it, and so does VLLMEngine (with a printed note)")
