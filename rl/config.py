@@ -356,7 +356,6 @@ class GRPOConfig(TrainConfig):
                 f"{self.gradient_accumulation_steps} = {per_step}) must be divisible by num_generations ({G}) "
                 "so that groups stay whole on each device (or set prompts_per_step)",
             )
-            self.prompts_per_step = per_step // G
         from rl.engines import ENGINES  # lazy: rl.engines imports this module
 
         if self.engine not in ENGINES:
@@ -429,6 +428,15 @@ class GRPOConfig(TrainConfig):
 
         # every registry name exists and every method_kwargs key is known, before any model loads
         validate_method_settings(self)
+
+    @property
+    def step_prompts(self) -> int:
+        """Prompts each device rolls out and trains on per optimizer step: ``prompts_per_step``, or
+        when it is 0 the derived ``per_device_train_batch_size x gradient_accumulation_steps / G``.
+        (Derived here, not written back, so ``dataclasses.replace`` with another batch size stays right.)"""
+        if self.prompts_per_step > 0:
+            return self.prompts_per_step
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps // self.num_generations
 
 
 C = TypeVar("C", bound=TrainConfig)

@@ -206,7 +206,7 @@ class GRPOTrainer(BaseTrainer):
         groups: list[ScoredGroup] = []
         sampling_metrics: dict[str, float] = {}
         try:
-            groups, sampling_metrics = self.assembler.assemble(self._draw, self.rollout_and_score, args.prompts_per_step)
+            groups, sampling_metrics = self.assembler.assemble(self._draw, self.rollout_and_score, args.step_prompts)
         except SkipBatch as e:
             status, reason = _SKIP, str(e)
         except Exception as e:  # turned into a failure of every process below

@@ -77,8 +77,14 @@ def sampling_params(n: int, sampling: SamplingConfig, seed: int | None = None) -
     return SamplingParams(**kw)
 
 
-def trajectories_from_outputs(outputs: Sequence[Any], prompt_ids: Sequence[Sequence[int]]) -> list[list[Trajectory]]:
-    """vLLM ``RequestOutput``s (one per prompt, ``n`` completions each) -> groups of trajectories."""
+def trajectories_from_outputs(
+    outputs: Sequence[Any], prompt_ids: Sequence[Sequence[int]], tokenizer: Any = None
+) -> list[list[Trajectory]]:
+    """vLLM ``RequestOutput``s (one per prompt, ``n`` completions each) -> groups of trajectories.
+
+    With ``tokenizer``, ``text`` is ``tokenizer.decode(ids, skip_special_tokens=True)``, exactly what
+    the HF engine gives: vLLM's incremental detokenizer holds back a trailing partial UTF-8
+    character, so its text can differ from the ids' decoding, and rewards grade the text."""
     groups: list[list[Trajectory]] = []
     for g, (req, prompt) in enumerate(zip(outputs, prompt_ids)):
         group = []
@@ -93,7 +99,7 @@ def trajectories_from_outputs(outputs: Sequence[Any], prompt_ids: Sequence[Seque
                     completion_ids=ids,
                     logprobs=lp,
                     finish_reason="length" if comp.finish_reason == "length" else "stop",
-                    text=comp.text,
+                    text=comp.text if tokenizer is None else tokenizer.decode(ids, skip_special_tokens=True),
                     group_index=g,
                 )
             )
@@ -189,7 +195,7 @@ class VLLMEngine:
         self.wake_up()
         params = sampling_params(n, sampling)
         outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompt_ids], params, use_tqdm=False)
-        return trajectories_from_outputs(outputs, prompt_ids)
+        return trajectories_from_outputs(outputs, prompt_ids, self.tokenizer)
 
     def sync_weights(self, model: Any) -> None:
         """Push ``model``'s current parameters into the engine, in place (no disk)."""

@@ -161,10 +161,12 @@ class VLLMServerEngine:
         if sampling.return_logprobs:
             body["logprobs"] = 0
         out = self._post("/v1/completions", body, what="generation request")
-        return self._parse(out, prompt_ids, n)
+        return self._parse(out, prompt_ids, n, self.tokenizer)
 
     @staticmethod
-    def _parse(out: dict, prompt_ids: Sequence[Sequence[int]], n: int) -> list[list[Trajectory]]:
+    def _parse(out: dict, prompt_ids: Sequence[Sequence[int]], n: int, tokenizer: Any = None) -> list[list[Trajectory]]:
+        """The server's choices -> groups; ``text`` is the tokenizer's decoding of the returned ids
+        (as the other engines give it), the server's own text only when no ids came back."""
         choices = sorted(out.get("choices", []), key=lambda c: c["index"])
         if len(choices) != len(prompt_ids) * n:
             raise RolloutServerError(f"expected {len(prompt_ids) * n} completions, the server returned {len(choices)}")
@@ -181,7 +183,8 @@ class VLLMServerEngine:
                     completion_ids=ids,
                     logprobs=lp,
                     finish_reason="length" if c.get("finish_reason") == "length" else "stop",
-                    text=c.get("text", ""),
+                    text=tokenizer.decode(ids, skip_special_tokens=True) if tokenizer is not None and ids
+                    else c.get("text", ""),
                     group_index=g,
                 )
             )

@@ -8,7 +8,7 @@ def test_batch_not_divisible_by_group_size_names_field():
         GRPOConfig(model="m", per_device_train_batch_size=10, num_generations=4)
     # a group may span micro-batches of one device: 2 x 4 = 8 completions = 2 groups of 4
     cfg = GRPOConfig(model="m", per_device_train_batch_size=2, gradient_accumulation_steps=4, num_generations=4)
-    assert cfg.prompts_per_step == 2
+    assert cfg.step_prompts == 2
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_invalid_values_name_the_field(kwargs, field):
 def test_defaults_fill_in():
     cfg = GRPOConfig(model="m", per_device_train_batch_size=8, num_generations=4, epsilon=0.25)
     assert cfg.epsilon_high == 0.25
-    assert cfg.prompts_per_step == 2
+    assert cfg.step_prompts == 2
     cfg = GRPOConfig(model="m", per_device_train_batch_size=8, num_generations=4, dynamic_sampling=True)
     assert cfg.sampler == "dynamic"
 
@@ -81,3 +81,16 @@ def test_recipe_validation_runs(tmp_path):
 def test_missing_recipe_file():
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(SFTConfig, ["--config", "/nope.yaml"])
+
+
+def test_derived_prompts_per_step_follows_a_replaced_batch_size(tmp_path):
+    import dataclasses
+
+    from rl.config import GRPOConfig
+
+    cfg = GRPOConfig(model=str(tmp_path), num_generations=4, per_device_train_batch_size=8)
+    assert cfg.prompts_per_step == 0 and cfg.step_prompts == 2
+    bigger = dataclasses.replace(cfg, per_device_train_batch_size=16)
+    assert bigger.step_prompts == 4  # derived again, not the first config's 2
+    fixed = GRPOConfig(model=str(tmp_path), num_generations=4, per_device_train_batch_size=3, prompts_per_step=5)
+    assert fixed.step_prompts == 5

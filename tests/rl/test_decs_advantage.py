@@ -240,13 +240,13 @@ def test_recipes_parse(name, monkeypatch):
     KappaSettings.from_args(cfg_)
     assert cfg_.method_kwargs["decs_beta"] == 0.1
     if name == "tiny":  # the settings of the tuning study (docs/decs.md, Results)
-        assert cfg_.prompts_per_step == 8 and cfg_.num_generations == 8 and cfg_.max_completion_length == 256
+        assert cfg_.step_prompts == 8 and cfg_.num_generations == 8 and cfg_.max_completion_length == 256
         assert cfg_.learning_rate == 5e-5 and cfg_.dataset == "task:overthink_heavy"
         assert cfg_.method_kwargs["decs_kappa_init"] == 0.5 and cfg_.method_kwargs["decs_kappa_lr"] == 0.5
     else:
         assert cfg_.method_kwargs["decs_kappa_lr"] == 0.2  # the paper's
         # the paper: G = 16, 64 prompts per step on 8 processes, 16k responses, lr 2e-6 constant, T = 0.6
-        assert cfg_.num_generations == 16 and cfg_.prompts_per_step * 8 == 64
+        assert cfg_.num_generations == 16 and cfg_.step_prompts * 8 == 64
         assert cfg_.max_completion_length == 16384 and cfg_.learning_rate == 2e-6
         assert cfg_.lr_scheduler_type == "constant" and cfg_.temperature == 0.6
         assert cfg_.bf16 and cfg_.gradient_checkpointing
