@@ -62,7 +62,10 @@ def method_settings(name: str, steps: int, max_len: int, decs_options: dict | No
 def parse_args(argv=None) -> argparse.Namespace:
     DECS_DEFAULTS = decs_defaults()
     p = argparse.ArgumentParser(prog="parsimony compare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", default="overthink", help="embedded task (the heavy-redundancy variant is used)")
+    p.add_argument("--task", default="overthink",
+                   help="embedded task: overthink (its heavy-redundancy variant is used), explore (necessary tries of "
+                        "variable length, then redundant re-checks), explore_guess (explore whose teacher guesses x "
+                        "at once on 15%% of traces: the shortcut a sequence-level length penalty can pay for)")
     p.add_argument("--redundancy", default="heavy", choices=["heavy", "standard"])
     p.add_argument("--out", default="outputs/compare")
     p.add_argument("--model-dir", default=None, help="start model (default: build the tiny model)")
@@ -155,13 +158,14 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
     return final, info
 
 
-def evaluate(path: Path, test_set, args, cache: Path) -> dict:
+def evaluate(path: Path, test_set, args, cache: Path, task: str) -> dict:
+    from curriculum.tasks import task_text_metrics
     from rl.eval.efficiency import evaluate_checkpoint
 
     if cache.is_file():
         return json.loads(cache.read_text())
     res = evaluate_checkpoint(path, test_set, max_new_tokens=args.max_completion_length, temperature=args.temperature,
-                              seed=args.seed)
+                              seed=args.seed, text_metrics=task_text_metrics(task))
     cache.write_text(json.dumps(res, indent=1))
     return res
 
@@ -198,7 +202,10 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    task = f"{args.task}_heavy" if args.redundancy == "heavy" else args.task
+    from curriculum.tasks import TASKS
+
+    heavy = f"{args.task}_heavy"
+    task = heavy if args.redundancy == "heavy" and heavy in TASKS else args.task
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
         method_settings(m, 1, 1, decs_options(args))  # fail on a typo before any training
@@ -207,11 +214,11 @@ def main(argv=None) -> int:
     start = Path(args.sft_checkpoint) if args.sft_checkpoint else train_sft(args, model_dir, task, out)
     test_set = get_task_dataset(task, args.eval_problems, seed=args.seed + 1, split="test")
 
-    results: dict[str, dict] = {"sft": evaluate(start, test_set, args, out / "sft_eval.json")}
+    results: dict[str, dict] = {"sft": evaluate(start, test_set, args, out / "sft_eval.json", task)}
     infos: dict[str, dict] = {}
     for m in methods:
         final, infos[m] = train_method(args, m, start, task, out)
-        results[m] = evaluate(final, test_set, args, out / m / "eval.json")
+        results[m] = evaluate(final, test_set, args, out / m / "eval.json", task)
         print(f"[compare] {m}: greedy acc {results[m]['greedy']['accuracy']:.3f}, "
               f"tokens {results[m]['greedy']['mean_tokens']:.1f}")
 
@@ -223,17 +230,24 @@ def main(argv=None) -> int:
                 "method": "sft_start" if m == "sft" else m, "decoding": decoding, "accuracy": r["accuracy"],
                 "mean_tokens": r["mean_tokens"], "redundant_fraction": r["redundant_fraction"],
                 "redundant_chunks": r["redundant_chunks"],
-                "mean_tokens_correct": r.get("mean_tokens_correct"),
+                "mean_tokens_correct": r.get("mean_tokens_correct"), "accuracy_se": r.get("accuracy_se"),
+                # explore: candidates tried before the answer (a guess tries none); overthink: the slip opening
+                "mean_tries": r.get("tries"), "guess_fraction": r.get("guess"), "slip_fraction": r.get("slip"),
+                "train_seconds": infos.get(m, {}).get("seconds"),
             })
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    lines = ["| method | decoding | accuracy | mean tokens | Δ tokens vs SFT | redundant fraction | redundant chunks |",
-             "|---|---|---|---|---|---|---|"]
+    behaviours = [k for k in ("mean_tries", "guess_fraction", "slip_fraction") if summary[0].get(k) is not None]
+    lines = ["| method | decoding | accuracy | mean tokens | Δ tokens vs SFT | redundant fraction | redundant chunks |"
+             + "".join(f" {k} |" for k in behaviours),
+             "|---|---|---|---|---|---|---|" + "---|" * len(behaviours)]
     base = {r["decoding"]: r for r in summary if r["method"] == "sft_start"}
     for r in summary:
         b = base[r["decoding"]]
         delta = (r["mean_tokens"] - b["mean_tokens"]) / b["mean_tokens"] if b["mean_tokens"] else 0.0
-        lines.append(f"| {r['method']} | {r['decoding']} | {100 * r['accuracy']:.1f}% | {r['mean_tokens']:.1f} | "
-                     f"{100 * delta:+.0f}% | {r['redundant_fraction']:.3f} | {r['redundant_chunks']:.2f} |")
+        se = f" ± {100 * r['accuracy_se']:.1f}" if r.get("accuracy_se") is not None else ""
+        lines.append(f"| {r['method']} | {r['decoding']} | {100 * r['accuracy']:.1f}%{se} | {r['mean_tokens']:.1f} | "
+                     f"{100 * delta:+.0f}% | {r['redundant_fraction']:.3f} | {r['redundant_chunks']:.2f} |"
+                     + "".join(f" {r[k]:.3f} |" if r.get(k) is not None else " - |" for k in behaviours))
     table = "\n".join(lines)
     meta = {"task": task, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps, "lr": args.lr,
             "warmup_steps": args.warmup_steps, "kl_beta": args.kl_beta, "temperature": args.temperature,

@@ -1,6 +1,7 @@
 """The main job on the embedded default, end to end on CPU in a few minutes:
 
     tiny Qwen2 model + tokenizer  ->  SFT warm start on the overthinking-arithmetic task
+    (``overthink_slip``: a noisy teacher that skips the last step, so RL has something to fix)
     ->  evaluate  ->  GRPO (+ DECS by default)  ->  evaluate
     ->  report (accuracy, mean completion tokens, redundant tokens, time)
 
@@ -21,11 +22,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="parsimony quickstart", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="outputs/quickstart", help="output directory")
     p.add_argument("--size", default="tiny", choices=["tiny", "small"], help="embedded model size")
-    p.add_argument("--task", default="overthink", help="synthetic task name")
+    p.add_argument("--task", default="overthink_slip",
+                   help="synthetic task name (overthink_slip: the teacher's traces open 'Let me compute quickly.' "
+                        "and skip the last step on 15%% of 2-op and 60%% of 3-op problems, so accuracy-only RL has "
+                        "headroom; overthink: the clean teacher of the DECS study)")
+    p.add_argument("--sft-checkpoint", default=None,
+                   help="reuse this SFT checkpoint (e.g. <out>/sft/final of an earlier run) instead of training one")
     p.add_argument("--method", default="decs", choices=["decs", "grpo"],
                    help="decs: GRPO with the DECS token-level length reward; grpo: accuracy reward only")
     p.add_argument("--sft-steps", type=int, default=1000,
-                   help="SFT optimizer steps (batch 32): 700 reach ~60%% greedy accuracy, 1000 ~92%%, 1200 ~99%%")
+                   help="SFT optimizer steps (batch 32); on the clean overthink task 700 reach ~60%% greedy accuracy, "
+                        "1000 ~92%%, 1200 ~99%%")
     p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--grpo-steps", type=int, default=60, help="GRPO optimizer steps")
     p.add_argument("--grpo-lr", type=float, default=5e-5,
@@ -58,7 +65,7 @@ def method_fields(method: str) -> dict:
 def main(argv=None) -> int:
     import torch
 
-    from curriculum.tasks import get_task_dataset
+    from curriculum.tasks import get_task_dataset, task_text_metrics
     from rl.config import GRPOConfig
     from rl.eval.efficiency import evaluate_checkpoint, sft_warm_start
     from rl.embedded import make_tiny_model
@@ -81,13 +88,20 @@ def main(argv=None) -> int:
     test_set = get_task_dataset(args.task, args.eval_problems, seed=args.seed + 1, split="test")
 
     t0 = time.time()
-    sft_dir = sft_warm_start(model_dir, args.task, args.sft_steps, out / "sft", learning_rate=args.sft_lr,
-                             report_to=report_to, seed=args.seed, run_name="quickstart-sft")
+    if args.sft_checkpoint:
+        sft_dir = Path(args.sft_checkpoint)
+        if not (sft_dir / "config.json").is_file():
+            raise FileNotFoundError(f"--sft-checkpoint: {sft_dir} has no config.json (give a saved model directory)")
+        print(f"[quickstart] reusing the SFT checkpoint {sft_dir}")
+    else:
+        sft_dir = sft_warm_start(model_dir, args.task, args.sft_steps, out / "sft", learning_rate=args.sft_lr,
+                                 report_to=report_to, seed=args.seed, run_name="quickstart-sft")
     timings["sft"] = time.time() - t0
 
     t0 = time.time()
+    metrics = task_text_metrics(args.task)
     before = evaluate_checkpoint(sft_dir, test_set, max_new_tokens=args.max_completion_length,
-                                temperature=args.temperature, seed=args.seed)
+                                temperature=args.temperature, seed=args.seed, text_metrics=metrics)
     timings["eval_before"] = time.time() - t0
     print(f"[quickstart] after SFT: greedy accuracy {before['greedy']['accuracy']:.3f}, "
           f"mean tokens {before['greedy']['mean_tokens']:.1f}")
@@ -119,7 +133,7 @@ def main(argv=None) -> int:
 
     t0 = time.time()
     after = evaluate_checkpoint(grpo_dir, test_set, max_new_tokens=args.max_completion_length,
-                               temperature=args.temperature, seed=args.seed)
+                               temperature=args.temperature, seed=args.seed, text_metrics=metrics)
     timings["eval_after"] = time.time() - t0
     timings["total"] = time.time() - t_all
 
@@ -129,17 +143,21 @@ def main(argv=None) -> int:
         for decoding in ("greedy", "sampled"):
             r = res[decoding]
             rows.append({"stage": stage, "decoding": decoding, "accuracy": r["accuracy"],
-                         "mean_tokens": r["mean_tokens"], "redundant_fraction": r["redundant_fraction"],
-                         "redundant_chunks": r["redundant_chunks"]})
-    report = {"rows": rows, "timings_s": timings, "eval_problems": args.eval_problems,
+                         "accuracy_se": r["accuracy_se"], "mean_tokens": r["mean_tokens"],
+                         "redundant_fraction": r["redundant_fraction"], "redundant_chunks": r["redundant_chunks"],
+                         **{k: r[k] for k in metrics}})
+    report = {"rows": rows, "timings_s": timings, "eval_problems": args.eval_problems, "task": args.task,
               "sft_steps": args.sft_steps, "grpo_steps": args.grpo_steps}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print("\n## parsimony quickstart\n")
-    print("| stage | decoding | accuracy | mean tokens | redundant token fraction | redundant chunks |")
-    print("|---|---|---|---|---|---|")
+    extra = list(metrics)  # the task's behaviours (overthink: slip = the skip-a-step opening, steps per answer)
+    print("| stage | decoding | accuracy (± SE) | mean tokens | redundant token fraction | redundant chunks |"
+          + "".join(f" {k} |" for k in extra))
+    print("|---|---|---|---|---|---|" + "---|" * len(extra))
     for r in rows:
-        print(f"| {r['stage']} | {r['decoding']} | {100 * r['accuracy']:.1f}% | {r['mean_tokens']:.1f} | "
-              f"{r['redundant_fraction']:.3f} | {r['redundant_chunks']:.2f} |")
+        print(f"| {r['stage']} | {r['decoding']} | {100 * r['accuracy']:.1f}% ± {100 * r['accuracy_se']:.1f} | "
+              f"{r['mean_tokens']:.1f} | {r['redundant_fraction']:.3f} | {r['redundant_chunks']:.2f} |"
+              + "".join(f" {r[k]:.3f} |" for k in extra))
     print(f"\nheld-out problems: {args.eval_problems}; time: " +
           ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     print(f"report: {out / 'report.json'}")

@@ -51,8 +51,11 @@ def evaluate_checkpoint(
     decodings: tuple[str, ...] = DECODINGS,
     seed: int = 0,
     batch_size: int = 100,
+    text_metrics: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """decoding -> {accuracy, mean_tokens, redundant_fraction, redundant_chunks, ...}."""
+    """decoding -> {accuracy, mean_tokens, redundant_fraction, redundant_chunks, ...}, plus each of
+    ``text_metrics`` (name -> fn(completion) -> float, e.g. ``curriculum.tasks.task_text_metrics``)
+    averaged over the samples."""
     tok = load_tokenizer(str(model_dir))
     model = load_model(str(model_dir)).eval()
     rows = list(dataset)
@@ -60,9 +63,10 @@ def evaluate_checkpoint(
     for decoding in decodings:
         res = evaluate_dataset(  # seeded per sample: the sampled decoding is reproducible
             model, tok, rows, greedy=decoding == "greedy", temperature=temperature,
-            max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
+            max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, text_metrics=text_metrics,
         )
         stats = {k: v for k, v in res.items() if isinstance(v, (int, float))}
+        stats["accuracy_se"] = _binomial_se(stats.get("accuracy", 0.0), len(res["samples"]))
         stats.update(redundancy_stats(tok, rows, res["samples"]))
         out[decoding] = stats
     return out
@@ -94,3 +98,8 @@ def sft_warm_start(
     )
     SFTTrainer(cfg.model, args=cfg).train()
     return Path(output_dir) / "final"
+
+
+def _binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy over ``n`` independent samples."""
+    return (p * (1 - p) / n) ** 0.5 if n > 0 else float("nan")

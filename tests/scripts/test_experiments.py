@@ -25,6 +25,9 @@ def test_quickstart_writes_its_report(tmp_path):
     assert [(r["stage"], r["decoding"]) for r in report["rows"]] == [
         ("SFT start", "greedy"), ("SFT start", "sampled"), ("GRPO (accuracy)", "greedy"), ("GRPO (accuracy)", "sampled")]
     assert report["timings_s"]["total"] > 0 and (out / "grpo" / "final" / "model.safetensors").is_file()
+    # the default task's behaviour (the skip-a-step slip) and the accuracy's standard error are reported
+    assert report["task"] == "overthink_slip"
+    assert all(0 <= r["slip"] <= 1 and r["accuracy_se"] >= 0 for r in report["rows"])
 
 
 def test_compare_writes_summary_and_plot_and_reuses_stages(tmp_path):
