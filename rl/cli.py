@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare-trl": ("compare_trl", "learning parity: the same GRPO run in TRL and in parsimony, evaluated alike"),
     "methods": ("methods", "list the registered methods (presets) and pieces: rewards, advantages, losses, ..."),
     "vllm-serve": ("vllm_serve", "vLLM generation/judge server with a weight-update endpoint"),
+    "score-difficulty": ("score_difficulty", "DeReason: score reasoning intensity 1-5 (judge, pass_rate, column), split SFT/RL"),
 }
 
 USAGE = "usage: parsimony <command> [options]   (parsimony <command> --help for its options)\n\ncommands:\n"

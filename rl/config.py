@@ -194,12 +194,32 @@ class SFTConfig(TrainConfig):
         default=8, metadata={"help": "group_by_length: sort this many micro-batches' worth of examples at a time."}
     )
     max_completion_length: int = field(default=256, metadata={"help": "Max new tokens when evaluating."})
+    packing: bool = field(
+        default=False,
+        metadata={"help": "Pack each micro-batch's examples into rows of at most max_length tokens; position_ids "
+                          "restart per example, so no attention or loss crosses examples (same gradient, less padding)."},
+    )
+    eval_loss_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Held-out data for eval_loss (every eval_steps): a dataset spec like `dataset`; a "
+                          "'task:<name>' is read from its test split. Unset: eval_holdout_fraction of the train set."},
+    )
+    eval_holdout_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Hold this fraction of the train rows out (seeded) for eval_loss when eval_loss_dataset "
+                          "is unset (0 = no eval loss)."},
+    )
+    eval_loss_num_examples: int = field(default=256, metadata={"help": "At most this many held-out rows for eval_loss."})
+    per_device_eval_batch_size: int = field(default=16, metadata={"help": "Rows per forward pass of eval_loss."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.max_length >= 8, "max_length", "must be >= 8")
         _check(self.length_group_pool >= 1, "length_group_pool", "must be >= 1")
         _check(self.split_by_length >= 1, "split_by_length", "must be >= 1")
+        _check(0 <= self.eval_holdout_fraction < 1, "eval_holdout_fraction", "must be in [0, 1)")
+        _check(self.eval_loss_num_examples >= 1, "eval_loss_num_examples", "must be >= 1")
+        _check(self.per_device_eval_batch_size >= 1, "per_device_eval_batch_size", "must be >= 1")
 
 
 @dataclass
@@ -259,6 +279,22 @@ class GRPOConfig(TrainConfig):
         default=0,
         metadata={"help": "Prompts per engine.generate() call per device (0 = all prompts of a generation round at "
                           "once); bounds the rollout's memory, each call generates num_generations per prompt."}
+    )
+    # --- multi-turn episodes (rollout/episodes.py) -------------------------------------
+    environment: str | None = field(
+        default=None,
+        metadata={"help": "Run rollouts as multi-turn episodes of this environment: tools | a name registered with "
+                          "rollout.episodes.register_environment | 'module:factory' (None = single-turn generate)."},
+    )
+    environment_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Keyword arguments of the environment factory, e.g. {\"tools\": [\"calculator\"]}."},
+    )
+    max_turns: int = field(default=4, metadata={"help": "Episodes: model turns per episode at most."})
+    max_episode_tokens: int = field(
+        default=0,
+        metadata={"help": "Episodes: completion tokens per episode, model turns and observations together "
+                          "(0 = max_completion_length); each turn generates at most max_completion_length."},
     )
     # --- algorithm -------------------------------------------------------------------
     advantage_estimator: str = field(
@@ -424,6 +460,15 @@ class GRPOConfig(TrainConfig):
             "must be train | warn_skip",
         )
         _check(self.generation_batch_size >= 0, "generation_batch_size", "must be >= 0")
+        _check(self.max_turns >= 1, "max_turns", f"must be >= 1, got {self.max_turns}")
+        _check(self.max_episode_tokens >= 0, "max_episode_tokens", f"must be >= 0 (0 = max_completion_length), got {self.max_episode_tokens}")
+        if self.environment is not None:
+            from rollout.episodes import get_environment
+
+            try:
+                get_environment(self.environment)
+            except ValueError as e:
+                raise ConfigError(f"environment: {e}") from None
         from rl.methods import validate_method_settings
 
         # every registry name exists and every method_kwargs key is known, before any model loads

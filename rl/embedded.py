@@ -31,9 +31,30 @@ THINK_TOKENS = [THINK_START, THINK_END]  # ids 3, 4 (added, non-special: decode 
 VOCAB_SIZE = 640
 MODEL_MAX_LENGTH = 512
 
+# With ``tools=`` (JSON schemas, e.g. from transformers.utils.get_json_schema) a system turn lists
+# them first (merged with the conversation's own system message); tool results are ``tool`` turns;
+# an assistant message's ``tool_calls`` render as <tool_call>{"name": ..., "arguments": ...}</tool_call>.
+# Without tools the rendering is unchanged.
 CHAT_TEMPLATE = (
+    "{%- set ns = namespace(skip=false) %}"
+    "{%- if tools %}"
+    "{{- '<|im_start|>system\\n' }}"
+    "{%- if messages and messages[0]['role'] == 'system' %}"
+    "{{- messages[0]['content'] + '\\n\\n' }}{%- set ns.skip = true %}"
+    "{%- endif %}"
+    "{{- '# Tools\\nCall a tool as <tool_call>{\"name\": ..., \"arguments\": {...}}</tool_call>. Tools:\\n<tools>\\n' }}"
+    "{%- for tool in tools %}{{- (tool | tojson) + '\\n' }}{%- endfor %}"
+    "{{- '</tools><|im_end|>\\n' }}"
+    "{%- endif %}"
     "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- if not (loop.first and ns.skip) %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') }}"
+    "{%- for call in (message['tool_calls'] or []) if message['tool_calls'] is defined %}"
+    "{%- set fn = call['function'] if call['function'] is defined else call %}"
+    "{{- '<tool_call>' + ({'name': fn['name'], 'arguments': fn['arguments']} | tojson) + '</tool_call>' }}"
+    "{%- endfor %}"
+    "{{- '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}"
     "{{- '<|im_start|>assistant\\n' }}"

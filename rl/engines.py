@@ -81,6 +81,8 @@ def default_max_model_len(model: Any, args: Any) -> int:
     from rollout.weights import unwrap
 
     want = args.max_prompt_length + args.max_completion_length
+    if getattr(args, "environment", None) is not None:  # an episode's completion: turns + observations
+        want = args.max_prompt_length + max(args.max_completion_length, getattr(args, "max_episode_tokens", 0) or 0)
     limit = getattr(unwrap(model).config, "max_position_embeddings", None)
     return min(want, int(limit)) if limit else want
 
@@ -151,6 +153,7 @@ def build_vllm_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any) -
             enable_sleep_mode=args.vllm_enable_sleep_mode,
             cpu_kv_cache_gib=args.vllm_cpu_kv_cache_gib,
             engine_kwargs=engine_kwargs,
+            enable_prefix_caching=getattr(args, "environment", None) is not None,
         )
     engine.sync_weights(model)
     return engine

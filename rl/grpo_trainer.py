@@ -34,6 +34,7 @@ from rl.losses import (
 from rl.modeling import completion_logprobs
 from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, score_completions
 from rl.trainer_base import BaseTrainer
+from rollout.episodes import episode_factory, run_episodes
 from rollout.types import RolloutEngine, SamplingConfig
 
 RewardFunc = Callable[..., list]
@@ -103,6 +104,8 @@ class GRPOTrainer(BaseTrainer):
             len(train_dataset), seed=args.seed, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
         )
         self.assembler = get_assembler(args.sampler, args)
+        # multi-turn rollouts: one fresh environment per episode (None = single-turn generate)
+        self.make_episode_env = episode_factory(args.environment, args.environment_kwargs) if args.environment else None
         self.ref_model = None
         if args.beta > 0 and not args.use_peft:
             self.ref_model = copy.deepcopy(self.unwrapped_model).eval().requires_grad_(False)
@@ -117,20 +120,33 @@ class GRPOTrainer(BaseTrainer):
         limit = self.args.max_prompt_length
         return [x[-limit:] for x in ids]  # left-truncate: the end of a prompt holds the question
 
+    def _episodes(self, rows: list[dict]) -> list[list[Any]]:
+        """G multi-turn episodes per row through the configured environment (observations masked)."""
+        a = self.args
+        return run_episodes(
+            self.engine, self.tokenizer, rows, self.make_episode_env, a.num_generations, self.sampling,
+            max_turns=a.max_turns, max_episode_tokens=a.max_episode_tokens or a.max_completion_length,
+            max_prompt_length=a.max_prompt_length, system_prompt=a.system_prompt,
+        )
+
     def rollout_and_score(self, indices: list[int]) -> list[ScoredGroup]:
         """Generate G completions for each prompt index and score them."""
         t0 = time.time()
         rows = [self.train_dataset[i] for i in indices]
-        prompt_ids = self._prompt_ids(rows)
         chunk = self.args.generation_batch_size  # prompts per generate() call (0 = all of them at once)
-        if 0 < chunk < len(prompt_ids):
-            groups = [
-                g
-                for j in range(0, len(prompt_ids), chunk)
-                for g in self.engine.generate(prompt_ids[j : j + chunk], self.args.num_generations, self.sampling)
-            ]
+        if self.make_episode_env is not None:  # multi-turn episodes (rollout/episodes.py)
+            step = chunk if chunk > 0 else len(rows)
+            groups = [g for j in range(0, len(rows), step) for g in self._episodes(rows[j : j + step])]
         else:
-            groups = self.engine.generate(prompt_ids, self.args.num_generations, self.sampling)
+            prompt_ids = self._prompt_ids(rows)
+            if 0 < chunk < len(prompt_ids):
+                groups = [
+                    g
+                    for j in range(0, len(prompt_ids), chunk)
+                    for g in self.engine.generate(prompt_ids[j : j + chunk], self.args.num_generations, self.sampling)
+                ]
+            else:
+                groups = self.engine.generate(prompt_ids, self.args.num_generations, self.sampling)
         self._timing["rollout"] += time.time() - t0
         t0 = time.time()
         for row, idx, g in zip(rows, indices, groups):
@@ -344,6 +360,30 @@ class GRPOTrainer(BaseTrainer):
         mode = args.loss_agg_mode
         denominators = term_denominators(self.loss_terms, batch.completion_mask, batch.rollout_masks, mode)
         kl_denominator = aggregation_denominator(batch.completion_mask, mode)
+        # train mode for the update (gradient checkpointing only recomputes in train mode; models load in
+        # eval mode); rollouts and the old/reference log-probs stay in eval mode. Hub reasoning models have
+        # dropout 0, so both modes give the same log-probs and the first ratio is exactly 1.
+        self.model.train()
+        try:
+            self._accumulate(batch, chunks, denominators, kl_denominator, sums, counts, maxes, grad_norms)
+        finally:
+            self.model.eval()
+        t_sync = time.time()
+        self.engine.sync_weights(self.model)
+        self._timing["weight_sync"] += time.time() - t_sync
+        # a term's loss is a share of the whole batch's loss in each micro-batch: its shares add up
+        iters = max(1, args.num_iterations)
+        out = {
+            k: maxes[k] if k in maxes else sums[k] / iters if _is_loss_key(k) else sums[k] / counts[k] for k in sums
+        }
+        out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+        return out
+
+    def _accumulate(self, batch: RolloutBatch, chunks, denominators, kl_denominator, sums, counts, maxes,
+                    grad_norms) -> None:
+        """The optimizer steps of one batch: ``num_iterations`` passes over the micro-batches, their
+        metrics summed into ``sums`` / ``counts`` / ``maxes`` and each step's grad norm appended."""
+        args = self.args
         for _ in range(args.num_iterations):
             for j, idx in enumerate(chunks):
                 last = j == len(chunks) - 1
@@ -361,16 +401,6 @@ class GRPOTrainer(BaseTrainer):
                     if k.endswith("_max"):  # maxima stay maxima over micro-batches
                         maxes[k] = max(maxes.get(k, float("-inf")), float(v))
             grad_norms.append(self.clip_and_step())
-        t_sync = time.time()
-        self.engine.sync_weights(self.model)
-        self._timing["weight_sync"] += time.time() - t_sync
-        # a term's loss is a share of the whole batch's loss in each micro-batch: its shares add up
-        iters = max(1, args.num_iterations)
-        out = {
-            k: maxes[k] if k in maxes else sums[k] / iters if _is_loss_key(k) else sums[k] / counts[k] for k in sums
-        }
-        out["grad_norm"] = sum(grad_norms) / len(grad_norms)
-        return out
 
     def _micro_loss(
         self, mb: RolloutBatch, denominators: list[float], kl_denominator: float
@@ -426,6 +456,9 @@ class GRPOTrainer(BaseTrainer):
         m["zero_std_frac"] = float(((hi - lo) < 1e-12).double().mean())
         for k, v in self._reward_metrics.items():
             m[k] = v
+        m.update(_episode_metrics(batch.meta, batch.rewards.get("accuracy")))
+        for name, rm in batch.rollout_masks.items():  # e.g. HDPO's share of rollouts with a tool signal
+            m[f"rollout_masks/{name}/frac"] = float(rm.float().mean()) if rm.numel() else 0.0
         for ch, a in batch.advantages.items():
             mask = batch.completion_mask > 0
             m[f"advantages/{ch}/abs_mean"] = float(a[mask].abs().mean()) if mask.any() else 0.0
@@ -472,6 +505,27 @@ def _reward_meta(t: Any) -> dict[str, Any]:
     """What a reward function gets as a completion's ``meta``: the trajectory's record (tool calls,
     turns, parent, prompt_index, ground_truth, ...) plus its ``role``, ``group_index`` and ``sub_group``."""
     return {"role": t.role, "group_index": t.group_index, "sub_group": getattr(t, "sub_group", None), **t.meta}
+
+
+def _episode_metrics(meta: list[dict[str, Any]], accuracy: torch.Tensor | None = None) -> dict[str, float]:
+    """Counts that multi-turn episodes record in the meta (turns, tool calls), when present, and the
+    accuracy per tool-call bucket (0, 1, 2, 3+) when there is an ``accuracy`` reward."""
+    m: dict[str, float] = {}
+    calls = [x.get("tool_calls") for x in meta]
+    if accuracy is not None and accuracy.dim() == 1 and calls and all(isinstance(c, (int, float)) for c in calls):
+        for bucket in ("0", "1", "2", "3+"):
+            rows = [i for i, c in enumerate(calls) if (str(int(c)) == bucket or (bucket == "3+" and c >= 3))]
+            vals = [float(accuracy[i]) for i in rows if not torch.isnan(accuracy[i])]
+            if vals:
+                m[f"tools/accuracy_at_{bucket}_calls"] = sum(vals) / len(vals)
+    for key, name in (("turns", "episode/turns"), ("observation_tokens", "episode/observation_tokens"),
+                      ("tool_calls", "tools/calls"), ("tool_errors", "tools/errors")):
+        vals = [float(x[key]) for x in meta if isinstance(x.get(key), (int, float))]
+        if vals:
+            m[f"{name}_mean"] = sum(vals) / len(vals)
+            if key == "tool_calls":
+                m["tools/zero_calls_frac"] = sum(v == 0 for v in vals) / len(vals)
+    return m
 
 
 def _is_loss_key(k: str) -> bool:

@@ -57,6 +57,21 @@ def apply_lora(model: Any, r: int, alpha: int, dropout: float, target_modules: l
     return get_peft_model(model, config)
 
 
+def is_peft_model(model: Any) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "merge_and_unload")
+
+
+def merged_copy(model: Any) -> Any:
+    """A PEFT (LoRA) model -> a plain transformers model with the adapters merged into a copy of
+    the weights (the training model is left as it is; this holds a second copy of the base
+    weights for the moment it takes to save). Other models are returned as they are."""
+    import copy
+
+    if not is_peft_model(model):
+        return model
+    return copy.deepcopy(model).merge_and_unload()
+
+
 def completion_logprobs(
     model: Any,
     prompt_ids: Tensor,  # [N, P] left-padded

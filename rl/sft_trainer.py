@@ -1,8 +1,11 @@
-"""Supervised fine-tuning (full or LoRA) on prompt/completion pairs, loss on completion
-tokens only. Same config, tracking and exact-resume checkpoint machinery as GRPO.
+"""Supervised fine-tuning (full or LoRA), loss on assistant tokens only. Same config, tracking,
+checkpoint and exact-resume machinery as GRPO (:class:`rl.trainer_base.BaseTrainer`).
 
-Rows: ``prompt`` (chat messages or text) and ``completion`` (assistant messages or
-text), TRL's prompt-completion layout. The completion ends with the tokenizer's eos.
+Rows (see :mod:`rl.sft_data`): ``prompt`` + ``completion`` (what the task generators write) or a
+``messages`` conversation (every assistant turn trained). Options: ``packing`` (position-id
+varlen packing, no attention or loss across examples), ``split_by_length``, ``group_by_length``,
+``gradient_checkpointing``, ``use_peft`` (LoRA; ``save_final`` writes the merged model, plus the
+adapter under ``final/adapter``), and a held-out ``eval_loss`` every ``eval_steps``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import random
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -17,53 +21,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from curriculum.data import DatasetError, completion_text, render_prompt, validate_prompt
 from curriculum.samplers import LengthGroupedBatches, PromptSampler
 from rl.config import SFTConfig
+from rl.sft_data import (  # noqa: F401  (re-exported: the names tests and scripts import from here)
+    IGNORE,
+    Example,
+    collate_packed,
+    collate_padded,
+    loss_tokens,
+    split_by_length,
+    tokenize_example,
+    tokenize_row,
+    validate_sft_dataset,
+)
 from rl.trainer_base import BaseTrainer
-
-IGNORE = -100
-
-
-def validate_sft_dataset(dataset, name: str = "train_dataset") -> None:
-    if len(dataset) == 0:
-        raise DatasetError(f"{name} is empty")
-    for field in ("prompt", "completion"):
-        if field not in dataset.column_names:
-            raise DatasetError(f"{name}: row 0 has no field {field!r} (columns: {dataset.column_names})")
-    for i, row in enumerate(dataset):
-        problem = validate_prompt(row["prompt"])
-        if problem:
-            raise DatasetError(f"{name}: row {i} field 'prompt' {problem}")
-        c = row["completion"]
-        if c is None or (isinstance(c, str) and not c.strip()) or (isinstance(c, list) and not c):
-            raise DatasetError(f"{name}: row {i} field 'completion' is missing or empty")
-
-
-def tokenize_example(
-    tokenizer, prompt: Any, completion: Any, max_length: int, system_prompt: str | None = None,
-    completion_only: bool = True,
-):
-    """-> (input_ids, labels) with labels = IGNORE on prompt tokens (on none if not ``completion_only``)."""
-    p_ids = tokenizer(render_prompt(tokenizer, prompt, system_prompt), add_special_tokens=False)["input_ids"]
-    text = completion_text(completion)
-    if tokenizer.eos_token and not text.endswith(tokenizer.eos_token):
-        text = text + tokenizer.eos_token
-    c_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    ids = (p_ids + c_ids)[:max_length]
-    labels = ((([IGNORE] * len(p_ids)) if completion_only else p_ids) + c_ids)[:max_length]
-    return ids, labels
-
-
-def split_by_length(idx: list[int], examples: list[tuple[list[int], list[int]]], pieces: int) -> list[list[int]]:
-    """Cut one batch of example indices into ``pieces`` groups of similar length (sorted by length,
-    order kept among equals). Each group pads only to its own longest example; the batch, and so the
-    gradient, is unchanged."""
-    if pieces <= 1 or len(idx) <= 1:
-        return [list(idx)]
-    ordered = sorted(idx, key=lambda i: len(examples[i][0]))
-    size = -(-len(ordered) // min(pieces, len(ordered)))  # ceil
-    return [ordered[j : j + size] for j in range(0, len(ordered), size)]
 
 
 def epoch_steps(args: SFTConfig, dataset_size: int, world_size: int | None = None) -> int:
@@ -76,84 +47,157 @@ def epoch_steps(args: SFTConfig, dataset_size: int, world_size: int | None = Non
     return max(1, math.ceil(args.num_train_epochs * dataset_size / per_step))
 
 
+def holdout_split(n: int, fraction: float, limit: int, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded (train indices, held-out indices); at least one row each side when fraction > 0."""
+    if fraction <= 0:
+        return list(range(n)), []
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    k = min(max(1, int(round(fraction * n))), n - 1, limit)
+    return sorted(order[k:]), sorted(order[:k])
+
+
+def load_eval_loss_dataset(args: SFTConfig):
+    from curriculum.data import load_dataset_spec
+
+    spec = args.eval_loss_dataset
+    split = "test" if spec.startswith("task:") else args.dataset_split
+    kwargs = args.dataset_kwargs if spec == args.dataset else None
+    return load_dataset_spec(spec, split, args.eval_loss_num_examples, args.seed + 1, kwargs)
+
+
 class SFTTrainer(BaseTrainer):
-    def __init__(self, model: Any, args: SFTConfig, train_dataset: Any = None, processing_class: Any = None) -> None:
+    def __init__(
+        self, model: Any, args: SFTConfig, train_dataset: Any = None, processing_class: Any = None,
+        eval_dataset: Any = None,
+    ) -> None:
         if train_dataset is None:
             from curriculum.data import load_dataset_spec
 
             train_dataset = load_dataset_spec(
                 args.dataset, args.dataset_split, args.dataset_num_examples, args.seed, args.dataset_kwargs
             )
-        validate_sft_dataset(train_dataset)
+        layout = validate_sft_dataset(train_dataset)
+        if eval_dataset is None and args.eval_loss_dataset:
+            eval_dataset = load_eval_loss_dataset(args)
+        train_idx, held_idx = list(range(len(train_dataset))), []
+        if eval_dataset is None:
+            train_idx, held_idx = holdout_split(
+                len(train_dataset), args.eval_holdout_fraction, args.eval_loss_num_examples, args.seed
+            )
+        eval_layout = validate_sft_dataset(eval_dataset, "eval_dataset") if eval_dataset is not None else layout
         if args.num_train_epochs > 0:  # epochs -> steps, before the scheduler is built from max_steps
-            args = dataclasses.replace(args, max_steps=epoch_steps(args, len(train_dataset)))
+            args = dataclasses.replace(args, max_steps=epoch_steps(args, len(train_idx)))
         super().__init__(model, args, processing_class)
         self.args: SFTConfig = args
-        self.examples = [
-            tokenize_example(
-                self.tokenizer, r["prompt"], r["completion"], args.max_length, args.system_prompt, args.completion_only_loss
-            )
-            for r in train_dataset
-        ]
+
+        def tok(row: dict, lay: str) -> Example:
+            return tokenize_row(self.tokenizer, row, lay, args.max_length, args.system_prompt, args.completion_only_loss)
+
+        self.examples = [tok(train_dataset[i], layout) for i in train_idx]
+        if eval_dataset is not None:
+            rows = range(min(len(eval_dataset), args.eval_loss_num_examples))
+            self.eval_examples = [tok(eval_dataset[i], eval_layout) for i in rows]
+        else:
+            self.eval_examples = [tok(train_dataset[i], layout) for i in held_idx]
         self.sampler = PromptSampler(
             len(self.examples), seed=args.seed, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
         )
         # per example, the tokens its loss counts (labels after the one-position shift)
-        self.label_tokens = [sum(1 for x in labels[1:] if x != IGNORE) for _, labels in self.examples]
+        self.label_tokens = [loss_tokens(e) for e in self.examples]
         if args.group_by_length:
             self.sampler = LengthGroupedBatches(self.sampler, [len(ids) for ids, _ in self.examples], args.length_group_pool)
+        if args.gradient_checkpointing and args.use_peft:
+            # frozen embeddings: the checkpointed blocks' inputs must carry grad for LoRA weights to get one
+            self.unwrapped_model.enable_input_require_grads()
+        self.last_eval_loss: float | None = None
 
-    def _collate(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pad = self.tokenizer.pad_token_id
-        items = [self.examples[i] for i in idx]
-        L = max(len(ids) for ids, _ in items)
-        input_ids = torch.full((len(items), L), pad, dtype=torch.long)  # [B, L]
-        labels = torch.full((len(items), L), IGNORE, dtype=torch.long)  # [B, L]
-        attention = torch.zeros((len(items), L), dtype=torch.long)  # [B, L]
-        for i, (ids, lab) in enumerate(items):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            labels[i, : len(lab)] = torch.tensor(lab)
-            attention[i, : len(ids)] = 1
-        return input_ids, labels, attention
+    # --- batches ---------------------------------------------------------------------------------
+    def _collate(self, items: list[Example]) -> dict[str, torch.Tensor]:
+        if self.args.packing:
+            return collate_packed(items, self.args.max_length, self.tokenizer.pad_token_id)
+        return collate_padded(items, self.tokenizer.pad_token_id)
+
+    def _loss_sum(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """(sum of token cross-entropies, number of tokens) of one collated batch."""
+        dev = self.accelerator.device
+        inputs = {k: v.to(dev) for k, v in batch.items() if k != "labels"}
+        with self.accelerator.autocast():
+            logits = self.model(**inputs, use_cache=False).logits  # [B, L, V]
+        shift_logits = logits[:, :-1, :].float()  # [B, L-1, V]
+        shift_labels = batch["labels"][:, 1:].to(dev)  # [B, L-1]
+        loss_sum = F.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
+        )
+        return loss_sum, int((shift_labels != IGNORE).sum())
 
     def training_step(self) -> dict[str, float]:
         args = self.args
         t0 = time.time()
-        dev = self.accelerator.device
+        self.model.train()  # gradient checkpointing (and dropout) act only in train mode
         batches = [self.sampler.draw(args.per_device_train_batch_size) for _ in range(args.gradient_accumulation_steps)]
         pieces = [piece for idx in batches for piece in split_by_length(idx, self.examples, args.split_by_length)]
         # the loss is the mean over every completion token of the step: each piece's token sum is divided
         # by the step's count, so pieces and accumulation add up to exactly the whole batch's gradient
         n_tokens = sum(self.label_tokens[i] for idx in batches for i in idx)
         total_loss = 0.0
+        rows = padded = 0
         for j, idx in enumerate(pieces):
-            input_ids, labels, attention = self._collate(idx)
+            batch = self._collate([self.examples[i] for i in idx])
+            rows += batch["input_ids"].shape[0]
+            padded += batch["input_ids"].numel()
             ctx = self.accelerator.no_sync(self.model) if j < len(pieces) - 1 else nullcontext()
             with ctx:
-                with self.accelerator.autocast():
-                    logits = self.model(input_ids=input_ids.to(dev), attention_mask=attention.to(dev)).logits
-                shift_logits = logits[:, :-1, :].float()  # [B, L-1, V]
-                shift_labels = labels[:, 1:].to(dev)  # [B, L-1]
-                loss_sum = F.cross_entropy(
-                    shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                    ignore_index=IGNORE, reduction="sum",
-                )
+                loss_sum, _ = self._loss_sum(batch)
                 loss = loss_sum / max(n_tokens, 1)
                 self.accelerator.backward(loss)
             total_loss += float(loss.detach())
         grad_norm = self.clip_and_step()
+        real = sum(len(self.examples[i][0]) for idx in batches for i in idx)
         metrics = {
             "loss": total_loss,
             "grad_norm": grad_norm,
             "tokens": float(n_tokens),
+            "rows": float(rows),
+            "padding_frac": 1.0 - real / max(padded, 1),
             "time/step": time.time() - t0,
         }
         return self.reduce_metrics(metrics)
 
+    # --- held-out loss -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate_loss(self) -> float | None:
+        """Token-mean cross-entropy over the held-out examples (each process takes every
+        ``num_processes``-th one; sums are reduced). None without held-out data."""
+        if not self.eval_examples:
+            return None
+        was_training = self.model.training
+        self.model.eval()
+        mine = self.eval_examples[self.accelerator.process_index :: self.accelerator.num_processes]
+        bs = self.args.per_device_eval_batch_size
+        total = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device)  # [loss sum, tokens]
+        for j in range(0, len(mine), bs):
+            loss_sum, n = self._loss_sum(self._collate(mine[j : j + bs]))
+            total += torch.tensor([float(loss_sum), float(n)], dtype=torch.float64, device=total.device)
+        if self.accelerator.num_processes > 1:
+            total = self.accelerator.reduce(total, reduction="sum")
+        self.model.train(was_training)
+        return float(total[0] / total[1].clamp(min=1))
+
+    def on_step_end(self, metrics: dict[str, float]) -> None:
+        self.model.eval()  # generation-based evaluation runs without checkpointing; training_step turns it back
+        super().on_step_end(metrics)
+        every = self.args.eval_steps
+        if every > 0 and self.eval_examples and self.global_step % every == 0:
+            self.last_eval_loss = self.evaluate_loss()
+            if self.tracker is not None:
+                self.tracker.log(self.global_step, {"eval_loss": self.last_eval_loss})
+            self.log_line(f"[eval] step {self.global_step}: eval_loss {self.last_eval_loss:.4f}")
+
+    # --- state -------------------------------------------------------------------------------------
     def extra_state(self):
         return {}, {"sampler": self.sampler.state_dict()}
 
     def load_extra_state(self, shared, local):
         if "sampler" in local:
             self.sampler.load_state_dict(local["sampler"])
-

@@ -19,7 +19,7 @@ import torch
 
 from rl import checkpoint as ckpt_lib
 from rl.config import TrainConfig
-from rl.modeling import apply_lora, load_model, load_tokenizer
+from rl.modeling import apply_lora, is_peft_model, load_model, load_tokenizer, merged_copy
 from rl.tracking import Tracker
 
 
@@ -256,6 +256,9 @@ class BaseTrainer:
         self.accelerator.wait_for_everyone()
         if self.is_main:
             model = self.unwrapped_model
+            if is_peft_model(model):  # LoRA: the adapter under final/adapter, the merged model in final/
+                model.save_pretrained(out / "adapter", safe_serialization=True)
+                model = merged_copy(model)
             model.save_pretrained(out, safe_serialization=True)
             self.tokenizer.save_pretrained(out)
         self.accelerator.wait_for_everyone()

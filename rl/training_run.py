@@ -67,4 +67,16 @@ def train_from_config(config_cls: type, trainer_cls: Any, argv: Sequence[str] | 
     summary = trainer.train()
     if trainer.is_main:
         print(json.dumps({k: v for k, v in summary.items() if k != "last_metrics"}))
+    close_process_group(trainer.accelerator)
     return 0
+
+
+def close_process_group(accelerator: Any) -> None:
+    """All processes finish together, then the process group is destroyed: a gloo group left to
+    the interpreter's exit can abort one rank ("terminate called without an active exception")
+    after training has already succeeded."""
+    import torch.distributed as dist
+
+    if accelerator.num_processes > 1 and dist.is_available() and dist.is_initialized():
+        accelerator.wait_for_everyone()
+        dist.destroy_process_group()

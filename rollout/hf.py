@@ -58,6 +58,23 @@ class HFEngine:
             groups[t.group_index].append(t)
         return groups
 
+    def _stop_cut(self, ids: list[int], stop: Sequence[str]) -> int | None:
+        """The shortest prefix length whose decoding contains a stop string (None if none does)."""
+        def hit(k: int) -> bool:
+            text = self.tokenizer.decode(ids[:k], skip_special_tokens=False)
+            return any(s in text for s in stop)
+
+        if not ids or not hit(len(ids)):
+            return None
+        lo, hi = 1, len(ids)  # hit(hi) holds; find the smallest such k
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if hit(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
     def _generate_chunk(
         self, model: Any, items: list[tuple[int, list[int]]], sampling: SamplingConfig
     ) -> list[Trajectory]:
@@ -105,10 +122,12 @@ class HFEngine:
                     end, finish = j + 1, "stop"  # keep the eos: the policy learns to stop
                     break
             ids = ids[:end]
-            if finish == "length" and sampling.stop:
-                text_full = self.tokenizer.decode(ids, skip_special_tokens=False)
-                if any(text_full.endswith(s) for s in sampling.stop):
-                    finish = "stop"
+            if sampling.stop:
+                # a row that stopped at a stop string while others went on was filled with pad ids:
+                # cut after the token that completed the first stop string (the sampled ids only)
+                cut = self._stop_cut(ids, sampling.stop)
+                if cut is not None:
+                    ids, end, finish = ids[:cut], cut, "stop"
             lp = logprobs[i, :end].tolist() if logprobs is not None else None
             trajectories.append(
                 Trajectory(

@@ -122,6 +122,8 @@ class VLLMEngine:
         enable_sleep_mode: free the KV cache and offload weights during the update (GPU only).
         cpu_kv_cache_gib: KV-cache size on CPU (``VLLM_CPU_KVCACHE_SPACE``) unless already set.
         engine_kwargs: anything else for ``vllm.LLM``.
+        enable_prefix_caching: reuse the KV of shared prefixes (multi-turn episodes re-send the whole
+            context every turn); ``sync_weights`` then resets the cache.
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class VLLMEngine:
         cpu_kv_cache_gib: float = 1.0,
         enforce_eager: bool | None = None,
         engine_kwargs: dict[str, Any] | None = None,
+        enable_prefix_caching: bool = False,
     ) -> None:
         require_vllm()
         import torch
@@ -160,8 +163,11 @@ class VLLMEngine:
             # log-probs of the distribution actually sampled from (after temperature), which is what
             # the trainer recomputes: their gap is the rollout/training mismatch
             logprobs_mode="processed_logprobs",
-            enable_prefix_caching=False,  # cached KV would outlive a weight sync
+            # multi-turn episodes re-prefill the whole context every turn: they turn the cache on, and
+            # sync_weights resets it (cached KV of the old weights must not outlive a weight sync)
+            enable_prefix_caching=bool(enable_prefix_caching),
         )
+        self.prefix_caching = bool(enable_prefix_caching)
         if max_model_len:
             kwargs["max_model_len"] = int(max_model_len)
         if not self.on_cpu:
@@ -203,6 +209,8 @@ class VLLMEngine:
         self.wake_up()
         with policy_weights(model) as weights:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+        if self.prefix_caching and not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM could not reset its prefix cache after a weight sync")
         self.last_sync_seconds = time.time() - t0
 
     # --- memory -------------------------------------------------------------------------------

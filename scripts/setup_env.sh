@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${PARSIMONY_VENV:-.venv}
 STAMP="$VENV/.parsimony-installed"
+# bubblewrap: the Linux namespaces of the sandbox for model-written code (rollout/sandbox.py); without
+# it the sandbox falls back to rlimits only (weaker, logged). Installed only when missing and apt exists.
+if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo -n"; fi
+  echo "[setup] installing bubblewrap (sandbox for model-written code)"
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq bubblewrap >/dev/null; } \
+    || echo "[setup] WARNING: could not install bubblewrap; the code sandbox falls back to rlimits" >&2
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
   "$PY" -m venv "$VENV"

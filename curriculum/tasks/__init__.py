@@ -34,6 +34,23 @@ TASKS: dict[str, TaskBuilder] = {
 }
 
 
+def task_text_metrics(name: str) -> dict[str, Callable[[str], float]]:
+    """Per-completion text metrics that show a task's behaviours, for evaluation reports
+    (``rl.eval.evaluate.evaluate_dataset(text_metrics=...)`` averages them over samples):
+    ``tries`` (explore: candidates tried before the first answer statement; a guess makes 0),
+    ``guess`` (explore: the guessing slip), ``slip`` (overthink: the "Let me compute quickly."
+    slip) and ``steps`` (overthink: step lines before the answer statement)."""
+    if name.startswith("explore"):
+        from curriculum.tasks.explore import GUESS_OPENING_LINE, count_tries
+
+        return {"tries": lambda t: float(count_tries(t)), "guess": lambda t: float(GUESS_OPENING_LINE in t)}
+    if name.startswith("overthink"):
+        from curriculum.tasks.overthink import count_steps, is_quick
+
+        return {"slip": lambda t: float(is_quick(t)), "steps": lambda t: float(count_steps(t))}
+    return {}
+
+
 def get_task_dataset(name: str, num_examples: int, seed: int = 0, split: str = "train", **kwargs: Any):
     """Build ``num_examples`` rows of the task ``name`` (seeded, deterministic)."""
     if name not in TASKS:
@@ -41,4 +58,4 @@ def get_task_dataset(name: str, num_examples: int, seed: int = 0, split: str = "
     return TASKS[name](num_examples, seed=seed, split=split, **kwargs)
 
 
-__all__ = ["TASKS", "get_task_dataset"]
+__all__ = ["TASKS", "get_task_dataset", "task_text_metrics"]

@@ -181,3 +181,19 @@ def test_presets():
     rate = sum(r["slipped"] for r in guess["extra_info"]) / len(guess)
     assert 0.12 < rate < 0.18
     assert all(r["tries"] == 0 for r in guess["extra_info"] if r["slipped"])
+
+
+def test_task_text_metrics():
+    from curriculum.tasks import task_text_metrics
+
+    m = task_text_metrics("explore_guess")
+    assert m["tries"](make_trace(3, "+", 5, 23)) == 6.0 and m["guess"](make_trace(3, "+", 5, 23)) == 0.0
+    assert m["tries"](make_trace(3, "+", 5, 23, guess=2)) == 0.0 and m["guess"](make_trace(3, "+", 5, 23, guess=2)) == 1.0
+    o = task_text_metrics("overthink_slip")
+    from curriculum.tasks.overthink import make_trace as ot_trace, solve_steps, QUICK_OPENING_LINE
+
+    steps = solve_steps([3, 4, 2], ["+", "*"])
+    assert o["slip"](ot_trace([3, 4, 2], ["+", "*"])) == 0.0 and o["steps"](ot_trace([3, 4, 2], ["+", "*"])) == 2.0
+    quick = ot_trace([3, 4, 2], ["+", "*"], steps=steps[:1], opening=QUICK_OPENING_LINE)
+    assert o["slip"](quick) == 1.0 and o["steps"](quick) == 1.0
+    assert task_text_metrics("nope") == {}

@@ -108,3 +108,22 @@ def test_gspo_and_cispo_losses_train(tiny_model_dir, tmp_path):
         assert any(not torch.equal(before[k], v) for k, v in params(trainer).items())
         m = _last_metrics(tmp_path / loss_type)
         assert "loss" in m and "ratio_mean" in m and (loss_type != "cispo" or "is_weight_mean" in m)
+
+
+def test_gradient_checkpointing_recomputes_during_the_update(tiny_model_dir, tmp_path):
+    """The update runs in train mode, so checkpointing really recomputes (HF checkpoints only when
+    ``module.training``); rollouts stay in eval mode."""
+
+    def layer_calls(gc: bool, sub: str) -> tuple[int, int]:
+        cfg = make_cfg(tiny_model_dir, tmp_path / sub, gradient_checkpointing=gc, max_steps=1)
+        trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+        modes = []
+        trainer.unwrapped_model.model.layers[0].register_forward_pre_hook(lambda m, *_: modes.append(m.training))
+        trainer.train()
+        return sum(modes), len(modes) - sum(modes)
+
+    plain_train, plain_eval = layer_calls(False, "plain")
+    gc_train, gc_eval = layer_calls(True, "gc")
+    assert plain_train > 0 and plain_eval > 0  # the update in train mode, generation in eval mode
+    assert gc_train == 2 * plain_train  # forward + recomputation in backward
+    assert gc_eval == plain_eval
