@@ -19,6 +19,7 @@ from curriculum.data import get_ground_truth, render_prompt, validate_dataset
 from curriculum.samplers import PromptSampler, ScoredGroup, get_assembler
 from rl.advantages import get_advantage
 from rl.batch import RolloutBatch, collate
+from rl.batch_metrics import batch_metrics
 from rl.config import GRPOConfig
 from rl.engines import make_rollout_engine
 from rl.losses import (
@@ -246,7 +247,7 @@ class GRPOTrainer(BaseTrainer):
         update_metrics = self._update(batch)
         self._timing["update"] += time.time() - t0
         metrics = {
-            **self._batch_metrics(batch),
+            **batch_metrics(batch, self._reward_metrics),
             **sampling_metrics,
             **update_metrics,
             **{f"time/{k}": v for k, v in self._timing.items()},
@@ -433,37 +434,6 @@ class GRPOTrainer(BaseTrainer):
         return loss, {k: float(v) for k, v in metrics.items()}
 
     # --- metrics --------------------------------------------------------------------------------
-    def _batch_metrics(self, batch: RolloutBatch) -> dict[str, float]:
-        m: dict[str, float] = {}
-        for name, r in batch.rewards.items():
-            valid = r[~torch.isnan(r)] if r.dim() == 1 else r.flatten()
-            if valid.numel():
-                m[f"rewards/{name}/mean"] = float(valid.mean())
-                m[f"rewards/{name}/std"] = float(valid.std()) if valid.numel() > 1 else 0.0
-        if "accuracy" in batch.rewards:
-            m["accuracy"] = m.get("rewards/accuracy/mean", float("nan"))
-        m["reward"] = float(batch.total_reward.mean())
-        lengths = batch.completion_lengths.float()
-        m["completion/mean_length"] = float(lengths.mean())
-        m["completion/min_length"] = float(lengths.min())
-        m["completion/max_length"] = float(lengths.max())
-        m["completion/truncated_frac"] = float(batch.truncated.float().mean())
-        _, inv = torch.unique(batch.group_index, return_inverse=True)  # groups by group_index, any sizes
-        k = int(inv.max()) + 1
-        r = batch.total_reward.double()
-        lo = torch.full((k,), float("inf"), dtype=torch.float64).scatter_reduce(0, inv, r, "amin")
-        hi = torch.full((k,), float("-inf"), dtype=torch.float64).scatter_reduce(0, inv, r, "amax")
-        m["zero_std_frac"] = float(((hi - lo) < 1e-12).double().mean())
-        for k, v in self._reward_metrics.items():
-            m[k] = v
-        m.update(_episode_metrics(batch.meta, batch.rewards.get("accuracy")))
-        for name, rm in batch.rollout_masks.items():  # e.g. HDPO's share of rollouts with a tool signal
-            m[f"rollout_masks/{name}/frac"] = float(rm.float().mean()) if rm.numel() else 0.0
-        for ch, a in batch.advantages.items():
-            mask = batch.completion_mask > 0
-            m[f"advantages/{ch}/abs_mean"] = float(a[mask].abs().mean()) if mask.any() else 0.0
-        return m
-
     def _log_samples(self, batch: RolloutBatch, k: int = 4) -> None:
         if self.tracker is None:
             return
@@ -505,27 +475,6 @@ def _reward_meta(t: Any) -> dict[str, Any]:
     """What a reward function gets as a completion's ``meta``: the trajectory's record (tool calls,
     turns, parent, prompt_index, ground_truth, ...) plus its ``role``, ``group_index`` and ``sub_group``."""
     return {"role": t.role, "group_index": t.group_index, "sub_group": getattr(t, "sub_group", None), **t.meta}
-
-
-def _episode_metrics(meta: list[dict[str, Any]], accuracy: torch.Tensor | None = None) -> dict[str, float]:
-    """Counts that multi-turn episodes record in the meta (turns, tool calls), when present, and the
-    accuracy per tool-call bucket (0, 1, 2, 3+) when there is an ``accuracy`` reward."""
-    m: dict[str, float] = {}
-    calls = [x.get("tool_calls") for x in meta]
-    if accuracy is not None and accuracy.dim() == 1 and calls and all(isinstance(c, (int, float)) for c in calls):
-        for bucket in ("0", "1", "2", "3+"):
-            rows = [i for i, c in enumerate(calls) if (str(int(c)) == bucket or (bucket == "3+" and c >= 3))]
-            vals = [float(accuracy[i]) for i in rows if not torch.isnan(accuracy[i])]
-            if vals:
-                m[f"tools/accuracy_at_{bucket}_calls"] = sum(vals) / len(vals)
-    for key, name in (("turns", "episode/turns"), ("observation_tokens", "episode/observation_tokens"),
-                      ("tool_calls", "tools/calls"), ("tool_errors", "tools/errors")):
-        vals = [float(x[key]) for x in meta if isinstance(x.get(key), (int, float))]
-        if vals:
-            m[f"{name}_mean"] = sum(vals) / len(vals)
-            if key == "tool_calls":
-                m["tools/zero_calls_frac"] = sum(v == 0 for v in vals) / len(vals)
-    return m
 
 
 def _is_loss_key(k: str) -> bool:

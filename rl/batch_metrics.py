@@ -1,0 +1,65 @@
+"""Scalar metrics of a finished :class:`rl.batch.RolloutBatch` (what a GRPO step logs about its
+rollouts): pure functions of the batch, so every trainer and test computes them the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rl.batch import RolloutBatch
+
+
+def batch_metrics(batch: RolloutBatch, reward_metrics: dict[str, float] | None = None) -> dict[str, float]:
+    """A finished batch's scalar metrics: rewards (mean/std per function), accuracy, lengths,
+    the share of groups (by ``group_index``, any sizes) with no reward variance, the reward
+    functions' own counters, episode counts, rollout-mask shares and advantage magnitudes."""
+    m: dict[str, float] = {}
+    for name, r in batch.rewards.items():
+        valid = r[~torch.isnan(r)] if r.dim() == 1 else r.flatten()
+        if valid.numel():
+            m[f"rewards/{name}/mean"] = float(valid.mean())
+            m[f"rewards/{name}/std"] = float(valid.std()) if valid.numel() > 1 else 0.0
+    if "accuracy" in batch.rewards:
+        m["accuracy"] = m.get("rewards/accuracy/mean", float("nan"))
+    m["reward"] = float(batch.total_reward.mean())
+    lengths = batch.completion_lengths.float()
+    m["completion/mean_length"] = float(lengths.mean())
+    m["completion/min_length"] = float(lengths.min())
+    m["completion/max_length"] = float(lengths.max())
+    m["completion/truncated_frac"] = float(batch.truncated.float().mean())
+    _, inv = torch.unique(batch.group_index, return_inverse=True)  # groups by group_index, any sizes
+    k = int(inv.max()) + 1
+    r = batch.total_reward.double()
+    lo = torch.full((k,), float("inf"), dtype=torch.float64).scatter_reduce(0, inv, r, "amin")
+    hi = torch.full((k,), float("-inf"), dtype=torch.float64).scatter_reduce(0, inv, r, "amax")
+    m["zero_std_frac"] = float(((hi - lo) < 1e-12).double().mean())
+    m.update(reward_metrics or {})
+    m.update(episode_metrics(batch.meta, batch.rewards.get("accuracy")))
+    for name, rm in batch.rollout_masks.items():  # e.g. HDPO's share of rollouts with a tool signal
+        m[f"rollout_masks/{name}/frac"] = float(rm.float().mean()) if rm.numel() else 0.0
+    for ch, a in batch.advantages.items():
+        mask = batch.completion_mask > 0
+        m[f"advantages/{ch}/abs_mean"] = float(a[mask].abs().mean()) if mask.any() else 0.0
+    return m
+
+
+def episode_metrics(meta: list[dict[str, Any]], accuracy: torch.Tensor | None = None) -> dict[str, float]:
+    """Counts that multi-turn episodes record in the meta (turns, tool calls), when present, and the
+    accuracy per tool-call bucket (0, 1, 2, 3+) when there is an ``accuracy`` reward."""
+    m: dict[str, float] = {}
+    calls = [x.get("tool_calls") for x in meta]
+    if accuracy is not None and accuracy.dim() == 1 and calls and all(isinstance(c, (int, float)) for c in calls):
+        for bucket in ("0", "1", "2", "3+"):
+            rows = [i for i, c in enumerate(calls) if (str(int(c)) == bucket or (bucket == "3+" and c >= 3))]
+            vals = [float(accuracy[i]) for i in rows if not torch.isnan(accuracy[i])]
+            if vals:
+                m[f"tools/accuracy_at_{bucket}_calls"] = sum(vals) / len(vals)
+    for key, name in (("turns", "episode/turns"), ("observation_tokens", "episode/observation_tokens"),
+                      ("tool_calls", "tools/calls"), ("tool_errors", "tools/errors")):
+        vals = [float(x[key]) for x in meta if isinstance(x.get(key), (int, float))]
+        if vals:
+            m[f"{name}_mean"] = sum(vals) / len(vals)
+            if key == "tool_calls":
+                m["tools/zero_calls_frac"] = sum(v == 0 for v in vals) / len(vals)
+    return m
