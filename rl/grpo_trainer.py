@@ -92,6 +92,8 @@ class GRPOTrainer(BaseTrainer):
         self.advantage_fn = get_advantage(args.advantage_estimator)
         self.loss_terms: list[LossTerm] = get_composition(args.loss_composition)(args)
         self.engine = engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator)
+        if engine is not None:  # an engine the caller built may hold other weights (a shared server, an earlier run)
+            self.engine.sync_weights(self.model)
         self.sampling = SamplingConfig(
             max_new_tokens=args.max_completion_length,
             temperature=args.temperature,

@@ -183,7 +183,7 @@ class VLLMServerEngine:
                     completion_ids=ids,
                     logprobs=lp,
                     finish_reason="length" if c.get("finish_reason") == "length" else "stop",
-                    text=tokenizer.decode(ids, skip_special_tokens=True) if tokenizer is not None and ids
+                    text=tokenizer.decode(ids, skip_special_tokens=True) if hasattr(tokenizer, "decode") and ids
                     else c.get("text", ""),
                     group_index=g,
                 )
