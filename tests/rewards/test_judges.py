@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
+
+from tests.helpers import closed_port_url
 
 from rewards.judges import (
     DEFAULT_JUDGE_TEMPLATE,
@@ -164,11 +165,7 @@ def server():
 
 
 def _closed_port_url() -> str:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"http://127.0.0.1:{port}"
+    return closed_port_url()
 
 
 ITEMS = [

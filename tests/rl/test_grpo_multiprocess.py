@@ -4,16 +4,13 @@ resume restores each process's own curriculum state. The runs are in ``ddp_worke
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import launch_two_processes
+
 WORKER = Path(__file__).resolve().parent / "ddp_worker.py"
 TIMEOUT = 150  # a hang (a collective that one process never reaches) fails here, not in CI's limit
 
@@ -21,22 +18,10 @@ pytestmark = pytest.mark.slow
 
 
 def _launch(model_dir, out, scenario, *extra, port_offset=0):
-    env = dict(os.environ, WANDB_MODE="offline", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    accelerate = Path(sys.executable).parent / "accelerate"
-    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
-           "--main_process_port", str(20000 + (os.getpid() * 7 + port_offset) % 20000),
-           str(WORKER), "--model", str(model_dir), "--out", str(out), "--scenario", scenario, *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
-                            start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-        pytest.fail(f"the 2-process run hung (> {TIMEOUT} s):\n{log[-3000:]}")
+    code, log = launch_two_processes(WORKER, ["--model", str(model_dir), "--out", str(out), "--scenario", scenario, *extra],
+                                     TIMEOUT, port_seed=port_offset)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    return proc.returncode, log, ranks
+    return code, log, ranks
 
 
 def test_a_reward_skip_on_one_process_skips_the_step_on_every_process(tiny_model_dir, tmp_path):

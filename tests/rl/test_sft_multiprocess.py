@@ -5,42 +5,28 @@ single-process run: packing, held-out eval loss reduced over both processes, and
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, launch_two_processes
+
 TIMEOUT = 240
 
 pytestmark = pytest.mark.slow
 
 
 def _launch(model_dir, out, steps, *extra, port_offset=0):
-    env = dict(os.environ, WANDB_MODE="offline", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    accelerate = Path(sys.executable).parent / "accelerate"
-    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
-           "--main_process_port", str(20000 + (os.getpid() * 11 + port_offset) % 20000),
-           str(REPO / "scripts/train_sft.py"), "--config", str(REPO / "recipes/sft/tiny.yaml"),
-           "--model", str(model_dir), "--output_dir", str(out), "--max_steps", str(steps),
-           "--dataset_num_examples", "64", "--per_device_train_batch_size", "4", "--packing", "true",
-           "--max_length", "256", "--eval_steps", "2", "--eval_num_examples", "4", "--eval_holdout_fraction", "0.25",
-           "--save_steps", "2", "--logging_steps", "1", "--warmup_steps", "0", "--lr_scheduler_type", "constant", "--report_to", "jsonl",
-           "--disable_progress_bar", "true", "--max_completion_length", "8", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
-                            start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-        pytest.fail(f"the 2-process SFT run hung (> {TIMEOUT} s):\n{log[-3000:]}")
-    assert proc.returncode == 0, log[-3000:]
+    code, log = launch_two_processes(
+        REPO / "scripts/train_sft.py",
+        ["--config", str(REPO / "recipes/sft/tiny.yaml"),
+         "--model", str(model_dir), "--output_dir", str(out), "--max_steps", str(steps),
+         "--dataset_num_examples", "64", "--per_device_train_batch_size", "4", "--packing", "true",
+         "--max_length", "256", "--eval_steps", "2", "--eval_num_examples", "4", "--eval_holdout_fraction", "0.25",
+         "--save_steps", "2", "--logging_steps", "1", "--warmup_steps", "0", "--lr_scheduler_type", "constant",
+         "--report_to", "jsonl", "--disable_progress_bar", "true", "--max_completion_length", "8", *extra],
+        TIMEOUT, port_seed=11 + port_offset)
+    assert code == 0, log[-3000:]
     return log
 
 

@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.helpers import closed_port_url
+
 from rollout.http import CircuitBreaker, CircuitOpenError, HTTPClient, HTTPRequestError
 
 
@@ -66,11 +68,7 @@ def server():
 
 
 def _closed_port_url() -> str:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"http://127.0.0.1:{port}"
+    return closed_port_url()
 
 
 def test_5xx_and_429_are_retried_with_backoff_then_succeed(server):
