@@ -30,7 +30,6 @@ Importing this module registers the whole method: the ``decs`` estimator here, t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -42,31 +41,15 @@ import rewards.decs  # noqa: F401  registers the "decs_redundancy" reward
 from rl.advantages import DEFAULT_ADVANTAGE_EPS, register_advantage
 from rl.batch import RolloutBatch
 from rl.config import ConfigError
-from rl.methods import register_method
+from rl.methods import number_setting, register_method, setting_error
 
 L_MAX_MODES = ("batch", "max_completion_length")
-
-
-def _bad(key: str, message: str) -> ConfigError:
-    return ConfigError(f"method_kwargs.{key}: {message}")
-
-
-def _as_float(kwargs: Mapping[str, Any], key: str, default: float, *, minimum: float | None = None) -> float:
-    v = kwargs.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _bad(key, f"must be a number, got {v!r}")
-    v = float(v)
-    if not math.isfinite(v):
-        raise _bad(key, f"must be finite, got {v!r}")
-    if minimum is not None and v < minimum:
-        raise _bad(key, f"must be >= {minimum}, got {v!r}")
-    return v
 
 
 def _as_name(kwargs: Mapping[str, Any], key: str, default: str) -> str:
     v = kwargs.get(key, default)
     if not isinstance(v, str) or not v.strip():
-        raise _bad(key, f"must be a non-empty reward name, got {v!r}")
+        raise setting_error(key, f"must be a non-empty reward name, got {v!r}")
     return v
 
 
@@ -93,12 +76,12 @@ class DECSSettings:
         kwargs = {} if kwargs is None else kwargs
         if not isinstance(kwargs, Mapping):
             raise ConfigError(f"method_kwargs: must be a mapping, got {type(kwargs).__name__}")
-        beta = _as_float(kwargs, "decs_beta", cls.beta, minimum=0.0)
+        beta = number_setting(kwargs, "decs_beta", cls.beta, minimum=0.0)
         l_max = kwargs.get("decs_l_max", cls.l_max)
         if isinstance(l_max, bool) or not (
             (isinstance(l_max, str) and l_max in L_MAX_MODES) or (isinstance(l_max, int) and l_max >= 1)
         ):
-            raise _bad("decs_l_max", f"must be one of {list(L_MAX_MODES)} or a positive integer, got {l_max!r}")
+            raise setting_error("decs_l_max", f"must be one of {list(L_MAX_MODES)} or a positive integer, got {l_max!r}")
         name = _as_name(kwargs, "decs_redundancy_reward", cls.redundancy_reward)
         return cls(beta=beta, l_max=l_max, redundancy_reward=name)
 
@@ -114,7 +97,7 @@ class DECSSettings:
             return float(max(1, batch.completion_ids.shape[1]))
         v = getattr(args, "max_completion_length", None)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise _bad("decs_l_max", f"is 'max_completion_length' but args.max_completion_length is {v!r}")
+            raise setting_error("decs_l_max", f"is 'max_completion_length' but args.max_completion_length is {v!r}")
         return float(v)
 
 

@@ -48,25 +48,9 @@ from rl.advantages import broadcast_to_tokens, grpo, register_advantage
 from rl.batch import RolloutBatch
 from rl.config import ConfigError
 from rl.losses import LossTerm, register_composition
-from rl.methods import register_method
+from rl.methods import number_setting, register_method, setting_error
 
 TOOL_SIGNAL_MASK = "has_tool_signal"
-
-
-def _bad(key: str, message: str) -> ConfigError:
-    return ConfigError(f"method_kwargs.{key}: {message}")
-
-
-def _num(kwargs: Mapping[str, Any], key: str, default: float, minimum: float | None = None, positive: bool = False) -> float:
-    v = kwargs.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-        raise _bad(key, f"must be a finite number, got {v!r}")
-    v = float(v)
-    if minimum is not None and v < minimum:
-        raise _bad(key, f"must be >= {minimum}, got {v!r}")
-    if positive and v <= 0:
-        raise _bad(key, f"must be > 0, got {v!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -82,15 +66,15 @@ class HDPOSettings:
         kwargs = {} if kwargs is None else kwargs
         if not isinstance(kwargs, Mapping):
             raise ConfigError(f"method_kwargs: must be a mapping, got {type(kwargs).__name__}")
-        w_acc = _num(kwargs, "hdpo_w_acc", cls.w_acc, minimum=0.0)
-        w_tool = _num(kwargs, "hdpo_w_tool", cls.w_tool, minimum=0.0)
+        w_acc = number_setting(kwargs, "hdpo_w_acc", cls.w_acc, minimum=0.0)
+        w_tool = number_setting(kwargs, "hdpo_w_tool", cls.w_tool, minimum=0.0)
         if w_acc == 0 and w_tool == 0:
-            raise _bad("hdpo_w_tool", "hdpo_w_acc and hdpo_w_tool are both 0: nothing would be trained")
+            raise setting_error("hdpo_w_tool", "hdpo_w_acc and hdpo_w_tool are both 0: nothing would be trained")
         name = kwargs.get("hdpo_correct_reward", cls.correct_reward)
         if not isinstance(name, str) or not name.strip():
-            raise _bad("hdpo_correct_reward", f"must be a reward name, got {name!r}")
-        thr = _num(kwargs, "hdpo_correct_threshold", cls.correct_threshold)
-        eps = _num(kwargs, "hdpo_tool_eps", cls.tool_eps, positive=True)
+            raise setting_error("hdpo_correct_reward", f"must be a reward name, got {name!r}")
+        thr = number_setting(kwargs, "hdpo_correct_threshold", cls.correct_threshold)
+        eps = number_setting(kwargs, "hdpo_tool_eps", cls.tool_eps, positive=True)
         return cls(w_acc=w_acc, w_tool=w_tool, correct_reward=name, correct_threshold=thr, tool_eps=eps)
 
     @classmethod
