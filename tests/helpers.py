@@ -1,15 +1,18 @@
-"""Helpers shared by tests of several packages: a closed local port, and a 2-process
+"""Helpers shared by tests of several packages: a local HTTP server, a closed local port, and a 2-process
 ``accelerate launch`` (torchrun, gloo) under a timeout that kills the whole process group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import pytest
 
@@ -43,3 +46,24 @@ def launch_two_processes(script: str | Path, args: Sequence[str], timeout: float
         log, _ = proc.communicate()
         pytest.fail(f"the 2-process run hung (> {timeout} s):\n{log[-3000:]}")
     return proc.returncode, log
+
+
+@contextlib.contextmanager
+def local_http_server(handler: type, path: str = "", **state: Any) -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server on 127.0.0.1 (a free port) serving ``handler`` from a daemon thread.
+    ``state`` becomes attributes of the server (the handler reads them as ``self.server.<name>``),
+    beside a ``lock`` and ``url`` (``http://127.0.0.1:<port>`` + ``path``). Clients that gave up
+    (broken pipes) are not reported."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    srv.daemon_threads = True
+    srv.handle_error = lambda request, client_address: None
+    srv.lock = threading.Lock()
+    for name, value in state.items():
+        setattr(srv, name, value)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}{path}"
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 
 import pytest
 
-from tests.helpers import closed_port_url
+from tests.helpers import closed_port_url, local_http_server
 
 from rewards.judges import (
     DEFAULT_JUDGE_TEMPLATE,
@@ -149,19 +148,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    srv.handle_error = lambda request, client_address: None  # clients that timed out: broken pipes
-    srv.mode = "ok"
-    srv.sleep = 0.0
-    srv.lock = threading.Lock()
-    srv.requests = []
-    th = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    th.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with local_http_server(_Handler, path="/v1", mode="ok", sleep=0.0, requests=[]) as srv:
+        yield srv
 
 
 def _closed_port_url() -> str:

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.helpers import closed_port_url
+from tests.helpers import closed_port_url, local_http_server
 
 from rollout.http import CircuitBreaker, CircuitOpenError, HTTPClient, HTTPRequestError
 
@@ -55,16 +55,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    srv.daemon_threads = True
-    srv.handle_error = lambda request, client_address: None  # clients that gave up: broken pipes
-    srv.lock = threading.Lock()
-    srv.hits, srv.script, srv.default, srv.hang = [], [], 200, 5.0
-    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with local_http_server(_Handler, hits=[], script=[], default=200, hang=5.0) as srv:
+        yield srv
 
 
 def _closed_port_url() -> str:
