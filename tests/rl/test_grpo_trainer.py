@@ -13,7 +13,7 @@ from curriculum.data import DatasetError
 from rl.grpo_trainer import GRPOTrainer
 from rl.modeling import ModelLoadError
 from rl.rewarding import RewardError
-from tests_helpers_grpo import constant_reward, make_cfg, make_dataset, params, token_sum_reward
+from tests_helpers_grpo import constant_reward, make_cfg, make_dataset, make_lengths_uneven, params, token_sum_reward
 
 
 def test_one_step_changes_parameters_and_logs(tiny_model_dir, tmp_path):
@@ -51,18 +51,7 @@ def test_gradient_accumulation_gives_the_full_batch_update(tiny_model_dir, tmp_p
                        gradient_accumulation_steps=accum, max_grad_norm=0.0, learning_rate=1e-2,
                        adam_beta1=0.0, adam_beta2=0.0, adam_epsilon=1.0)  # SGD-like: the step is lr * g / (|g| + 1)
         trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
-        generate = trainer.engine.generate
-
-        def uneven(prompt_ids, n, sampling):  # completions of 2..12 tokens, so micro-batches differ
-            groups = generate(prompt_ids, n, sampling)
-            for g in groups:
-                for i, traj in enumerate(g):
-                    keep = 2 + (5 * i) % 11
-                    traj.completion_ids = traj.completion_ids[:keep]
-                    traj.completion_mask = traj.completion_mask[:keep]
-            return groups
-
-        trainer.engine.generate = uneven
+        make_lengths_uneven(trainer)  # completions of 2..12 tokens, so micro-batches differ
         lengths = []
         original = trainer.build_batch
 
@@ -160,18 +149,7 @@ def test_single_term_grpo_logs_the_loss(tiny_model_dir, tmp_path):
     # (on-policy) iteration the ratio is 1, so the clipped token-mean loss is -sum(A m) / sum(m)
     cfg = make_cfg(tiny_model_dir, tmp_path, gradient_accumulation_steps=2, per_device_train_batch_size=4)
     trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
-    generate = trainer.engine.generate
-
-    def uneven(prompt_ids, n, sampling):  # with equal lengths the token-mean of A would be 0
-        groups = generate(prompt_ids, n, sampling)
-        for g in groups:
-            for i, traj in enumerate(g):
-                keep = 2 + (5 * i) % 11
-                traj.completion_ids = traj.completion_ids[:keep]
-                traj.completion_mask = traj.completion_mask[:keep]
-        return groups
-
-    trainer.engine.generate = uneven
+    make_lengths_uneven(trainer)  # with equal lengths the token-mean of A would be 0
     batches = []
     original = trainer.build_batch
 

@@ -48,3 +48,20 @@ def params(trainer):
     return {k: v.detach().clone() for k, v in trainer.unwrapped_model.named_parameters()}
 
 
+
+
+def make_lengths_uneven(trainer) -> None:
+    """Cut the engine's completions to 2..12 tokens (by position in the group), so that rows and
+    micro-batches differ in length (with equal lengths a token-mean equals a row mean)."""
+    generate = trainer.engine.generate
+
+    def uneven(prompt_ids, n, sampling):
+        groups = generate(prompt_ids, n, sampling)
+        for g in groups:
+            for i, traj in enumerate(g):
+                keep = 2 + (5 * i) % 11
+                traj.completion_ids = traj.completion_ids[:keep]
+                traj.completion_mask = traj.completion_mask[:keep]
+        return groups
+
+    trainer.engine.generate = uneven
