@@ -116,7 +116,8 @@ def build_hf_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> 
     """``transformers`` ``generate`` on the trainer's own model (nothing to sync)."""
     from rollout.hf import HFEngine
 
-    return HFEngine(model, tokenizer, max_batch_size=0, unwrap=accelerator.unwrap_model)
+    return HFEngine(model, tokenizer, max_batch_size=0, unwrap=accelerator.unwrap_model,
+                    decode=getattr(args, "hf_decode", "generate"))
 
 
 @register_engine("vllm")

@@ -19,7 +19,11 @@ class HFEngine:
     ``model`` may be wrapped (DDP / accelerate); generation uses the unwrapped module.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 0, unwrap=None) -> None:
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int = 0, unwrap=None, decode: str = "generate") -> None:
+        if decode not in ("generate", "compact"):
+            raise ValueError(f"decode must be 'generate' or 'compact', got {decode!r}")
+        # generate: transformers' generate(); compact: rollout.hf_decode (finished rows leave the batch)
+        self.decode = decode
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size  # sequences per generate() call; 0 = no limit
@@ -85,6 +89,8 @@ class HFEngine:
         for i, (_, p) in enumerate(items):  # left padding
             input_ids[i, p_len - len(p) :] = torch.tensor(p, dtype=torch.long)
             attention[i, p_len - len(p) :] = 1
+        if self.decode == "compact" and not sampling.stop:
+            return self._compact_chunk(model, items, input_ids.to(device), attention.to(device), sampling)
         gen_kwargs: dict[str, Any] = dict(
             max_new_tokens=sampling.max_new_tokens,
             pad_token_id=self.pad_token_id,
@@ -93,6 +99,8 @@ class HFEngine:
             output_scores=sampling.return_logprobs,
             use_cache=True,
         )
+        if sampling.min_new_tokens > 0:
+            gen_kwargs["min_new_tokens"] = sampling.min_new_tokens
         if sampling.greedy:
             gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
@@ -140,3 +148,17 @@ class HFEngine:
                 )
             )
         return trajectories
+
+    def _compact_chunk(self, model: Any, items: list[tuple[int, list[int]]], input_ids: torch.Tensor,
+                       attention: torch.Tensor, sampling: SamplingConfig) -> list[Trajectory]:
+        from rollout.hf_decode import sample_compact
+
+        rows, logprobs = sample_compact(model, input_ids, attention, sampling, sorted(self.eos_token_ids))
+        out = []
+        for i, (g, p) in enumerate(items):
+            ids = rows[i]  # ends at its first eos (kept) or at max_new_tokens
+            finish = "stop" if ids and ids[-1] in self.eos_token_ids else "length"
+            out.append(Trajectory(prompt_ids=p, completion_ids=ids, logprobs=logprobs[i] if logprobs is not None else None,
+                                  finish_reason=finish, text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                                  group_index=g))
+        return out

@@ -23,6 +23,7 @@ class SamplingConfig:
     stop: tuple[str, ...] = ()
     greedy: bool = False
     return_logprobs: bool = True
+    min_new_tokens: int = 0  # 0 = off; > 0 suppresses eos before that many tokens (benchmarks: equal lengths)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:

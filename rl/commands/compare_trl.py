@@ -163,20 +163,7 @@ def train_trl(args, start: Path, dataset, out: Path) -> dict[str, Any]:
     from rl.modeling import load_model, load_tokenizer
 
     s = shared_settings(args)
-    cfg = TRLConfig(
-        output_dir=str(out), learning_rate=s["learning_rate"], warmup_steps=s["warmup_steps"],
-        lr_scheduler_type=s["lr_scheduler_type"], num_generations=s["num_generations"],
-        per_device_train_batch_size=s["per_device_train_batch_size"], gradient_accumulation_steps=1,
-        steps_per_generation=1, max_steps=s["max_steps"], max_completion_length=s["max_completion_length"],
-        temperature=s["temperature"], top_p=s["top_p"], top_k=s["top_k"], beta=s["beta"],
-        num_iterations=s["num_iterations"], epsilon=s["epsilon"], scale_rewards=s["scale_rewards"],
-        loss_type="dapo",  # token-mean over the batch = parsimony's loss_agg_mode token-mean
-        adam_beta1=s["adam_beta1"], adam_beta2=s["adam_beta2"], adam_epsilon=s["adam_epsilon"],
-        weight_decay=s["weight_decay"], max_grad_norm=s["max_grad_norm"], seed=s["seed"],
-        use_vllm=False, bf16=False, fp16=False, report_to="none", save_strategy="no",
-        logging_steps=max(1, min(5, args.steps)), disable_tqdm=True, log_completions=False,
-        remove_unused_columns=False, dataloader_num_workers=0, dataloader_pin_memory=False,
-    )
+    cfg = trl_config(TRLConfig, s, out, logging_steps=max(1, min(5, args.steps)))
     model = load_model(str(start))  # the same fp32 start weights parsimony loads
     tok = load_tokenizer(str(start))
     ends: list[float] = []
@@ -197,6 +184,27 @@ def train_trl(args, start: Path, dataset, out: Path) -> dict[str, Any]:
     effective = {k: getattr(trainer.args, k, None) for k in TRL_CHECKED}
     return {"final": final, "steps": steps, "train_seconds": seconds,
             "seconds_per_step": steady_seconds_per_step(ends, seconds, steps), "trl_settings": effective}
+
+
+def trl_config(config_cls, s: dict[str, Any], out: Path, **overrides):
+    """TRL's ``GRPOConfig`` (``config_cls``) for the shared settings ``s`` (:func:`shared_settings`),
+    with TRL's own names; ``overrides`` (TRL names) win."""
+    kw = dict(
+        output_dir=str(out), learning_rate=s["learning_rate"], warmup_steps=s["warmup_steps"],
+        lr_scheduler_type=s["lr_scheduler_type"], num_generations=s["num_generations"],
+        per_device_train_batch_size=s["per_device_train_batch_size"], gradient_accumulation_steps=1,
+        steps_per_generation=1, max_steps=s["max_steps"], max_completion_length=s["max_completion_length"],
+        temperature=s["temperature"], top_p=s["top_p"], top_k=s["top_k"], beta=s["beta"],
+        num_iterations=s["num_iterations"], epsilon=s["epsilon"], scale_rewards=s["scale_rewards"],
+        loss_type="dapo",  # token-mean over the batch = parsimony's loss_agg_mode token-mean
+        adam_beta1=s["adam_beta1"], adam_beta2=s["adam_beta2"], adam_epsilon=s["adam_epsilon"],
+        weight_decay=s["weight_decay"], max_grad_norm=s["max_grad_norm"], seed=s["seed"],
+        use_vllm=False, bf16=False, fp16=False, report_to="none", save_strategy="no",
+        logging_steps=5, disable_tqdm=True, log_completions=False,
+        remove_unused_columns=False, dataloader_num_workers=0, dataloader_pin_memory=False,
+    )
+    kw.update(overrides)
+    return config_cls(**kw)
 
 
 def steady_seconds_per_step(step_ends: list[float], total_seconds: float, steps: int) -> float:

@@ -1,0 +1,469 @@
+"""GRPO step time on identical work: parsimony's ``GRPOTrainer`` against TRL's (``use_vllm=False``).
+
+    python scripts/bench_grpo_step.py --out DIR [--sizes tiny,small] [--steps 4] [--warmup 1] [--rounds 2]
+
+For each model size the embedded model is built once (``make_tiny_model``, random init, or
+``--model DIR`` for an existing checkpoint, e.g. an SFT start). Then the two trainers run in
+back-to-back subprocesses, alternated A, B, A, B (``--rounds`` times each), so that the load of a
+shared machine hits both. Each run trains ``--warmup`` untimed steps, then ``--steps`` timed ones.
+
+Both get the same weights, dataset rows, prompts per step, G, max completion length, sampling
+(T, top_p, ``top_k=0``), reward (parsimony's ``accuracy``, through
+:func:`rl.commands.compare_trl.trl_reward` for TRL), beta, ``num_iterations``, loss aggregation
+(token-mean = TRL's ``dapo``), optimizer and clipping, fp32, no gradient checkpointing (TRL
+defaults it on; it is switched off here, a recompute that parsimony does not do would flatter us).
+With ``--lengths forced`` (the default) every completion is exactly ``max_completion_length``
+tokens (``min_new_tokens`` = max on both sides), so both do the same number of tokens; with
+``natural`` the lengths are whatever the model samples, and tokens/s is the fair figure.
+
+A step is the wall time between the ends of two consecutive optimizer steps of the trainer's own
+``train()`` loop (everything a user pays: sampling prompts, generation, rewards, the update,
+logging). The result: median and min s/step of each, the ratio ours / TRL, tokens/s, and our
+breakdown (rollout, log-prob passes, reward, backward+optimizer, weight sync, other); a markdown
+table on stdout and ``DIR/bench.json`` = ``{"ratio", "ours", "trl", "settings", "sizes"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+FRAMEWORKS = ("ours", "trl")
+# parsimony's own step timers (GRPOTrainer._timing, logged as time/<key>)
+BREAKDOWN = ("rollout", "logprobs", "reward", "backward_optimizer", "weight_sync", "other")
+# what differs between the two runs, and why (written to bench.json)
+DIFFERENCES = {
+    "prompt_order": "each trainer draws prompts with its own seeded sampler (same rows, same seed, another "
+                    "order); with forced lengths only the prompt lengths (a few tokens) can differ",
+    "loss_code": "parsimony loss_type 'clipped' + loss_agg_mode 'token-mean' vs TRL loss_type 'dapo': the same "
+                 "token-mean clipped surrogate",
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench_grpo_step", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="outputs/bench_grpo_step", help="output directory (bench.json, models)")
+    p.add_argument("--sizes", default="tiny", help="embedded model sizes, comma-separated: tiny (~1M), small (~10M)")
+    p.add_argument("--model", default=None, help="an existing model directory instead of the embedded sizes")
+    p.add_argument("--steps", type=int, default=4, help="timed optimizer steps per run")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
+    p.add_argument("--rounds", type=int, default=2, help="runs of each framework, alternated A, B, A, B")
+    p.add_argument("--frameworks", default="ours,trl", help="ours,trl (one alone: no ratio)")
+    p.add_argument("--task", default="overthink")
+    p.add_argument("--prompts-per-step", type=int, default=8)
+    p.add_argument("--num-generations", type=int, default=8)
+    p.add_argument("--max-completion-length", type=int, default=200)
+    p.add_argument("--lengths", default="forced", choices=["forced", "natural"],
+                   help="forced: every completion is max-completion-length tokens (min_new_tokens = max)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--beta", type=float, default=0.0)
+    p.add_argument("--num-iterations", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (1 on a shared machine)")
+    p.add_argument("--train-examples", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ours-overrides", default="{}",
+                   help="JSON GRPOConfig fields for our trainer only (e.g. an optimisation switched off: a "
+                        "before/after); they are listed in settings.differences")
+    p.add_argument("--variants", default="{}",
+                   help="JSON {name: GRPOConfig fields}: more runs of our trainer in the same alternation (A, B, C, ...), "
+                        "each reported with its own ratio, e.g. '{\"compact\": {\"hf_decode\": \"compact\"}}' for a "
+                        "before/after")
+    p.add_argument("--parts", action="store_true",
+                   help="instead: each optimisation alone, before/after in one process (rollout: generate vs compact; "
+                        "update: one padded pass vs split_by_length 4), written to DIR/parts.json")
+    p.add_argument("--worker", default=None, choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    p.add_argument("--result", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def settings(args) -> dict[str, Any]:
+    """The shared settings, parsimony's names (compare-trl's, with the benchmark's sizes)."""
+    from rl.commands.compare_trl import shared_settings
+
+    ns = argparse.Namespace(lr=5e-5, warmup_steps=0, num_generations=args.num_generations,
+                            prompts_per_step=args.prompts_per_step, steps=args.warmup + args.steps,
+                            max_completion_length=args.max_completion_length, temperature=args.temperature,
+                            seed=args.seed)
+    s = shared_settings(ns)
+    s.update(beta=args.beta, num_iterations=args.num_iterations)
+    return s
+
+
+def _dataset(args):
+    from curriculum.data import load_dataset_spec
+
+    return load_dataset_spec(f"task:{args.task}", "train", args.train_examples, args.seed, {})
+
+
+def _min_new_tokens(args) -> int:
+    return args.max_completion_length if args.lengths == "forced" else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the two workers (each in its own subprocess)
+# ---------------------------------------------------------------------------------------------
+
+
+def run_ours(args, model_dir: Path, out: Path) -> dict[str, Any]:
+    import dataclasses
+
+    from rl.config import GRPOConfig
+    from rl.grpo_trainer import GRPOTrainer
+
+    s = settings(args)
+    cfg = GRPOConfig(model=str(model_dir), dataset=f"task:{args.task}", reward_funcs=["accuracy"],
+                     loss_type="clipped", advantage_estimator="grpo", output_dir=str(out), report_to=[],
+                     logging_steps=1, save_final=False, disable_progress_bar=True, num_threads=args.threads,
+                     **s, **json.loads(args.ours_overrides))
+    trainer = GRPOTrainer(cfg.model, args=cfg, train_dataset=_dataset(args))
+    trainer.sampling = dataclasses.replace(trainer.sampling, min_new_tokens=_min_new_tokens(args))
+    ends: list[float] = []
+    per_step: list[dict[str, float]] = []
+    step = trainer.training_step
+
+    def timed_step():
+        m = step()
+        ends.append(time.perf_counter())
+        per_step.append({k: float(v) for k, v in m.items()})
+        return m
+
+    trainer.training_step = timed_step  # the train() loop's own steps, clocked at their ends
+    start = time.perf_counter()
+    trainer.train()
+    times = _step_times(start, ends, args.warmup)
+    timed = per_step[args.warmup:]
+    tokens = [m["completion/mean_length"] * s["per_device_train_batch_size"] for m in timed]
+    breakdown = {}
+    for k in ("rollout", "logprobs", "reward", "weight_sync"):
+        breakdown[k] = statistics.median(m.get(f"time/{k}", 0.0) for m in timed)
+    # time/update holds the advantages, the micro-batch forward + backward passes, the optimizer
+    # step and the weight sync
+    breakdown["backward_optimizer"] = statistics.median(
+        m.get("time/update", 0.0) - m.get("time/weight_sync", 0.0) for m in timed)
+    breakdown["other"] = max(0.0, statistics.median(times) - sum(breakdown.values()))
+    return {"step_times": times, "tokens_per_step": tokens, "breakdown": breakdown}
+
+
+def run_trl(args, model_dir: Path, out: Path) -> dict[str, Any]:
+    import torch
+    from transformers import TrainerCallback
+    from trl import GRPOConfig as TRLConfig
+    from trl import GRPOTrainer as TRLTrainer
+
+    from rl.commands.compare_trl import trl_config, trl_reward
+    from rl.modeling import load_model, load_tokenizer
+
+    torch.set_num_threads(args.threads)
+    s = settings(args)
+    extra: dict[str, Any] = {}
+    if _min_new_tokens(args):
+        extra["generation_kwargs"] = {"min_new_tokens": _min_new_tokens(args)}
+    cfg = trl_config(TRLConfig, s, out, logging_steps=1, gradient_checkpointing=False, **extra)
+    model = load_model(str(model_dir))
+    tok = load_tokenizer(str(model_dir))
+    ends: list[float] = []
+    gen_times: list[float] = []
+    generate = model.generate
+
+    def timed_generate(*a, **k):  # TRL's HF path calls the model's own generate()
+        t0 = time.perf_counter()
+        try:
+            return generate(*a, **k)
+        finally:
+            gen_times.append(time.perf_counter() - t0)
+
+    model.generate = timed_generate
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, *a, **k):
+            ends.append(time.perf_counter())
+
+    trainer = TRLTrainer(model=model, reward_funcs=[trl_reward("accuracy")], args=cfg, train_dataset=_dataset(args),
+                         processing_class=tok, callbacks=[StepClock()])
+    start = time.perf_counter()
+    trainer.train()
+    times = _step_times(start, ends, args.warmup)
+    logs = [h for h in trainer.state.log_history if "completions/mean_length" in h][args.warmup:]
+    tokens = [h["completions/mean_length"] * s["per_device_train_batch_size"] for h in logs]
+    rollout = statistics.median(gen_times[args.warmup:]) if len(gen_times) > args.warmup else float("nan")
+    effective = {k: getattr(trainer.args, k, None) for k in (
+        "loss_type", "scale_rewards", "beta", "num_iterations", "top_k", "top_p", "temperature", "epsilon",
+        "num_generations", "per_device_train_batch_size", "generation_batch_size", "steps_per_generation",
+        "max_completion_length", "use_vllm", "bf16", "gradient_checkpointing", "generation_kwargs")}
+    return {"step_times": times, "tokens_per_step": tokens, "breakdown": {"rollout": rollout},
+            "trl_effective": effective}
+
+
+def _step_times(start: float, ends: list[float], warmup: int) -> list[float]:
+    """Seconds of each step after the warm-up ones (the first step is clocked from the start of train())."""
+    marks = [start, *ends]
+    return [marks[i + 1] - marks[i] for i in range(warmup, len(ends))]
+
+
+def bench_parts(args, model_dir: Path, repeats: int = 5) -> dict[str, Any]:
+    """Each optimisation alone, before/after in one process on the same work, interleaved A, B, A, B
+    (``repeats`` pairs), so that slow load changes hit both: the rollout of one step's prompts with
+    ``generate`` vs the compact loop, and the update's forward + backward of one fixed batch as one
+    padded pass vs ``split_by_length`` 4 trimmed pieces (a batch of the trainer's own sampling, whatever
+    ``--lengths`` says: forced lengths leave nothing to trim). Median seconds of each and the ratio."""
+    import torch
+
+    from rl.config import GRPOConfig
+    from rl.grpo_trainer import GRPOTrainer
+    from rl.losses import aggregation_denominator, term_denominators
+    from rl.update_padding import length_sorted_chunks, trim_padding
+
+    torch.set_num_threads(args.threads)
+    s = settings(args)
+    cfg = GRPOConfig(model=str(model_dir), dataset=f"task:{args.task}", reward_funcs=["accuracy"], loss_type="clipped",
+                     output_dir=tempfile.mkdtemp(prefix="bench-parts-"), report_to=[], save_final=False,
+                     disable_progress_bar=True, num_threads=args.threads, **s)
+    trainer = GRPOTrainer(cfg.model, args=cfg, train_dataset=_dataset(args))
+    import dataclasses
+
+    sampling = dataclasses.replace(trainer.sampling, min_new_tokens=_min_new_tokens(args))
+    rows = [trainer.train_dataset[i] for i in trainer.sampler.draw(args.prompts_per_step)]
+    prompt_ids = trainer._prompt_ids(rows)
+    gen: dict[str, list[float]] = {"generate": [], "compact": []}
+    tokens: dict[str, list[int]] = {"generate": [], "compact": []}
+    for r in range(repeats):
+        for mode in ("generate", "compact"):
+            trainer.engine.decode = mode
+            torch.manual_seed(r)
+            t0 = time.perf_counter()
+            groups = trainer.engine.generate(prompt_ids, args.num_generations, sampling)
+            gen[mode].append(time.perf_counter() - t0)
+            tokens[mode].append(sum(len(t.completion_ids) for g in groups for t in g))
+    trainer.engine.decode = "generate"
+    trainer._timing = {k: 0.0 for k in ("rollout", "reward", "logprobs", "update", "weight_sync")}
+    trainer._reward_metrics = {}
+    batch = trainer.build_batch(trainer.rollout_and_score(trainer.sampler.draw(args.prompts_per_step)))
+    batch.advantages = trainer.advantage_fn(batch, cfg)
+    dens = term_denominators(trainer.loss_terms, batch.completion_mask, batch.rollout_masks, cfg.loss_agg_mode)
+    kl_den = aggregation_denominator(batch.completion_mask, cfg.loss_agg_mode)
+    upd: dict[str, list[float]] = {"one_pass": [], "split_by_length_4": []}
+    trainer.model.train()
+    for _ in range(repeats):
+        for name, pieces in (("one_pass", 1), ("split_by_length_4", 4)):
+            trainer.model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            for idx in length_sorted_chunks(batch.completion_lengths, 1, pieces):
+                mb = batch.select(idx)
+                loss, _ = trainer._micro_loss(trim_padding(mb) if pieces > 1 else mb, dens, kl_den)
+                loss.backward()
+            upd[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in {**gen, **upd}.items()}
+    lengths = batch.completion_lengths.float()
+    return {
+        "rollout_s": {k: med[k] for k in gen}, "rollout_tokens": {k: statistics.mean(v) for k, v in tokens.items()},
+        "rollout_ratio": med["compact"] / med["generate"],
+        "update_fwd_bwd_s": {k: med[k] for k in upd}, "update_ratio": med["split_by_length_4"] / med["one_pass"],
+        "padding_share": float(1 - lengths.sum() / (lengths.max() * len(lengths))), "repeats": repeats,
+        "raw": {**gen, **upd},
+    }
+
+
+def worker_main(args) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    out = Path(tempfile.mkdtemp(prefix=f"bench-{args.worker}-"))
+    fn = run_ours if args.worker == "ours" else run_trl
+    res = fn(args, Path(args.model), out)
+    Path(args.result).write_text(json.dumps(res, default=str))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------------------------
+
+
+def _forward_argv(args, model_dir: Path, worker: str, result: Path) -> list[str]:
+    skip = {"out", "sizes", "model", "rounds", "frameworks", "worker", "result", "variants", "ours_overrides", "parts"}
+    name, _, variant = worker.partition("+")
+    overrides = {**json.loads(args.ours_overrides), **(json.loads(args.variants)[variant] if variant else {})}
+    argv = [sys.executable, "-m", "rl.bench_grpo", "--worker", name, "--model", str(model_dir),
+            "--result", str(result), "--ours-overrides", json.dumps(overrides)]
+    for k, v in vars(args).items():
+        if k not in skip:
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+    return argv
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pool the timed steps of every run of one framework."""
+    times = [t for r in runs for t in r["step_times"]]
+    tokens = [t for r in runs for t in r["tokens_per_step"]]
+    out: dict[str, Any] = {
+        "median_s_per_step": statistics.median(times),
+        "min_s_per_step": min(times),
+        "steps_timed": len(times),
+        "runs": len(runs),
+        "run_medians": [statistics.median(r["step_times"]) for r in runs],
+        "mean_completion_tokens_per_step": statistics.mean(tokens) if tokens else float("nan"),
+    }
+    out["tokens_per_s"] = out["mean_completion_tokens_per_step"] / out["median_s_per_step"]
+    keys = runs[0]["breakdown"].keys()
+    out["breakdown"] = {k: statistics.median(r["breakdown"][k] for r in runs) for k in keys}
+    if "trl_effective" in runs[0]:
+        out["trl_effective"] = runs[0]["trl_effective"]
+    return out
+
+
+def bench_size(args, model_dir: Path, out: Path, frameworks: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false",
+           "WANDB_MODE": "disabled"}
+    runs: dict[str, list] = {f: [] for f in frameworks}
+    for r in range(args.rounds):
+        for fw in frameworks:  # A, B, A, B
+            result = out / f"run-{model_dir.name}-{fw}-{r}.json"
+            t0 = time.time()
+            proc = subprocess.run(_forward_argv(args, model_dir, fw, result), env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{fw} run {r} failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
+            runs[fw].append(json.loads(result.read_text()))
+            med = statistics.median(runs[fw][-1]["step_times"])
+            print(f"[bench_grpo_step] {model_dir.name} {fw} round {r}: {med:.3f} s/step "
+                  f"({time.time() - t0:.0f}s with start-up)", flush=True)
+    res = {fw: summarize(v) for fw, v in runs.items()}
+    if "trl" in res:
+        for fw in res:
+            if fw.startswith("ours"):
+                res[fw]["ratio"] = res[fw]["median_s_per_step"] / res["trl"]["median_s_per_step"]
+                res[fw]["ratio_min"] = res[fw]["min_s_per_step"] / res["trl"]["min_s_per_step"]
+        if "ours" in res:
+            res["ratio"], res["ratio_min"] = res["ours"]["ratio"], res["ours"]["ratio_min"]
+    return res
+
+
+def table(sizes: dict[str, dict]) -> str:
+    lines = ["| model | trainer | median s/step | min s/step | completion tok/s | ours / TRL (median) | (min) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, res in sizes.items():
+        for fw in [f for f in res if isinstance(res[f], dict) and "median_s_per_step" in res[f]]:
+            r = res[fw]
+            ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
+            ratio_min = f"{r['ratio_min']:.2f}" if "ratio_min" in r else ""
+            label = "TRL" if fw == "trl" else "parsimony" + (f" ({fw[5:]})" if "+" in fw else "")
+            lines.append(f"| {name} | {label} | {r['median_s_per_step']:.3f} | "
+                         f"{r['min_s_per_step']:.3f} | {r['tokens_per_s']:.0f} | {ratio} | {ratio_min} |")
+    lines += ["", "| model | trainer | " + " | ".join(BREAKDOWN) + " | TRL generate |",
+              "|---|---|" + "---|" * (len(BREAKDOWN) + 1)]
+    for name, res in sizes.items():
+        t = res.get("trl", {}).get("breakdown", {}).get("rollout", float("nan"))
+        for fw in [f for f in res if f.startswith("ours") and isinstance(res[f], dict)]:
+            b = res[fw]["breakdown"]
+            lines.append(f"| {name} | {fw} | " + " | ".join(f"{b.get(k, float('nan')):.3f}" for k in BREAKDOWN)
+                         + f" | {t:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    if not frameworks or any(f not in FRAMEWORKS for f in frameworks):
+        raise SystemExit(f"error: --frameworks takes {','.join(FRAMEWORKS)}; got {args.frameworks!r}")
+    variants = json.loads(args.variants)
+    if not isinstance(variants, dict) or any("+" in k or not isinstance(v, dict) for k, v in variants.items()):
+        raise SystemExit(f"error: --variants must be a JSON object of name -> GRPOConfig fields; got {args.variants!r}")
+    frameworks += [f"ours+{k}" for k in variants]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.model:
+        models = {Path(args.model).name: Path(args.model)}
+    else:
+        from rl.embedded import make_tiny_model
+
+        models = {}
+        for size in [s for s in args.sizes.split(",") if s]:
+            d = out / f"model-{size}"
+            models[size] = d if (d / "config.json").exists() else make_tiny_model(d, size=size, seed=args.seed)
+    if args.parts:
+        parts = {name: bench_parts(args, d) for name, d in models.items()}
+        (out / "parts.json").write_text(json.dumps({"parts": parts, "machine": machine(), "args": vars(args)}, indent=1))
+        print("| model | rollout generate s | compact s | ratio | update 1 pass s | 4 pieces s | ratio | padding |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, p in parts.items():
+            print(f"| {name} | {p['rollout_s']['generate']:.3f} | {p['rollout_s']['compact']:.3f} | "
+                  f"{p['rollout_ratio']:.2f} | {p['update_fwd_bwd_s']['one_pass']:.3f} | "
+                  f"{p['update_fwd_bwd_s']['split_by_length_4']:.3f} | {p['update_ratio']:.2f} | "
+                  f"{100 * p['padding_share']:.0f}% |")
+        return 0
+    sizes: dict[str, dict] = {}
+    for name, d in models.items():
+        sizes[name] = bench_size(args, d, out, frameworks)
+        sizes[name]["parameters"] = _parameters(d)
+    first = next(iter(sizes.values()))
+    differences = dict(DIFFERENCES)
+    if json.loads(args.ours_overrides):
+        differences["ours_overrides"] = f"parsimony only: {args.ours_overrides}"
+    for k, v in variants.items():
+        differences[f"variant ours+{k}"] = f"parsimony only, an extra run: {json.dumps(v)}"
+    report = {
+        "ratio": first.get("ratio"),
+        "ours": first.get("ours"),
+        "trl": first.get("trl"),
+        "sizes": sizes,
+        "settings": {**settings(args), "prompts_per_step": args.prompts_per_step, "lengths": args.lengths,
+                     "min_new_tokens": _min_new_tokens(args), "timed_steps": args.steps, "warmup_steps_untimed":
+                     args.warmup, "rounds": args.rounds, "threads": args.threads, "task": args.task,
+                     "reward": "accuracy", "dtype": "float32", "gradient_checkpointing": False, "engine": "hf",
+                     "trl_use_vllm": False, "trl_loss_type": "dapo", "models": {k: str(v) for k, v in models.items()},
+                     "differences": differences, "machine": machine()},
+    }
+    (out / "bench.json").write_text(json.dumps(report, indent=1, default=str))
+    print()
+    print(table(sizes))
+    print(f"\nbench: {out / 'bench.json'}")
+    return 0
+
+
+def _parameters(model_dir: Path) -> int:
+    from safetensors import safe_open
+
+    n = 0
+    for f in model_dir.glob("*.safetensors"):
+        with safe_open(str(f), "pt") as h:
+            for k in h.keys():
+                n += _prod(h.get_slice(k).get_shape())
+    return n
+
+
+def _prod(shape) -> int:
+    out = 1
+    for x in shape:
+        out *= int(x)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {"nproc": os.cpu_count(), "cpu": model, "platform": platform.platform(), "loadavg": load}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
