@@ -176,9 +176,10 @@ class SFTTrainer(BaseTrainer):
         mine = self.eval_examples[self.accelerator.process_index :: self.accelerator.num_processes]
         bs = self.args.per_device_eval_batch_size
         total = torch.zeros(2, dtype=torch.float64, device=self.accelerator.device)  # [loss sum, tokens]
-        for j in range(0, len(mine), bs):
-            loss_sum, n = self._loss_sum(self._collate(mine[j : j + bs]))
-            total += torch.tensor([float(loss_sum), float(n)], dtype=torch.float64, device=total.device)
+        with self.gathered_weights():  # sharded: processes may run different numbers of batches here
+            for j in range(0, len(mine), bs):
+                loss_sum, n = self._loss_sum(self._collate(mine[j : j + bs]))
+                total += torch.tensor([float(loss_sum), float(n)], dtype=torch.float64, device=total.device)
         if self.accelerator.num_processes > 1:
             total = self.accelerator.reduce(total, reduction="sum")
         self.model.train(was_training)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from rl import checkpoint as ckpt_lib
+from rl import sharding
 from rl.config import TrainConfig
 from rl.modeling import apply_lora, is_peft_model, load_model, load_tokenizer, merged_copy
 from rl.tracking import Tracker
@@ -31,14 +32,13 @@ def seed_everything(seed: int) -> None:
 
 class BaseTrainer:
     def __init__(self, model: Any, args: TrainConfig, processing_class: Any = None) -> None:
-        from accelerate import Accelerator
-
         self.args = args
         if args.num_threads > 0:
             torch.set_num_threads(args.num_threads)
         _allow_new_mixed_precision("bf16" if args.bf16 else "no")
-        # without CUDA, cpu=True lets accelerate pick MULTI_CPU (gloo) under torchrun
-        self.accelerator = Accelerator(mixed_precision="bf16" if args.bf16 else "no", cpu=not torch.cuda.is_available())
+        # without CUDA, cpu=True lets accelerate pick MULTI_CPU (gloo) under torchrun; an FSDP2 accelerate
+        # config shards the model, on CPU too (rl/sharding.py)
+        self.accelerator = sharding.make_accelerator("bf16" if args.bf16 else "no")
         seed_everything(args.seed)
         # model / tokenizer: a path or hub id, or objects the user built
         model_name = model if isinstance(model, str) else args.model
@@ -100,14 +100,29 @@ class BaseTrainer:
     def clip_and_step(self) -> float:
         """Clip gradients, step optimizer and scheduler; returns the pre-clip grad norm."""
         params = [p for p in self.model.parameters() if p.requires_grad]
-        if self.args.max_grad_norm > 0:
-            norm = self.accelerator.clip_grad_norm_(params, self.args.max_grad_norm)
-        else:
-            norm = torch.sqrt(sum((p.grad.detach().float() ** 2).sum() for p in params if p.grad is not None))
+        norm = sharding.clip_grad_norm(self.accelerator, params, self.args.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(norm)
+
+    @property
+    def is_sharded(self) -> bool:
+        """FSDP2 / ZeRO-3: no process holds the full model (see rl/sharding.py)."""
+        return sharding.is_sharded(self.accelerator)
+
+    def gathered_weights(self, needed: bool = True):
+        """Context: the full parameters on every process and no collective in forwards (sharded runs;
+        every process enters together), e.g. around generation. A no-op without sharding."""
+        return sharding.maybe_gathered(self.model, self.accelerator, needed)
+
+    def build_reference_model(self) -> Any:
+        """A frozen copy of the policy's current weights; under sharding a fresh model sharded the same way."""
+        if self.is_sharded:
+            return sharding.build_reference_model(self.model, self.accelerator)
+        import copy
+
+        return copy.deepcopy(self.unwrapped_model).eval().requires_grad_(False)
 
     # --- checkpointing -----------------------------------------------------------------------
     def extra_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -124,6 +139,12 @@ class BaseTrainer:
     def save_checkpoint(self) -> Path:
         shared, local = self.extra_state()
         shared = {"config": self.args.to_dict(), **shared}
+        if self.is_sharded:
+            from rl import sharded_checkpoint
+
+            path = sharded_checkpoint.save_checkpoint(self, shared, local)
+            self.log_line(f"[parsimony] saved {path}")
+            return path
         path = ckpt_lib.save_checkpoint(
             self.args.output_dir,
             self.global_step,
@@ -152,10 +173,16 @@ class BaseTrainer:
                 f"resume_from_checkpoint: {path} was written by {saved_procs} process(es) but "
                 f"{self.accelerator.num_processes} are resuming; exact resume needs the same number"
             )
-        ckpt_lib.load_model_weights(self.unwrapped_model, path)
-        self.on_weights_loaded()
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-        self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+        if self.is_sharded:
+            from rl import sharded_checkpoint
+
+            sharded_checkpoint.load_checkpoint(self, path)  # model, optimizer, scheduler
+            self.on_weights_loaded()
+        else:
+            ckpt_lib.load_model_weights(self.unwrapped_model, path)
+            self.on_weights_loaded()
+            self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+            self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
         shared, local = ckpt_lib.load_trainer_state(path, self.accelerator.process_index)
         self.global_step = int(shared["step"])
         self.load_extra_state(shared, local.get("local", {}))
@@ -227,6 +254,10 @@ class BaseTrainer:
             while self.global_step < args.max_steps:
                 metrics = self.training_step()
                 if metrics.get("skipped"):
+                    if self._should_stop():  # a stop signal while every batch is skipped still stops
+                        interrupted = True
+                        self.save_checkpoint()
+                        break
                     continue
                 self.global_step += 1
                 metrics["lr"] = self.scheduler.get_last_lr()[0]
@@ -253,6 +284,10 @@ class BaseTrainer:
 
     def save_final(self) -> Path:
         out = Path(self.args.output_dir) / "final"
+        if self.is_sharded:  # the full state gathered onto the main process, written by save_pretrained
+            from rl import sharded_checkpoint
+
+            return sharded_checkpoint.save_consolidated(self.model, self.accelerator, self.tokenizer, out)
         self.accelerator.wait_for_everyone()
         if self.is_main:
             model = self.unwrapped_model

@@ -15,7 +15,7 @@ from __future__ import annotations
 import socket
 from typing import Any, Iterator
 
-from rollout.weights import policy_weights
+from rollout.weights import is_sharded_model, policy_weights, unwrap
 
 
 def _free_port() -> int:
@@ -40,6 +40,8 @@ def make_policy_source(model: Any) -> Any:
 
     class PolicySource(WeightSource):
         def metadata(self) -> list:
+            if is_sharded_model(model):  # FSDP2: global shapes without a gather (only the sender runs this)
+                return [ParamMeta(n, t.dtype, tuple(t.shape)) for n, t in unwrap(model).state_dict().items()]
             with policy_weights(model) as weights:
                 return [ParamMeta(n, t.dtype, tuple(t.shape)) for n, t in weights]
 

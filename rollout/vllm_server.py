@@ -207,6 +207,10 @@ class VLLMServerEngine:
             finally:
                 if os.path.exists(path):
                     os.remove(path)
+        else:  # FSDP2: the sender's gathers need every process
+            from rollout.weights import drain_weights
+
+            drain_weights(model)
         if self.barrier is not None:
             self.barrier()
         self.last_sync_seconds = time.time() - t0

@@ -60,10 +60,16 @@ def policy_weights(model: Any) -> Iterator[list[tuple[str, torch.Tensor]]]:
     For a PEFT model the LoRA deltas are added to copies of the base weights: the model itself
     is never merged and unmerged, which would leave round-off in the frozen base weights after
     every sync. Other tensors are detached views of the live parameters: consume them inside
-    the ``with``.
+    the ``with``. A model sharded with FSDP2 yields an iterator instead of a list: each tensor is
+    gathered in full when it is reached (every process must consume it, see :func:`drain_weights`).
     """
     model = unwrap(model)
     with torch.no_grad():
+        if is_sharded_model(model):  # FSDP2: gathered tensor by tensor as they are consumed
+            if is_peft_model(model):
+                raise NotImplementedError("pushing a LoRA policy sharded with FSDP2 is not supported yet")
+            yield _full_tensors(model.state_dict())
+            return
         if not is_peft_model(model):
             yield [(n, t.detach()) for n, t in model.state_dict().items()]
             return
@@ -78,6 +84,33 @@ def policy_weights(model: Any) -> Iterator[list[tuple[str, torch.Tensor]]]:
                 t = t + deltas[n].to(t.dtype)
             out.append((name, t))
         yield out
+
+
+def is_sharded_model(model: Any) -> bool:
+    """Any parameter is a DTensor (FSDP2): reading the full weights takes every process."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without distributed
+        return False
+    return any(isinstance(p, DTensor) for p in unwrap(model).parameters())
+
+
+def _full_tensors(state: dict[str, torch.Tensor]) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, full tensor)`` one at a time: a sharded tensor is all-gathered when it is reached and
+    dropped when the consumer moves on, so the full model is never held on top of the shards (every
+    process must consume the iterator to its end, in the same order)."""
+    from torch.distributed.tensor import DTensor
+
+    for name, t in state.items():
+        yield name, (t.full_tensor() if isinstance(t, DTensor) else t).detach()
+
+
+def drain_weights(model: Any) -> None:
+    """A process that sends nothing still takes part in the gathers of a sharded model's weights."""
+    if is_sharded_model(model):
+        with policy_weights(model) as weights:
+            for _ in weights:
+                pass
 
 
 def save_weights_file(model: Any, path: str | os.PathLike) -> int:

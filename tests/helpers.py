@@ -28,14 +28,16 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def launch_two_processes(script: str | Path, args: Sequence[str], timeout: float, port_seed: int = 0) -> tuple[int, str]:
-    """``accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml script args`` -> (exit code,
-    combined output). A run that outlives ``timeout`` (a collective one process never reaches) is
-    killed with its children and fails the test with the log's tail."""
+def launch_two_processes(script: str | Path, args: Sequence[str], timeout: float, port_seed: int = 0,
+                         config: str = "cpu_2proc.yaml") -> tuple[int, str]:
+    """``accelerate launch --config_file recipes/accelerate/<config> script args`` -> (exit code,
+    combined output); ``config`` e.g. ``fsdp2_cpu_2proc.yaml`` for FSDP2. A run that outlives
+    ``timeout`` (a collective one process never reaches) is killed with its children and fails the
+    test with the log's tail."""
     env = dict(os.environ, WANDB_MODE="offline", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     accelerate = Path(sys.executable).parent / "accelerate"
-    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
+    cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate" / config),
            "--main_process_port", str(20000 + (os.getpid() * 7 + port_seed) % 20000), str(script), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
                             start_new_session=True)
@@ -67,3 +69,17 @@ def local_http_server(handler: type, path: str = "", **state: Any) -> Iterator[T
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def require_redis_server() -> str:
+    """The ``redis-server`` binary (``scripts/setup_env.sh`` installs Debian's): skip with the reason when
+    it is missing, except under CI where that fails the test."""
+    from rollout.store import redis_server_executable
+
+    exe = redis_server_executable()
+    if exe is None:
+        reason = "redis-server is not installed (scripts/setup_env.sh installs Debian's redis-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    return exe

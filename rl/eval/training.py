@@ -84,10 +84,23 @@ def attach_eval(trainer: Any, cfg: Any) -> None:
         return
 
     def run() -> dict[str, float]:
+        from contextlib import nullcontext
+
+        # sharded (FSDP2): every process enters the gathered block together, then only the main one generates
+        gathered = getattr(trainer, "gathered_weights", None)
+        with gathered() if callable(gathered) else nullcontext():
+            return _evaluate() if trainer.is_main else {}
+
+    def _evaluate() -> dict[str, float]:
+        import torch
+
+        # evaluation seeds torch per batch; forking keeps training's random stream as if no evaluation ran
+        with torch.random.fork_rng(devices=[]):
+            return _evaluate_benchmarks()
+
+    def _evaluate_benchmarks() -> dict[str, float]:
         from rl.eval.evaluate import evaluate_dataset
 
-        if not trainer.is_main:
-            return {}
         results = {}
         for bench in benchmarks:
             results[bench.name] = evaluate_dataset(

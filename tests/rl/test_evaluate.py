@@ -264,6 +264,13 @@ def test_evaluation_during_training(tiny, tmp_path):
     assert metrics["num_problems"] == 3 and all(isinstance(v, float) for v in metrics.values())
     assert lines and lines[0].startswith("[eval] step 4: task:overthink: accuracy")
 
+    # evaluation leaves training's random stream alone (it seeds torch per batch inside a fork)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fns[0]()
+    assert torch.equal(torch.rand(3), expected)
+
     cfg.eval_dataset = f"task:overthink,{path}"
     fns.clear()
     attach_eval(trainer, cfg)

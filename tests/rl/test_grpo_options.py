@@ -127,3 +127,23 @@ def test_gradient_checkpointing_recomputes_during_the_update(tiny_model_dir, tmp
     assert plain_train > 0 and plain_eval > 0  # the update in train mode, generation in eval mode
     assert gc_train == 2 * plain_train  # forward + recomputation in backward
     assert gc_eval == plain_eval
+
+
+def test_sigterm_while_every_batch_is_skipped_stops_and_checkpoints(tiny_model_dir, tmp_path):
+    import os
+    import signal
+
+    calls = []
+
+    def constant_then_signal(prompts, completions, completion_ids, **kw):
+        calls.append(1)
+        if len(calls) == 2:  # the second scored batch: a SIGTERM arrives while the sampler keeps skipping
+            os.kill(os.getpid(), signal.SIGTERM)
+        return [1.0] * len(completions)  # no variance: dynamic sampling skips every batch
+
+    cfg = make_cfg(tiny_model_dir, tmp_path, dynamic_sampling=True, max_generation_batches=1, max_steps=50, save_steps=0)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[constant_then_signal], args=cfg, train_dataset=make_dataset())
+    summary = trainer.train()
+    # before the fix the loop went on skipping past the signal until the "more than 20 batches skipped" error
+    assert summary["interrupted"] and summary["global_step"] == 0 and len(calls) == 2
+    assert (tmp_path / "run" / "checkpoint-0").is_dir()  # the data cursor after the skipped draws is kept
