@@ -71,7 +71,15 @@ class Environment(Protocol):
 
     Optional attributes: ``tools`` (JSON schemas, passed to the chat template's ``tools=``),
     ``stop`` (extra stop strings for generation, e.g. ``("</tool_call>",)``), and
-    ``episode_meta() -> dict`` (counts merged into the trajectory's meta at the end)."""
+    ``episode_meta() -> dict`` (counts merged into the trajectory's meta at the end).
+
+    Environments that run sub-episodes (an M-GRPO planner whose ``executor`` tool runs an executor
+    episode, ``rollout/agents.py``) may also have ``bind_rollout(engine=, tokenizer=, sampling=)``,
+    called once before ``reset`` with the loop's engine, and ``child_trajectories() -> list``: the
+    sub-episodes' trajectories, added to the episode's group after the group's own ``n`` rollouts,
+    each with the group's ``group_index`` and ``sub_group`` = its parent's position ``k`` in the
+    group (the parent gets ``sub_group = k`` too, and ``meta["parent_rollout"] = k`` marks a child).
+    A class method ``step_many(envs, turns)`` steps all of a turn's episodes of that class in one call."""
 
     def reset(self, row: Mapping[str, Any]) -> Messages:
         ...
@@ -83,7 +91,7 @@ class Environment(Protocol):
 EnvFactory = Callable[..., Environment]
 ENVIRONMENTS: dict[str, EnvFactory] = {}
 # modules that register the built-in environments (imported on the first lookup that misses)
-BUILTIN_ENVIRONMENT_MODULES = ("rollout.tools",)
+BUILTIN_ENVIRONMENT_MODULES = ("rollout.tools", "rollout.agents")
 
 
 def register_environment(name: str) -> Callable[[EnvFactory], EnvFactory]:
@@ -190,6 +198,26 @@ def _eos_ids(engine: Any, tokenizer: Any) -> set[int]:
     return {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
 
 
+def _step_all(stepping: Sequence[tuple[_Episode, Turn]]) -> list[StepResult]:
+    """``env.step(turn)`` for each episode, except that environments whose class has
+    ``step_many(envs, turns) -> list[StepResult]`` are stepped in one call per class (e.g. the M-GRPO
+    planner runs every executor call of the turn as one batch)."""
+    results: list[StepResult | None] = [None] * len(stepping)
+    batched: dict[type, list[int]] = {}
+    for i, (ep, turn) in enumerate(stepping):
+        if callable(getattr(type(ep.env), "step_many", None)):
+            batched.setdefault(type(ep.env), []).append(i)
+        else:
+            results[i] = ep.env.step(turn)
+    for cls, idx in batched.items():
+        outs = cls.step_many([stepping[i][0].env for i in idx], [stepping[i][1] for i in idx])
+        if len(outs) != len(idx):
+            raise RuntimeError(f"{cls.__name__}.step_many returned {len(outs)} results for {len(idx)} episodes")
+        for i, r in zip(idx, outs):
+            results[i] = r
+    return results  # type: ignore[return-value]
+
+
 def run_episodes(
     engine: RolloutEngine,
     tokenizer: Any,
@@ -216,6 +244,9 @@ def run_episodes(
     for g, row in enumerate(rows):
         for _ in range(n):
             env = make_env()
+            bind = getattr(env, "bind_rollout", None)
+            if callable(bind):  # sub-episodes (an executor tool) generate with the loop's engine
+                bind(engine=engine, tokenizer=tokenizer, sampling=sampling)
             messages = [dict(m) for m in env.reset(row)]
             if system_prompt and (not messages or messages[0].get("role") != "system"):
                 messages = [{"role": "system", "content": system_prompt}] + messages
@@ -233,6 +264,7 @@ def run_episodes(
         turn_sampling = replace(sampling, max_new_tokens=max(caps), stop=stops)
         outs = engine.generate([ep.prompt_ids + ep.ids for ep in active], 1, turn_sampling)
         still: list[_Episode] = []
+        stepping: list[tuple[_Episode, Turn]] = []
         for ep, cap, group in zip(active, caps, outs):
             t = group[0]
             ids = list(t.completion_ids[:cap])
@@ -249,7 +281,9 @@ def run_episodes(
             if ep.turns >= max_turns:  # the last allowed turn: the environment does not act on it
                 ep.end = "max_turns"
                 continue
-            res = ep.env.step(Turn(text=text, ids=ids, index=index, finish_reason=finish))
+            stepping.append((ep, Turn(text=text, ids=ids, index=index, finish_reason=finish)))
+        for (ep, turn), res in zip(stepping, _step_all(stepping)):
+            ids = turn.ids
             if res.done or not res.observation:
                 ep.end = "done"
                 continue
@@ -266,23 +300,33 @@ def run_episodes(
             still.append(ep)
         active = still
     out: list[list[Trajectory]] = [[] for _ in rows]
+    children: list[list[Trajectory]] = [[] for _ in rows]
     for ep in episodes:
         meta: dict[str, Any] = {"turns": ep.turns, "episode_end": ep.end, "observation_tokens": ep.observation_tokens}
         em = getattr(ep.env, "episode_meta", None)
         if callable(em):
             meta.update(em())
-        out[ep.group].append(
-            Trajectory(
-                prompt_ids=ep.prompt_ids,
-                completion_ids=ep.ids,
-                logprobs=ep.logprobs,
-                completion_mask=ep.mask,
-                finish_reason="length" if ep.end == "length" else "stop",
-                text=tokenizer.decode(ep.ids, skip_special_tokens=True),
-                group_index=ep.group,
-                meta=meta,
-            )
+        traj = Trajectory(
+            prompt_ids=ep.prompt_ids,
+            completion_ids=ep.ids,
+            logprobs=ep.logprobs,
+            completion_mask=ep.mask,
+            finish_reason="length" if ep.end == "length" else "stop",
+            text=tokenizer.decode(ep.ids, skip_special_tokens=True),
+            group_index=ep.group,
+            meta=meta,
         )
+        kids = getattr(ep.env, "child_trajectories", None)
+        if callable(kids):  # sub-episodes: samples of their own, in the parent's group
+            k = len(out[ep.group])
+            traj.sub_group = k
+            for c in kids():
+                c.group_index, c.sub_group = ep.group, k
+                c.meta["parent_rollout"] = k
+                children[ep.group].append(c)
+        out[ep.group].append(traj)
+    for group, kids_of_group in zip(out, children):
+        group.extend(kids_of_group)
     return out
 
 

@@ -184,6 +184,7 @@ class ToolEnvironment:
         tools: Sequence[str | Callable[..., Any]] = ("calculator",),
         max_observation_chars: int = 2000,
         prompt_key: str = "prompt",
+        tool_schemas: bool = True,
     ) -> None:
         fns = [resolve_tool(t) for t in tools]
         if not fns:
@@ -191,7 +192,9 @@ class ToolEnvironment:
         self.functions: dict[str, Callable[..., Any]] = {}
         for fn in fns:
             self.functions[fn.__name__] = fn
-        self.tools = [tool_schema(fn) for fn in fns]
+        # tool_schemas=False: the template renders no tools block (the model knows its tools from training:
+        # the embedded tiny model's 512 positions, task:planner); the calls still work the same
+        self.tools = [tool_schema(fn) for fn in fns] if tool_schemas else []
         self.max_observation_chars = int(max_observation_chars)
         self.prompt_key = prompt_key
         self.tool_calls = 0
@@ -250,7 +253,8 @@ class ToolEnvironment:
 
 @register_environment("tools")
 def make_tool_environment(**kwargs: Any) -> ToolEnvironment:
-    """``environment: tools`` with ``environment_kwargs: {tools: [calculator, ...], max_observation_chars: ...}``."""
+    """``environment: tools`` with ``environment_kwargs: {tools: [calculator, ...], max_observation_chars: ...,
+    tool_schemas: true}`` (false: no tools block in the prompt)."""
     return ToolEnvironment(**kwargs)
 
 

@@ -17,6 +17,15 @@ if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; the
   { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq bubblewrap >/dev/null; } \
     || echo "[setup] WARNING: could not install bubblewrap; the code sandbox falls back to rlimits" >&2
 fi
+# redis-server: the store of decoupled multi-agent training (rollout/store.py); tests and `parsimony`
+# start their own server on 127.0.0.1 (own port, own data directory). Installed only when missing.
+if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo -n"; fi
+  echo "[setup] installing redis-server (store of decoupled M-GRPO training)"
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null; } \
+    || echo "[setup] WARNING: could not install redis-server; the Redis store tests skip (fail under CI)" >&2
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
   "$PY" -m venv "$VENV"
