@@ -17,10 +17,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "evaluate checkpoints on math benchmarks or a task split"),
     "quickstart": ("quickstart", "tiny model -> SFT -> GRPO -> before/after report, on CPU"),
     "compare": ("compare", "accuracy vs tokens: GRPO, length baselines and DECS on the same budget"),
+    "leaderboard": ("leaderboard", "regenerate docs/leaderboard.md (tables, Pareto plots) from `compare` summary.json files"),
+    "compare-agents": ("compare_agents", "M-GRPO's proof: single agent, frozen executor, M-GRPO shared / separate at one budget"),
     "compare-trl": ("compare_trl", "learning parity: the same GRPO run in TRL and in parsimony, evaluated alike"),
     "methods": ("methods", "list the registered methods (presets) and pieces: rewards, advantages, losses, ..."),
     "vllm-serve": ("vllm_serve", "vLLM generation/judge server with a weight-update endpoint"),
     "score-difficulty": ("score_difficulty", "DeReason: score reasoning intensity 1-5 (judge, pass_rate, column), split SFT/RL"),
+    "pipeline": ("pipeline", "DeReason, resumable: score -> split -> SFT (easy) -> GRPO (hard) -> eval, from one recipe"),
+    "compare-schedules": ("compare_schedules", "DeReason vs SFT-only, RL-only, SFT->RL and a random split at equal tokens"),
 }
 
 USAGE = "usage: parsimony <command> [options]   (parsimony <command> --help for its options)\n\ncommands:\n"

@@ -231,6 +231,17 @@ class GRPOConfig(TrainConfig):
     )
     # --- rollout ---------------------------------------------------------------------
     engine: str = field(default="hf", metadata={"help": "Rollout engine: hf | vllm | any name registered with rl.engines.register_engine."})
+    split_by_length: int = field(
+        default=1,
+        metadata={"help": "Cut each accumulation micro-batch of the update into k pieces of rows of similar completion "
+                          "length, each trimmed to its longest row: the same gradient with less padding "
+                          "(rl/update_padding.py)."},
+    )
+    hf_decode: str = field(
+        default="generate",
+        metadata={"help": "engine hf: generate (transformers' generate) | compact (finished rows leave the batch and its "
+                          "KV cache; same distribution, cost follows the generated tokens; rollout/hf_decode.py)."},
+    )
     num_generations: int = field(default=8, metadata={"help": "Completions per prompt (group size G)."})
     max_prompt_length: int = field(default=512, metadata={"help": "Prompts longer than this are left-truncated."})
     max_completion_length: int = field(default=256, metadata={"help": "Max new tokens per completion."})
@@ -396,6 +407,8 @@ class GRPOConfig(TrainConfig):
 
             load_methods()  # a `parsimony.methods` plugin may register it
         _check(self.engine in ENGINES, "engine", f"unknown engine {self.engine!r}; registered: {sorted(ENGINES)}")
+        _check(self.hf_decode in ("generate", "compact"), "hf_decode", f"generate | compact, got {self.hf_decode!r}")
+        _check(self.split_by_length >= 1, "split_by_length", "must be >= 1")
         _check(self.rollout_mode in ("colocate", "server"), "rollout_mode", f"must be colocate | server, got {self.rollout_mode!r}")
         _check(
             self.rollout_mode == "colocate" or self.engine == "vllm",

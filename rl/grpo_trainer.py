@@ -8,7 +8,6 @@ method's name; it runs whatever the config names from the registries.
 
 from __future__ import annotations
 
-import copy
 import time
 from contextlib import nullcontext
 from typing import Any, Callable, Sequence
@@ -33,7 +32,9 @@ from rl.losses import (
     term_denominators,
 )
 from rl.modeling import completion_logprobs
+from rl.update_padding import length_sorted_chunks, pad_columns, trim_padding
 from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, score_completions
+from rl.sharding import empty_forward, empty_micro_batch_backward
 from rl.trainer_base import BaseTrainer
 from rollout.episodes import episode_factory, run_episodes
 from rollout.types import RolloutEngine, SamplingConfig
@@ -111,7 +112,7 @@ class GRPOTrainer(BaseTrainer):
         self.make_episode_env = episode_factory(args.environment, args.environment_kwargs) if args.environment else None
         self.ref_model = None
         if args.beta > 0 and not args.use_peft:
-            self.ref_model = copy.deepcopy(self.unwrapped_model).eval().requires_grad_(False)
+            self.ref_model = self.build_reference_model()  # sharded like the policy under FSDP2
         self.skipped_batches = 0
         self._drawn = 0  # global prompt indices drawn in the current step (kept equal across processes)
         self._next_group = 0  # next group_index of the current step
@@ -210,7 +211,7 @@ class GRPOTrainer(BaseTrainer):
     # --- one optimizer step ---------------------------------------------------------------------
     def training_step(self) -> dict[str, float]:
         args = self.args
-        self._timing = {"rollout": 0.0, "reward": 0.0, "update": 0.0, "weight_sync": 0.0}
+        self._timing = {"rollout": 0.0, "reward": 0.0, "logprobs": 0.0, "update": 0.0, "weight_sync": 0.0}
         self._reward_metrics: dict[str, float] = {}
         for fn in self.reward_funcs:  # rewards with a schedule (e.g. a shrinking length cap)
             set_step = getattr(fn, "set_step", None)
@@ -224,8 +225,9 @@ class GRPOTrainer(BaseTrainer):
         status, reason, error = _OK, "", None
         groups: list[ScoredGroup] = []
         sampling_metrics: dict[str, float] = {}
-        try:
-            groups, sampling_metrics = self.assembler.assemble(self._draw, self.rollout_and_score, args.step_prompts)
+        try:  # sharded + HF engine: generation on gathered weights, no collective however many rounds each makes
+            with self.gathered_weights(getattr(self.engine, "model", None) is self.model):
+                groups, sampling_metrics = self.assembler.assemble(self._draw, self.rollout_and_score, args.step_prompts)
         except SkipBatch as e:
             status, reason = _SKIP, str(e)
         except Exception as e:  # turned into a failure of every process below
@@ -239,12 +241,17 @@ class GRPOTrainer(BaseTrainer):
             collect_reward_metrics(self.reward_funcs)  # drop the skipped batch's counters
             return self._skip(reason)
         self._reward_metrics.update(collect_reward_metrics(self.reward_funcs))
+        prepare = getattr(self.advantage_fn, "prepare_groups", None)  # an estimator's step before collation (M-GRPO)
+        groups, prepared = prepare(groups, args, self.global_step) if callable(prepare) else (groups, {})
+        sampling_metrics = {**sampling_metrics, **prepared}
         batch = self.build_batch(groups)
         sleep = getattr(self.engine, "sleep", None)
         if callable(sleep):  # colocated engines may free their memory during the update
             sleep()
         t0 = time.time()
         self._add_reference_logprobs(batch)
+        self._timing["logprobs"] += time.time() - t0  # old / reference log-prob passes (0 when none is needed)
+        t0 = time.time()
         batch.advantages = self.advantage_fn(batch, args)
         update_metrics = self._update(batch)
         self._timing["update"] += time.time() - t0
@@ -319,8 +326,13 @@ class GRPOTrainer(BaseTrainer):
         if not need_old and args.beta == 0:
             return
         old, ref = [], []
+        T = batch.completion_ids.shape[1]
         for idx in self._micro_batches(batch.num_rollouts):
-            mb = batch.select(idx)
+            mb = trim_padding(batch.select(idx))  # the same values, without all-padding columns
+            if mb.num_rollouts == 0:  # a shortfall: nothing to score, but sharded forwards stay in step
+                empty_forward([self.model] * need_old + [self.model if self.ref_model is None else self.ref_model] * (args.beta > 0),
+                              self.accelerator, self.tokenizer.pad_token_id)
+                continue
             if need_old:
                 old.append(self._logp(self.model, mb)[0])
             if args.beta > 0:
@@ -330,9 +342,9 @@ class GRPOTrainer(BaseTrainer):
                     with self.unwrapped_model.disable_adapter():
                         ref.append(self._logp(self.model, mb)[0])
         if old:
-            batch.old_logprobs = torch.cat(old)
+            batch.old_logprobs = torch.cat([pad_columns(x, T) for x in old])
         if ref:
-            batch.ref_logprobs = torch.cat(ref)
+            batch.ref_logprobs = torch.cat([pad_columns(x, T) for x in ref])
 
     def _micro_batches(self, n: int) -> list[torch.Tensor]:
         """Exactly ``gradient_accumulation_steps`` index chunks (some may be empty on a shortfall)."""
@@ -357,7 +369,8 @@ class GRPOTrainer(BaseTrainer):
         counts: dict[str, int] = {}
         maxes: dict[str, float] = {}
         grad_norms = []
-        chunks = self._micro_batches(batch.num_rollouts)
+        # split_by_length > 1: each accumulation chunk in length-sorted pieces (rl/update_padding.py)
+        chunks = length_sorted_chunks(batch.completion_lengths, args.gradient_accumulation_steps, args.split_by_length)
         # every micro-batch's loss is divided by the whole batch's token (or row) count, so the
         # accumulated gradient equals the full batch's, however the tokens fall into micro-batches
         mode = args.loss_agg_mode
@@ -392,11 +405,10 @@ class GRPOTrainer(BaseTrainer):
                 last = j == len(chunks) - 1
                 ctx = nullcontext() if last else self.accelerator.no_sync(self.model)
                 with ctx:
-                    if len(idx) == 0:  # keep DDP's collective calls aligned across processes
-                        dummy = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
-                        self.accelerator.backward(dummy)
+                    if len(idx) == 0:  # keep the collective calls (DDP, FSDP2) aligned across processes
+                        empty_micro_batch_backward(self.model, self.accelerator, self.tokenizer.pad_token_id)
                         continue
-                    loss, m = self._micro_loss(batch.select(idx), denominators, kl_denominator)
+                    loss, m = self._micro_loss(trim_padding(batch.select(idx)), denominators, kl_denominator)
                     self.accelerator.backward(loss)
                 for k, v in m.items():
                     sums[k] = sums.get(k, 0.0) + float(v)

@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "parsimony.methods"
 # built-in method modules: importing each registers its pieces (and presets)
-BUILTIN_METHOD_MODULES: tuple[str, ...] = ("rewards.length", "rl.decs", "rl.hdpo")
+BUILTIN_METHOD_MODULES: tuple[str, ...] = ("rewards.length", "rl.decs", "rl.hdpo", "rl.mgrpo", "rl.efficiency_methods")
 # the config fields a preset may set besides method_kwargs
 PRESET_FIELDS = ("reward_funcs", "advantage_estimator", "loss_composition", "sampler")
 

@@ -10,7 +10,9 @@ Two row layouts, both chat-template based:
   the difference between the template rendered over ``messages[:i]`` with the generation prompt
   and over ``messages[:i+1]``; text after the turn's last eos (the template's newline) is not
   trained on. This needs a chat template that renders a prefix of a conversation as a prefix of
-  the text, which is checked row by row.
+  the text, which is checked row by row. An optional ``tools`` field (a list of JSON schemas, or
+  that list as a JSON string) is passed to the template's ``tools=``, as in TRL's tool-calling SFT,
+  so a tool trace is trained on the same rendering that a tool episode's rollouts see.
 
 Segments are tokenized one at a time and concatenated (the same as the prompt-completion layout
 always did), so a label boundary is always a token boundary.
@@ -64,6 +66,7 @@ def validate_sft_dataset(dataset: Any, name: str = "train_dataset") -> str:
                 raise DatasetError(f"{name}: row {i} field 'messages' {problem}")
             if not any(m["role"] == "assistant" and str(m["content"]).strip() for m in msgs):
                 raise DatasetError(f"{name}: row {i} field 'messages' has no non-empty assistant message")
+            row_tools(row, f"{name}: row {i}")
             continue
         problem = validate_prompt(row["prompt"])
         if problem:
@@ -72,6 +75,23 @@ def validate_sft_dataset(dataset: Any, name: str = "train_dataset") -> str:
         if c is None or (isinstance(c, str) and not c.strip()) or (isinstance(c, list) and not c):
             raise DatasetError(f"{name}: row {i} field 'completion' is missing or empty")
     return layout
+
+
+def row_tools(row: dict, where: str = "row") -> list[dict] | None:
+    """A row's ``tools`` field as a list of JSON schemas (None when absent or empty)."""
+    tools = row.get("tools")
+    if tools is None:
+        return None
+    if isinstance(tools, str):
+        import json
+
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{where} field 'tools' is not valid JSON ({e.msg})") from None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise DatasetError(f"{where} field 'tools' must be a list of JSON schemas (objects), got {type(tools).__name__}")
+    return tools or None
 
 
 # --- tokenization --------------------------------------------------------------------------------
@@ -90,7 +110,9 @@ def tokenize_example(
     return ids, labels
 
 
-def conversation_segments(tokenizer, messages: Sequence[dict], system_prompt: str | None = None) -> list[tuple[str, bool]]:
+def conversation_segments(
+    tokenizer, messages: Sequence[dict], system_prompt: str | None = None, tools: list[dict] | None = None,
+) -> list[tuple[str, bool]]:
     """A conversation -> [(text, trained)] whose concatenation is the chat template's rendering;
     ``trained`` marks assistant turns (up to and including their last eos)."""
     if not getattr(tokenizer, "chat_template", None):
@@ -102,7 +124,8 @@ def conversation_segments(tokenizer, messages: Sequence[dict], system_prompt: st
     def render(k: int, gen: bool) -> str:
         if k == 0:
             return ""
-        return tokenizer.apply_chat_template(msgs[:k], tokenize=False, add_generation_prompt=gen)
+        kw = {"tools": tools} if tools else {}
+        return tokenizer.apply_chat_template(msgs[:k], tokenize=False, add_generation_prompt=gen, **kw)
 
     segments: list[tuple[str, bool]] = []
     done = ""  # the text covered so far
@@ -130,12 +153,13 @@ def conversation_segments(tokenizer, messages: Sequence[dict], system_prompt: st
 
 def tokenize_messages(
     tokenizer, messages: Sequence[dict], max_length: int, system_prompt: str | None = None, completion_only: bool = True,
+    tools: list[dict] | None = None,
 ) -> Example:
     """A conversation -> (input_ids, labels), labels on the assistant turns only (on everything
     if not ``completion_only``). Truncated to ``max_length`` tokens."""
     ids: list[int] = []
     labels: list[int] = []
-    for text, trained in conversation_segments(tokenizer, messages, system_prompt):
+    for text, trained in conversation_segments(tokenizer, messages, system_prompt, tools):
         seg = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += seg
         labels += seg if (trained or not completion_only) else [IGNORE] * len(seg)
@@ -145,7 +169,7 @@ def tokenize_messages(
 def tokenize_row(tokenizer, row: dict, layout: str, max_length: int, system_prompt: str | None = None,
                  completion_only: bool = True) -> Example:
     if layout == "messages":
-        return tokenize_messages(tokenizer, row["messages"], max_length, system_prompt, completion_only)
+        return tokenize_messages(tokenizer, row["messages"], max_length, system_prompt, completion_only, row_tools(row))
     return tokenize_example(tokenizer, row["prompt"], row["completion"], max_length, system_prompt, completion_only)
 
 

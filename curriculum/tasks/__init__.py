@@ -11,8 +11,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable
 
+from curriculum.tasks.calc_tool import ENVIRONMENT as CALC_TOOL_ENVIRONMENT
+from curriculum.tasks.calc_tool import make_calc_tool_dataset
 from curriculum.tasks.explore import make_explore_dataset
+from curriculum.tasks.mixed import make_mixed_dataset
 from curriculum.tasks.overthink import SLIP_PRESET, make_overthink_dataset
+from curriculum.tasks.planner import ENVIRONMENT as PLANNER_ENVIRONMENT
+from curriculum.tasks.planner import make_planner_dataset
 
 TaskBuilder = Callable[..., Any]
 
@@ -31,7 +36,27 @@ TASKS: dict[str, TaskBuilder] = {
     # explore with a guessing teacher: 15% of traces guess a wrong x at once ("Let me guess x."), the
     # shortcut a sequence-level length penalty can pay for, and headroom for accuracy-only RL
     "explore_guess": partial(make_explore_dataset, slip_rate=0.15, slip_kind="guess"),
+    # arithmetic with a calculator the teacher calls on ~85% of problems; only the two-digit quarter
+    # needs it (multi-turn tool episodes: see TASK_ROLLOUTS)
+    "calc_tool": make_calc_tool_dataset,
+    # DeReason: many one-step problems (difficulty 1-2) and fewer 3-step ones (difficulty 4) whose
+    # noisy teacher skips the last step on 60% of traces (RL headroom on the hard ones only)
+    "mixed": make_mixed_dataset,
+    # M-GRPO: sums of products for a planner that delegates each product and the sum to an executor with
+    # the calculator; noisy teachers skip a term (planner) or guess a result (executor). role=
+    # planner | executor | sft (both roles' traces) | single (one model with the calculator)
+    "planner": make_planner_dataset,
 }
+
+# Tasks whose rollouts are multi-turn episodes: the GRPOConfig fields (environment, its kwargs,
+# max_turns) that train and evaluate them. Tasks not listed are single-turn.
+TASK_ROLLOUTS: dict[str, dict[str, Any]] = {
+    "calc_tool": CALC_TOOL_ENVIRONMENT,
+    "planner": PLANNER_ENVIRONMENT,
+}
+# Tasks whose rollouts need a completion cap other than the default 256 tokens (calc_tool: its traces
+# are ~90 tokens with the observation; a shorter cap keeps a babbling start cheap).
+TASK_COMPLETION_LENGTH: dict[str, int] = {"calc_tool": 160}
 
 
 def task_text_metrics(name: str) -> dict[str, Callable[[str], float]]:
@@ -44,10 +69,22 @@ def task_text_metrics(name: str) -> dict[str, Callable[[str], float]]:
         from curriculum.tasks.explore import GUESS_OPENING_LINE, count_tries
 
         return {"tries": lambda t: float(count_tries(t)), "guess": lambda t: float(GUESS_OPENING_LINE in t)}
-    if name.startswith("overthink"):
+    if name.startswith(("overthink", "mixed")):
         from curriculum.tasks.overthink import count_steps, is_quick
 
         return {"slip": lambda t: float(is_quick(t)), "steps": lambda t: float(count_steps(t))}
+    return {}
+
+
+def task_row_metrics(name: str) -> dict[str, Callable[[dict, dict], float | None]]:
+    """Per-sample metrics that need the row as well as the sample record (``fn(row, sample)``, None
+    = the sample does not count): calc_tool's ``tool_calls_needed`` / ``tool_calls_unneeded``, the
+    calls on problems that need the calculator and on those that do not."""
+    if name.startswith("calc_tool"):
+        def calls_if(needed: bool):
+            return lambda row, s: float(s.get("tool_calls", 0)) if bool(row["extra_info"]["needs_tool"]) == needed else None
+
+        return {"tool_calls_needed": calls_if(True), "tool_calls_unneeded": calls_if(False)}
     return {}
 
 
@@ -58,4 +95,4 @@ def get_task_dataset(name: str, num_examples: int, seed: int = 0, split: str = "
     return TASKS[name](num_examples, seed=seed, split=split, **kwargs)
 
 
-__all__ = ["TASKS", "get_task_dataset", "task_text_metrics"]
+__all__ = ["TASKS", "TASK_COMPLETION_LENGTH", "TASK_ROLLOUTS", "get_task_dataset", "task_row_metrics", "task_text_metrics"]

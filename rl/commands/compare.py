@@ -14,11 +14,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 METHODS = ("grpo", "length_penalty", "thinkprune", "decs", "decs_plain", "decs_no_kappa")
 OPTIONAL_METHODS: tuple[str, ...] = ()
+# `--methods efficiency`: every length-efficiency preset of the leaderboard (docs/efficiency-methods.md)
+EFFICIENCY_METHODS = ("grpo", "length_penalty", "cosine", "soft_overlong", "linear_pass_rate", "grpo_lead", "gfpo", "dler",
+                      "l1", "thinkprune", "decs")
+METHOD_GROUPS = {"efficiency": EFFICIENCY_METHODS}
+
+
+def expand_methods(spec: str) -> list[str]:
+    """``"efficiency,decs_plain"`` -> the names, a group name expanded in place, duplicates dropped."""
+    out: list[str] = []
+    for m in (x.strip() for x in spec.split(",")):
+        for name in METHOD_GROUPS.get(m, (m,) if m else ()):
+            if name not in out:
+                out.append(name)
+    return out
 
 
 def decs_defaults() -> dict:
@@ -48,8 +63,19 @@ def method_settings(name: str, steps: int, max_len: int, decs_options: dict | No
         stages = [[0, max_len], [steps // 3, (max_len * 3) // 4], [(2 * steps) // 3, max_len // 2]]
         caps = [stages[0]] + [s for prev, s in zip(stages, stages[1:]) if s[0] > prev[0]]
         return {"method": "thinkprune", "method_kwargs": {"thinkprune_schedule": caps}}
+    if name == "l1":  # the embedded prompts state no target: L1-Exact's deviation reward toward half the budget
+        return {"method": "l1", "method_kwargs": {"length_target": max(1, max_len // 2)}}
+    if name == "dler":  # DLER's truncation budget: half the completion budget (ThinkPrune's final cap)
+        return {"method": "dler", "method_kwargs": {"dler_length_cap": max(1, max_len // 2)}}
     if name not in ("decs", "decs_plain", "decs_no_kappa"):
-        raise ValueError(f"unknown method {name!r}; choose from {METHODS + OPTIONAL_METHODS}")
+        from rl.methods import get_method
+
+        try:  # any other registered preset runs as is (e.g. hdpo, coupled_small, coupled_large)
+            get_method(name)
+        except Exception:
+            raise ValueError(f"unknown method {name!r}; choose from {METHODS + OPTIONAL_METHODS} "
+                             "or any preset of `parsimony methods`") from None
+        return {"method": name}
     opts = {**decs_defaults(), **(decs_options or {})}
     decs = {"method": "decs", "method_kwargs": {k: opts[k] for k in ("decs_beta", "decs_kappa_init", "decs_kappa_lr")}}
     if name == "decs":  # the kappa curriculum (decs_kappa) or, with decs_sampler plain, every easy group kept
@@ -65,7 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--task", default="overthink",
                    help="embedded task: overthink (its heavy-redundancy variant is used), explore (necessary tries of "
                         "variable length, then redundant re-checks), explore_guess (explore whose teacher guesses x "
-                        "at once on 15%% of traces: the shortcut a sequence-level length penalty can pay for)")
+                        "at once on 15%% of traces: the shortcut a sequence-level length penalty can pay for), calc_tool "
+                        "(a calculator the teacher calls on ~85%% of problems, needed on the two-digit quarter; run it "
+                        "with --methods grpo,coupled_small,coupled_large,hdpo)")
     p.add_argument("--redundancy", default="heavy", choices=["heavy", "standard"])
     p.add_argument("--out", default="outputs/compare")
     p.add_argument("--model-dir", default=None, help="start model (default: build the tiny model)")
@@ -84,9 +112,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="rollout temperature, also the temperature of the 'sampled' evaluation (the paper: 0.6)")
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--num-generations", type=int, default=8)
-    p.add_argument("--max-completion-length", type=int, default=256,
-                   help="heavy-redundancy traces reach ~200 tokens; a shorter cap truncates the SFT start")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--max-completion-length", type=int, default=None,
+                   help="default 256 (heavy-redundancy traces reach ~200 tokens; a shorter cap truncates the SFT "
+                        "start); a task can set its own (calc_tool: 160; its traces are ~90 tokens)")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help="comma-separated methods or presets; 'efficiency' = " + ",".join(EFFICIENCY_METHODS))
+    p.add_argument("--seeds", type=int, default=1,
+                   help="N > 1: the whole comparison for seeds seed..seed+N-1 (DIR/seed<k>/), then mean ± std per cell")
     p.add_argument("--decs-beta", type=float, default=DECS_DEFAULTS["decs_beta"], help="DECS length-reward weight b")
     p.add_argument("--decs-kappa-init", type=float, default=DECS_DEFAULTS["decs_kappa_init"],
                    help="initial share of easy (all-correct) prompts admitted by the kappa curriculum")
@@ -119,6 +151,7 @@ def train_sft(args, model_dir: Path, task: str, out: Path) -> Path:
 
 
 def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Path, dict]:
+    from curriculum.tasks import TASK_ROLLOUTS
     from rl.config import GRPOConfig
     from rl.grpo_trainer import GRPOTrainer
 
@@ -137,18 +170,21 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         beta=args.kl_beta,
         output_dir=str(run_dir), report_to=args.report_to.split(","), logging_steps=5, save_total_limit=1,
         seed=args.seed, run_name=f"compare-{name}",
+        **TASK_ROLLOUTS.get(task, {}),  # multi-turn tasks (calc_tool): the environment, its tools, max_turns
         **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args)),
     )
     t0 = time.time()
     trainer = GRPOTrainer(cfg.model, args=cfg)
     summary = trainer.train()
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    rounds = sum(r.get("sampling/generation_rounds", 1) for r in rows) * cfg.logging_steps
+    # rollouts generated per logged step: rounds x prompts x (G, or GFPO's larger sampled group)
+    rounds = sum(r.get("sampling/generation_rounds", 1) * r.get("sampling/rollouts_per_prompt", args.num_generations)
+                 for r in rows) * cfg.logging_steps / args.num_generations
     info = {
         "seconds": time.time() - t0,
         "steps": summary["global_step"],
         # rollouts generated (dynamic / kappa samplers may draw several rounds per step)
-        "approx_rollouts": rounds * args.prompts_per_step * args.num_generations,
+        "approx_rollouts": round(rounds * args.prompts_per_step * args.num_generations),
         # what this stage was trained with (a cached stage is reused whatever the new flags say)
         "settings": {"lr": args.lr, "grpo_steps": args.grpo_steps, "warmup_steps": args.warmup_steps,
                      "kl_beta": args.kl_beta, "temperature": args.temperature, "start": str(start),
@@ -159,36 +195,58 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
 
 
 def evaluate(path: Path, test_set, args, cache: Path, task: str) -> dict:
-    from curriculum.tasks import task_text_metrics
+    from curriculum.tasks import TASK_ROLLOUTS, task_row_metrics, task_text_metrics
     from rl.eval.efficiency import evaluate_checkpoint
 
     if cache.is_file():
         return json.loads(cache.read_text())
     res = evaluate_checkpoint(path, test_set, max_new_tokens=args.max_completion_length, temperature=args.temperature,
-                              seed=args.seed, text_metrics=task_text_metrics(task))
+                              seed=args.seed, text_metrics=task_text_metrics(task), rollout=TASK_ROLLOUTS.get(task),
+                              row_metrics=task_row_metrics(task))
     cache.write_text(json.dumps(res, indent=1))
     return res
 
 
 def plot(summary: list[dict], path: Path) -> None:
+    """Accuracy vs mean tokens per decoding, with the Pareto frontier drawn (rl/leaderboard.py)."""
+    from rl.leaderboard import plot_frontier
+
+    plot_frontier(summary, path)
+
+
+def plot_tool_calls(summary: list[dict], path: Path) -> None:
+    """Tool tasks: accuracy against mean tool calls per episode (left), and the calls split into those on
+    problems that need the tool and those that do not (right), per method and decoding."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, decoding in zip(axes, ("greedy", "sampled")):
-        for row in (r for r in summary if r["decoding"] == decoding):
-            ax.scatter(row["mean_tokens"], 100 * row["accuracy"], s=40)
-            ax.annotate(row["method"], (row["mean_tokens"], 100 * row["accuracy"]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=8)
-        ax.set_xlabel("mean completion tokens")
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{decoding} decoding: up and to the left is better")
-        ax.grid(alpha=0.3)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for decoding, marker in (("greedy", "o"), ("sampled", "s")):
+        for r in (r for r in summary if r["decoding"] == decoding):
+            ax.scatter(r["mean_tool_calls"], 100 * r["accuracy"], marker=marker, s=40)
+            ax.annotate(f"{r['method']} ({decoding[0]})", (r["mean_tool_calls"], 100 * r["accuracy"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("mean tool calls per episode")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("up and to the left is better (o greedy, s sampled)")
+    ax.grid(alpha=0.3)
+    rows = [r for r in summary if r.get("tool_calls_needed") is not None]
+    xs = range(len(rows))
+    bx.bar([x - 0.2 for x in xs], [r["tool_calls_needed"] for r in rows], width=0.4, label="problems that need the tool")
+    bx.bar([x + 0.2 for x in xs], [r["tool_calls_unneeded"] or 0.0 for r in rows], width=0.4, label="problems that do not")
+    bx.set_xticks(list(xs), [f"{r['method']}\n{r['decoding']}" for r in rows], fontsize=7, rotation=45, ha="right")
+    bx.set_ylabel("mean tool calls")
+    bx.legend(fontsize=8)
+    bx.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _num(v, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def main(argv=None) -> int:
@@ -198,6 +256,10 @@ def main(argv=None) -> int:
     import torch
 
     args = parse_args(argv)
+    if args.seeds > 1:
+        from rl.leaderboard import run_seeds
+
+        return run_seeds(main, list(sys.argv[1:] if argv is None else argv), args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -206,7 +268,11 @@ def main(argv=None) -> int:
 
     heavy = f"{args.task}_heavy"
     task = heavy if args.redundancy == "heavy" and heavy in TASKS else args.task
-    methods = [m for m in args.methods.split(",") if m]
+    if args.max_completion_length is None:
+        from curriculum.tasks import TASK_COMPLETION_LENGTH
+
+        args.max_completion_length = TASK_COMPLETION_LENGTH.get(task, 256)
+    methods = expand_methods(args.methods)
     for m in methods:
         method_settings(m, 1, 1, decs_options(args))  # fail on a typo before any training
     t_all = time.time()
@@ -233,10 +299,15 @@ def main(argv=None) -> int:
                 "mean_tokens_correct": r.get("mean_tokens_correct"), "accuracy_se": r.get("accuracy_se"),
                 # explore: candidates tried before the answer (a guess tries none); overthink: the slip opening
                 "mean_tries": r.get("tries"), "guess_fraction": r.get("guess"), "slip_fraction": r.get("slip"),
+                # tool tasks: round-trips per episode, on problems that need the tool and on those that do not
+                "mean_tool_calls": r.get("mean_tool_calls"), "tool_calls_needed": r.get("tool_calls_needed"),
+                "tool_calls_unneeded": r.get("tool_calls_unneeded"), "zero_tool_calls_frac": r.get("zero_tool_calls_frac"),
                 "train_seconds": infos.get(m, {}).get("seconds"),
+                "approx_rollouts": infos.get(m, {}).get("approx_rollouts"),
             })
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    behaviours = [k for k in ("mean_tries", "guess_fraction", "slip_fraction") if summary[0].get(k) is not None]
+    behaviours = [k for k in ("mean_tries", "guess_fraction", "slip_fraction", "mean_tool_calls", "tool_calls_needed",
+                              "tool_calls_unneeded") if summary[0].get(k) is not None]
     lines = ["| method | decoding | accuracy | mean tokens | Δ tokens vs SFT | redundant fraction | redundant chunks |"
              + "".join(f" {k} |" for k in behaviours),
              "|---|---|---|---|---|---|---|" + "---|" * len(behaviours)]
@@ -246,7 +317,7 @@ def main(argv=None) -> int:
         delta = (r["mean_tokens"] - b["mean_tokens"]) / b["mean_tokens"] if b["mean_tokens"] else 0.0
         se = f" ± {100 * r['accuracy_se']:.1f}" if r.get("accuracy_se") is not None else ""
         lines.append(f"| {r['method']} | {r['decoding']} | {100 * r['accuracy']:.1f}%{se} | {r['mean_tokens']:.1f} | "
-                     f"{100 * delta:+.0f}% | {r['redundant_fraction']:.3f} | {r['redundant_chunks']:.2f} |"
+                     f"{100 * delta:+.0f}% | {_num(r['redundant_fraction'], 3)} | {_num(r['redundant_chunks'], 2)} |"
                      + "".join(f" {r[k]:.3f} |" if r.get(k) is not None else " - |" for k in behaviours))
     table = "\n".join(lines)
     meta = {"task": task, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps, "lr": args.lr,
@@ -254,7 +325,11 @@ def main(argv=None) -> int:
             "prompts_per_step": args.prompts_per_step, "num_generations": args.num_generations,
             "seed": args.seed, "sft_steps": args.sft_steps, "decs": decs_options(args), "train": infos, "total_seconds": time.time() - t_all}
     (out / "summary.md").write_text(table + "\n\n```json\n" + json.dumps(meta, indent=1) + "\n```\n")
-    plot(summary, out / "plot.png")
+    from rl.leaderboard import write_run_outputs
+
+    write_run_outputs(summary, out, meta)  # leaderboard.md (frontier marked), plot.png with the frontier, summary_meta.json
+    if any(r.get("mean_tool_calls") is not None for r in summary):
+        plot_tool_calls(summary, out / "tool_calls.png")
     print("\n" + table)
     print(f"\n[compare] wrote {out / 'summary.json'}, {out / 'summary.md'}, {out / 'plot.png'}")
     return 0

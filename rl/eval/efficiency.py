@@ -52,14 +52,36 @@ def evaluate_checkpoint(
     seed: int = 0,
     batch_size: int = 100,
     text_metrics: dict[str, Any] | None = None,
+    rollout: dict[str, Any] | None = None,
+    row_metrics: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, float]]:
     """decoding -> {accuracy, mean_tokens, redundant_fraction, redundant_chunks, ...}, plus each of
     ``text_metrics`` (name -> fn(completion) -> float, e.g. ``curriculum.tasks.task_text_metrics``)
-    averaged over the samples."""
+    averaged over the samples.
+
+    ``rollout`` (a task's multi-turn settings, ``curriculum.tasks.TASK_ROLLOUTS``: ``environment``,
+    ``environment_kwargs``, ``max_turns``) evaluates episodes instead (:mod:`rl.eval.episodes`):
+    the tool-call metrics come in, ``row_metrics`` (``fn(row, sample)``) are averaged, and the
+    redundancy fields are None (the DECS chunker reads single-turn reasoning)."""
     tok = load_tokenizer(str(model_dir))
     model = load_model(str(model_dir)).eval()
     rows = list(dataset)
     out: dict[str, dict[str, float]] = {}
+    if rollout:
+        from rl.eval.episodes import evaluate_episodes
+
+        for decoding in decodings:
+            res = evaluate_episodes(
+                model, tok, rows, environment=rollout["environment"], environment_kwargs=rollout.get("environment_kwargs"),
+                max_turns=int(rollout.get("max_turns", 4)), greedy=decoding == "greedy", temperature=temperature,
+                max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, text_metrics=text_metrics,
+                row_metrics=row_metrics,
+            )
+            stats = {k: v for k, v in res.items() if isinstance(v, (int, float)) or v is None or k == "tool_calls_by_bucket"}
+            stats["accuracy_se"] = _binomial_se(stats.get("accuracy", 0.0), len(res["samples"]))
+            stats.update(redundant_fraction=None, redundant_chunks=None)
+            out[decoding] = stats
+        return out
     for decoding in decodings:
         res = evaluate_dataset(  # seeded per sample: the sampled decoding is reproducible
             model, tok, rows, greedy=decoding == "greedy", temperature=temperature,

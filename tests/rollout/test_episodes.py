@@ -83,7 +83,7 @@ def test_observation_in_the_middle_is_masked_and_ids_are_the_sampled_ones(tok):
     # the second turn's prompt is exactly prompt + completion so far: nothing was re-tokenised
     assert engine.calls[1][0] == t.prompt_ids + t.completion_ids[: len(call_ids) + n_obs]
     # the prompt lists the tool schema; generation stops at </tool_call>
-    assert '"name": "calculator"' in tok.decode(t.prompt_ids)
+    assert "- calculator(expression: string): Exact arithmetic." in tok.decode(t.prompt_ids)  # the tools= rendering
     assert "</tool_call>" in engine.samplings[0].stop
     assert t.meta["tool_calls"] == 1 and t.meta["turns"] == 2
     assert t.meta["tool_calls_by_name"] == {"calculator": 1}

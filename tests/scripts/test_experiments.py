@@ -48,3 +48,33 @@ def test_compare_writes_summary_and_plot_and_reuses_stages(tmp_path):
     stamp = (out / "grpo" / "final" / "model.safetensors").stat().st_mtime_ns
     assert _main("compare_efficiency.py")(args) == 0  # a second run reuses trained stages
     assert (out / "grpo" / "final" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_compare_on_the_tool_task_runs_episodes_and_reports_tool_calls(tmp_path):
+    out = tmp_path / "cmp_tool"
+    args = ["--out", str(out), "--task", "calc_tool", "--sft-steps", "3", "--grpo-steps", "1", "--eval-problems", "4",
+            "--methods", "hdpo", "--prompts-per-step", "2", "--num-generations", "2"]
+    assert _main("compare_efficiency.py")(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {(r["method"], r["decoding"]) for r in summary} == {
+        (m, d) for m in ("sft_start", "hdpo") for d in ("greedy", "sampled")}
+    for r in summary:  # evaluated as tool episodes: the tool columns are numbers, the DECS chunk columns empty
+        assert r["mean_tool_calls"] >= 0 and r["zero_tool_calls_frac"] is not None and r["redundant_fraction"] is None
+    # trained as tool episodes too
+    rows = [json.loads(x) for x in (out / "hdpo" / "metrics.jsonl").read_text().splitlines()]
+    assert any("tools/calls_mean" in r for r in rows)
+    info = json.loads((out / "hdpo" / "train_info.json").read_text())
+    assert info["settings"]["method"] == "hdpo"
+    assert "mean_tool_calls" in (out / "summary.md").read_text()
+    assert (out / "tool_calls.png").stat().st_size > 0
+
+
+def test_compare_runs_any_registered_preset_and_rejects_a_typo():
+    from rl.commands.compare import method_settings
+
+    assert method_settings("coupled_large", 10, 64) == {"method": "coupled_large"}
+    assert method_settings("hdpo", 10, 64) == {"method": "hdpo"}
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown method 'hdp0'"):
+        method_settings("hdp0", 10, 64)
