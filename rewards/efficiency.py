@@ -124,9 +124,6 @@ class CosineLengthReward(_EfficiencyReward):
     }
     method_settings = defaults
 
-    def __init__(self, grader: Any = None, name: str | None = None, **settings: Any) -> None:
-        super().__init__(grader, name, **settings)
-
     def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
         self._opt_int(s, "cosine_max_len")
         for k in ("cosine_correct_short", "cosine_correct_long", "cosine_wrong_short", "cosine_wrong_long", "cosine_exceed"):
@@ -166,9 +163,6 @@ class SoftOverlongReward(_EfficiencyReward):
         "overlong_wrong_reward": -1.0,
     }
     method_settings = defaults
-
-    def __init__(self, grader: Any = None, name: str | None = None, **settings: Any) -> None:
-        super().__init__(grader, name, **settings)
 
     def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
         self._opt_int(s, "overlong_max_len")
@@ -213,9 +207,6 @@ class LinearPassRateReward(_EfficiencyReward):
     defaults = {"pass_rate_alpha": 0.5, "pass_rate_length_ref": "max_completion_length"}
     method_settings = defaults
 
-    def __init__(self, grader: Any = None, name: str | None = None, **settings: Any) -> None:
-        super().__init__(grader, name, **settings)
-
     def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
         s["pass_rate_alpha"] = _number("pass_rate_alpha", s["pass_rate_alpha"], minimum=0.0)
         ref = s["pass_rate_length_ref"]
@@ -250,9 +241,6 @@ class GRPOLeadReward(_EfficiencyReward):
     defaults = {"lead_alpha": 0.1, "lead_wrong_reward": -1.0, "lead_eps": 1e-6}
     method_settings = defaults
 
-    def __init__(self, grader: Any = None, name: str | None = None, **settings: Any) -> None:
-        super().__init__(grader, name, **settings)
-
     def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
         s["lead_alpha"] = _number("lead_alpha", s["lead_alpha"], minimum=0.0)
         s["lead_wrong_reward"] = _number("lead_wrong_reward", s["lead_wrong_reward"])
@@ -284,9 +272,6 @@ class DLERTruncationReward(_EfficiencyReward):
     name = "dler_truncation"
     defaults = {"dler_length_cap": None}
     method_settings = defaults
-
-    def __init__(self, grader: Any = None, name: str | None = None, **settings: Any) -> None:
-        super().__init__(grader, name, **settings)
 
     def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
         self._opt_int(s, "dler_length_cap")

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from rollout.episodes import Messages, StepResult, Turn, register_environment, run_episodes
+from rollout.episodes import Messages, StepResult, Turn, register_environment, row_messages, run_episodes
 from rollout.tools import TOOL_CALL_CLOSE, ToolEnvironment, calculator, parse_tool_call, tool_schema
 from rollout.types import RolloutEngine, SamplingConfig, Trajectory
 
@@ -205,10 +205,7 @@ class PlannerEnvironment:
         self.runner.bind(engine, tokenizer, sampling)
 
     def reset(self, row: Mapping[str, Any]) -> Messages:
-        prompt = row[self.prompt_key]
-        if isinstance(prompt, str):
-            return [{"role": "user", "content": prompt}]
-        return [dict(m) for m in prompt]
+        return row_messages(row, self.prompt_key)
 
     def step(self, turn: Turn) -> StepResult:
         return type(self).step_many([self], [turn])[0]

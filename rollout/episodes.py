@@ -129,6 +129,15 @@ def episode_factory(name: str, kwargs: Mapping[str, Any] | None = None) -> Calla
     return lambda: factory(**kw)
 
 
+def row_messages(row: Mapping[str, Any], key: str = "prompt") -> Messages:
+    """A row's prompt field as a fresh list of chat messages (a string becomes one user turn): the
+    ``reset`` of the built-in environments."""
+    prompt = row[key]
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [dict(m) for m in prompt]
+
+
 # --- rendering ----------------------------------------------------------------------------------
 
 _SENTINEL = "\u2063PARSIMONY_TURN\u2063"
@@ -340,5 +349,6 @@ __all__ = [
     "observation_text",
     "register_environment",
     "render_messages",
+    "row_messages",
     "run_episodes",
 ]

@@ -35,7 +35,7 @@ import operator
 import re
 from typing import Any, Callable, Mapping, Sequence
 
-from rollout.episodes import Messages, StepResult, Turn, register_environment
+from rollout.episodes import Messages, StepResult, Turn, register_environment, row_messages
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -203,10 +203,7 @@ class ToolEnvironment:
         self.by_name: dict[str, int] = {}
 
     def reset(self, row: Mapping[str, Any]) -> Messages:
-        prompt = row[self.prompt_key]
-        if isinstance(prompt, str):
-            return [{"role": "user", "content": prompt}]
-        return [dict(m) for m in prompt]
+        return row_messages(row, self.prompt_key)
 
     def step(self, turn: Turn) -> StepResult:
         call = parse_tool_call(turn.text)

@@ -16,14 +16,22 @@ conditional tool-efficiency method needs: choosing among behaviours the model al
 problem, without a new fact (the principle of :mod:`curriculum.tasks.slips`).
 
 A tool trace is a conversation (``messages``, with the calculator's JSON schema in ``tools``, the
-layout TRL's SFT uses for tool calling)::
+layout TRL's SFT uses for tool calling). On a hard problem the teacher calls to compute::
 
     assistant: <think>\\nLet me use the calculator.\\n</think>\\n<tool_call>{"name": "calculator", ...}</tool_call>
     tool:      1776
     assistant: \\boxed{1776}
 
-and a direct trace is one assistant turn ``<think>\\n37*48=1776\\n</think>\\n\\boxed{1776}``. RL
-rollouts run the same conversation through ``environment: tools`` (:data:`ENVIRONMENT`), whose
+On an easy one it states the fact and calls anyway, to check it (``<think>\\n7*8=56\\nLet me check
+with the calculator.\\n</think>\\n<tool_call>...``): the redundant verification call that a
+tool-efficiency method should remove. A direct trace is one assistant turn
+``<think>\\n7*8=56\\n</think>\\n\\boxed{56}`` (on a hard problem the teacher writes the true product, which
+the tiny model cannot reproduce). Every easy trace states its fact, so the model learns the 162
+facts from three quarters of the data: with the fact in the direct traces only (11% of rows), 1,200
+SFT steps left direct answers 2% right even on easy problems, and no method could drop a call
+without losing the answer (docs/hdpo.md).
+
+RL rollouts run the same conversation through ``environment: tools`` (:data:`ENVIRONMENT`), whose
 rendering of the prompt equals the SFT rendering of it (tested).
 
 Splits: easy problems come from the whole (small) fact space in both splits; hard problems are
@@ -41,6 +49,7 @@ from typing import Any
 
 __all__ = [
     "ENVIRONMENT",
+    "CHECK_LINE",
     "TOOL_OPENING_LINE",
     "calc_tool_schema",
     "generate_examples",
@@ -48,6 +57,7 @@ __all__ = [
 ]
 
 TOOL_OPENING_LINE = "Let me use the calculator."
+CHECK_LINE = "Let me check with the calculator."
 # the rollout environment of this task (GRPOConfig fields): the calculator, one call is enough,
 # and a third turn leaves room for a model that calls twice
 ENVIRONMENT: dict[str, Any] = {"environment": "tools", "environment_kwargs": {"tools": ["calculator"]}, "max_turns": 3}
@@ -106,8 +116,10 @@ def generate_examples(
         value = _value(a, op, b)
         prompt = [{"role": "user", "content": f"Compute: {problem}"}]
         if uses_tool:
+            # easy: the teacher knows the fact and calls anyway, to check it; hard: it calls to compute
+            think = TOOL_OPENING_LINE if hard else f"{problem}={value}\n{CHECK_LINE}"
             turns = [
-                {"role": "assistant", "content": f"<think>\n{TOOL_OPENING_LINE}\n</think>\n{_call_text(problem)}"},
+                {"role": "assistant", "content": f"<think>\n{think}\n</think>\n{_call_text(problem)}"},
                 {"role": "tool", "content": str(value)},
                 {"role": "assistant", "content": f"\\boxed{{{value}}}"},
             ]

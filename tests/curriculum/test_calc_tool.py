@@ -39,6 +39,9 @@ def test_shares_answers_and_determinism():
         assert final.endswith(f"\\boxed{{{value}}}")
         assert ("<tool_call>" in r["messages"][1]["content"]) == bool(e["teacher_tool_calls"])
         assert len(r["messages"]) == (4 if e["teacher_tool_calls"] else 2)
+        # every easy trace states its fact (a tool call on it only checks it); a hard tool trace does not
+        first = r["messages"][1]["content"]
+        assert (f"{e['problem']}={value}" in first) == (not e["needs_tool"] or not e["teacher_tool_calls"])
 
 
 def test_hard_test_problems_are_never_trained_on():
