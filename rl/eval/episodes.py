@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from curriculum.data import get_ground_truth
-from rl.eval.metrics import summarize_samples
+from rl.eval.metrics import dataset_metrics
 
 __all__ = ["evaluate_episodes", "executor_metrics", "tool_call_buckets"]
 
@@ -123,11 +123,7 @@ def evaluate_episodes(
     finally:
         if was_training:
             model.train()
-    result = summarize_samples(samples)
-    result["accuracy"] = result["pass@1"] if result["pass@1"] is not None else 0.0
-    for key in ("mean_tokens", "median_tokens", "mean_tokens_correct", "mean_tokens_incorrect", "truncated_frac"):
-        if result.get(key) is None:
-            result[key] = 0.0
+    result = dataset_metrics(samples, text_metrics)
     n = len(samples)
     result["mean_tool_calls"] = sum(s["tool_calls"] for s in samples) / n if n else 0.0
     result["zero_tool_calls_frac"] = sum(s["tool_calls"] == 0 for s in samples) / n if n else 0.0
@@ -136,9 +132,6 @@ def evaluate_episodes(
     result["tool_calls_by_bucket"] = tool_call_buckets(samples)
     result.update(executor_metrics(samples))
     result["seconds"] = time.time() - t0
-    for metric, fn in (text_metrics or {}).items():
-        vals = [fn(s["completion"]) for s in samples]
-        result[metric] = sum(vals) / len(vals) if vals else 0.0
     for metric, fn in (row_metrics or {}).items():
         vals = [v for v in (fn(rows[s["index"]], s) for s in samples) if v is not None]
         result[metric] = sum(vals) / len(vals) if vals else None

@@ -42,7 +42,7 @@ from rl.eval.generation import (
     sample_key,
     stream_uniform,
 )
-from rl.eval.metrics import summarize_samples
+from rl.eval.metrics import dataset_metrics
 from rl.eval.run import (
     ModelSpec,
     RunOptions,
@@ -244,15 +244,8 @@ def evaluate_dataset(
     samples.sort(key=lambda s: (s["problem"], s["sample"]))
     for s in samples:
         s["index"] = s["problem"]
-    result = summarize_samples(samples)
-    result["accuracy"] = result["pass@1"] if result["pass@1"] is not None else 0.0
-    for key in ("mean_tokens", "median_tokens", "mean_tokens_correct", "mean_tokens_incorrect", "truncated_frac"):
-        if result.get(key) is None:
-            result[key] = 0.0
+    result = dataset_metrics(samples, text_metrics)
     result["seconds"] = elapsed
     result["tokens_per_second"] = result["generated_tokens"] / elapsed if elapsed > 0 else 0.0
-    for metric, fn in (text_metrics or {}).items():
-        vals = [fn(x.get("completion", "")) for x in samples]
-        result[metric] = sum(vals) / len(vals) if vals else 0.0
     result["samples"] = samples
     return result

@@ -225,3 +225,20 @@ def summarize_samples(
     out["generated_tokens"] = sum(tokens)
     out["tokens_per_second"] = sum(tokens) / wall if wall > 0 else None
     return out
+
+
+def dataset_metrics(
+    samples: Sequence[Mapping[str, Any]], text_metrics: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """:func:`summarize_samples` as the in-memory evaluations report it: ``accuracy`` (= pass@1, 0.0
+    for no samples), the token means and ``truncated_frac`` as 0.0 where a set is empty, and each of
+    ``text_metrics`` (name -> fn(completion) -> float) averaged over the samples."""
+    result = summarize_samples(samples)
+    result["accuracy"] = result["pass@1"] if result["pass@1"] is not None else 0.0
+    for key in ("mean_tokens", "median_tokens", "mean_tokens_correct", "mean_tokens_incorrect", "truncated_frac"):
+        if result.get(key) is None:
+            result[key] = 0.0
+    for metric, fn in (text_metrics or {}).items():
+        vals = [fn(x.get("completion", "")) for x in samples]
+        result[metric] = sum(vals) / len(vals) if vals else 0.0
+    return result
