@@ -134,3 +134,15 @@ def collate(trajectories: Sequence[Trajectory], pad_token_id: int) -> RolloutBat
         sub_group=sub_group,
         sampling_logprobs=sampling_lp,
     )
+
+
+def reward_tensor(values: list, width: int) -> torch.Tensor:
+    """Sequence-level values -> [N]; token-level lists -> [N, width] (zero-padded)."""
+    if not any(isinstance(v, (list, tuple)) for v in values):
+        return torch.tensor(values, dtype=torch.float32)  # [N]
+    out = torch.zeros((len(values), width), dtype=torch.float32)  # [N, T]
+    for i, v in enumerate(values):
+        if isinstance(v, (list, tuple)):
+            n = min(len(v), width)
+            out[i, :n] = torch.tensor(list(v)[:n], dtype=torch.float32)
+    return out

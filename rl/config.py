@@ -22,27 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from rl.config_fields import ConfigError, _check, _non_default_fields, _TracksExplicitFields
 
-class ConfigError(ValueError):
-    """A config value or combination of values is invalid. The message names the field."""
-
-
-class _TracksExplicitFields(type):
-    """Metaclass of the configs: records which fields the caller passed (``_explicit_fields``)
-    before ``__post_init__`` runs, so that a method preset never overrides a field the user set,
-    even to its default value."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        obj = cls.__new__(cls)
-        names = [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
-        object.__setattr__(obj, "_explicit_fields", frozenset(names[: len(args)]) | frozenset(kwargs))
-        obj.__init__(*args, **kwargs)
-        return obj
-
-
-def _check(cond: bool, field_name: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{field_name}: {message}")
+__all__ = ["ConfigError", "GRPOConfig", "SFTConfig", "TrainConfig", "load_config"]
 
 
 @dataclass
@@ -492,23 +474,6 @@ class GRPOConfig(TrainConfig):
         if self.prompts_per_step > 0:
             return self.prompts_per_step
         return self.per_device_train_batch_size * self.gradient_accumulation_steps // self.num_generations
-
-
-def _non_default_fields(cfg: Any) -> set[str]:
-    """Fields whose value differs from the dataclass default (the explicit-field rule for a
-    config object that was not built through its constructor)."""
-    out = set()
-    for f in dataclasses.fields(cfg):
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
-        else:
-            out.add(f.name)
-            continue
-        if getattr(cfg, f.name) != default:
-            out.add(f.name)
-    return out
 
 
 def load_config(cls: type, argv: Sequence[str] | None = None) -> Any:

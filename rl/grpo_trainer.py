@@ -17,7 +17,7 @@ import torch
 from curriculum.data import get_ground_truth, render_prompt, validate_dataset
 from curriculum.samplers import PromptSampler, ScoredGroup, get_assembler
 from rl.advantages import get_advantage
-from rl.batch import RolloutBatch, collate
+from rl.batch import RolloutBatch, collate, reward_tensor
 from rl.batch_metrics import batch_metrics
 from rl.config import GRPOConfig
 from rl.engines import make_rollout_engine
@@ -33,7 +33,7 @@ from rl.losses import (
 )
 from rl.modeling import completion_logprobs
 from rl.update_padding import length_sorted_chunks, pad_columns, trim_padding
-from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, score_completions
+from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, reward_meta, score_completions
 from rl.sharding import empty_forward, empty_micro_batch_backward
 from rl.trainer_base import BaseTrainer
 from rollout.episodes import episode_factory, run_episodes
@@ -172,7 +172,7 @@ class GRPOTrainer(BaseTrainer):
             error_policy=self.args.reward_error_policy,
             nonfinite_policy=self.args.nonfinite_reward_policy,
             pop_metrics=False,
-            meta=[_reward_meta(t) for t in flat_traj],
+            meta=[reward_meta(t) for t in flat_traj],
         )
         for k, v in metrics.items():  # counts (e.g. non-finite rewards) add up over rounds
             self._reward_metrics[k] = self._reward_metrics.get(k, 0.0) + v
@@ -198,7 +198,7 @@ class GRPOTrainer(BaseTrainer):
         trajs = [t for g in groups for t in g.trajectories]
         batch = collate(trajs, self.engine.pad_token_id if hasattr(self.engine, "pad_token_id") else self.tokenizer.pad_token_id)
         batch.rewards = {
-            name: _reward_tensor([x for g in groups for x in g.rewards[name]], batch.completion_ids.shape[1])
+            name: reward_tensor([x for g in groups for x in g.rewards[name]], batch.completion_ids.shape[1])
             for name in groups[0].rewards
         }
         batch.total_reward = torch.tensor([x for g in groups for x in g.total], dtype=torch.float32)  # [N]
@@ -484,25 +484,6 @@ class GRPOTrainer(BaseTrainer):
             self.sampler.load_state_dict(local["sampler"])
 
 
-
-def _reward_meta(t: Any) -> dict[str, Any]:
-    """What a reward function gets as a completion's ``meta``: the trajectory's record (tool calls,
-    turns, parent, prompt_index, ground_truth, ...) plus its ``role``, ``group_index`` and ``sub_group``."""
-    return {"role": t.role, "group_index": t.group_index, "sub_group": getattr(t, "sub_group", None), **t.meta}
-
-
 def _is_loss_key(k: str) -> bool:
     """``loss`` and ``<term>/loss`` are shares of the step's loss per micro-batch: they add up."""
     return k == "loss" or k.endswith("/loss")
-
-
-def _reward_tensor(values: list, width: int) -> torch.Tensor:
-    """Sequence-level values -> [N]; token-level lists -> [N, width] (zero-padded)."""
-    if not any(isinstance(v, (list, tuple)) for v in values):
-        return torch.tensor(values, dtype=torch.float32)  # [N]
-    out = torch.zeros((len(values), width), dtype=torch.float32)  # [N, T]
-    for i, v in enumerate(values):
-        if isinstance(v, (list, tuple)):
-            n = min(len(v), width)
-            out[i, :n] = torch.tensor(list(v)[:n], dtype=torch.float32)
-    return out

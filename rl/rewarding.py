@@ -178,3 +178,9 @@ def collect_reward_metrics(funcs: list[RewardFunc]) -> dict[str, float]:
         if callable(pop):
             metrics.update({k: float(v) for k, v in pop().items()})
     return metrics
+
+
+def reward_meta(t: Any) -> dict[str, Any]:
+    """What a reward function gets as a completion's ``meta``: the trajectory's record (tool calls,
+    turns, parent, prompt_index, ground_truth, ...) plus its ``role``, ``group_index`` and ``sub_group``."""
+    return {"role": t.role, "group_index": t.group_index, "sub_group": getattr(t, "sub_group", None), **t.meta}

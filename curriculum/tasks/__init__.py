@@ -79,12 +79,23 @@ def task_text_metrics(name: str) -> dict[str, Callable[[str], float]]:
 def task_row_metrics(name: str) -> dict[str, Callable[[dict, dict], float | None]]:
     """Per-sample metrics that need the row as well as the sample record (``fn(row, sample)``, None
     = the sample does not count): calc_tool's ``tool_calls_needed`` / ``tool_calls_unneeded``, the
-    calls on problems that need the calculator and on those that do not."""
+    calls on problems that need the calculator and on those that do not, and ``easy_direct_accuracy`` /
+    ``easy_call_accuracy``, the accuracy on problems that do not need it of the samples that answered without
+    a call and of those that called (the headroom check: a call can be dropped at no cost only where the
+    first is as high as the second)."""
     if name.startswith("calc_tool"):
         def calls_if(needed: bool):
             return lambda row, s: float(s.get("tool_calls", 0)) if bool(row["extra_info"]["needs_tool"]) == needed else None
 
-        return {"tool_calls_needed": calls_if(True), "tool_calls_unneeded": calls_if(False)}
+        def easy_accuracy_if(called: bool):
+            def fn(row, s):
+                if bool(row["extra_info"]["needs_tool"]) or (int(s.get("tool_calls", 0)) > 0) != called:
+                    return None
+                return float(bool(s.get("correct")))
+            return fn
+
+        return {"tool_calls_needed": calls_if(True), "tool_calls_unneeded": calls_if(False),
+                "easy_direct_accuracy": easy_accuracy_if(False), "easy_call_accuracy": easy_accuracy_if(True)}
     return {}
 
 

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from rl.eval.report import fmt_num
+
 METHODS = ("grpo", "length_penalty", "thinkprune", "decs", "decs_plain", "decs_no_kappa")
 OPTIONAL_METHODS: tuple[str, ...] = ()
 # `--methods efficiency`: every length-efficiency preset of the leaderboard (docs/efficiency-methods.md)
@@ -245,10 +247,6 @@ def plot_tool_calls(summary: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _num(v, digits: int) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
 def main(argv=None) -> int:
     from curriculum.tasks import get_task_dataset
     from rl.embedded import make_tiny_model
@@ -302,6 +300,7 @@ def main(argv=None) -> int:
                 # tool tasks: round-trips per episode, on problems that need the tool and on those that do not
                 "mean_tool_calls": r.get("mean_tool_calls"), "tool_calls_needed": r.get("tool_calls_needed"),
                 "tool_calls_unneeded": r.get("tool_calls_unneeded"), "zero_tool_calls_frac": r.get("zero_tool_calls_frac"),
+                "easy_direct_accuracy": r.get("easy_direct_accuracy"), "easy_call_accuracy": r.get("easy_call_accuracy"),
                 "train_seconds": infos.get(m, {}).get("seconds"),
                 "approx_rollouts": infos.get(m, {}).get("approx_rollouts"),
             })
@@ -317,7 +316,7 @@ def main(argv=None) -> int:
         delta = (r["mean_tokens"] - b["mean_tokens"]) / b["mean_tokens"] if b["mean_tokens"] else 0.0
         se = f" ± {100 * r['accuracy_se']:.1f}" if r.get("accuracy_se") is not None else ""
         lines.append(f"| {r['method']} | {r['decoding']} | {100 * r['accuracy']:.1f}%{se} | {r['mean_tokens']:.1f} | "
-                     f"{100 * delta:+.0f}% | {_num(r['redundant_fraction'], 3)} | {_num(r['redundant_chunks'], 2)} |"
+                     f"{100 * delta:+.0f}% | {fmt_num(r['redundant_fraction'], '{:.3f}')} | {fmt_num(r['redundant_chunks'], '{:.2f}')} |"
                      + "".join(f" {r[k]:.3f} |" if r.get(k) is not None else " - |" for k in behaviours))
     table = "\n".join(lines)
     meta = {"task": task, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps, "lr": args.lr,

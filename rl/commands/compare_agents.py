@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rl.eval.report import fmt_pct
+
 ARMS = ("single_agent", "frozen_executor", "mgrpo_shared", "mgrpo_separate")
 BASELINES = ("single_agent", "frozen_executor")
 TWO_MODEL_ARMS = ("frozen_executor", "mgrpo_separate")
@@ -258,18 +260,14 @@ def beats_baselines(summary: list[dict]) -> dict[str, dict[str, bool | None]]:
     return out
 
 
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
 def table(summary: list[dict]) -> str:
     lines = ["| method | decoding | accuracy | executor accuracy | executor format ok | mean calls | mean tokens | train s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in summary:
         se = f" ± {100 * r['accuracy_se']:.1f}" if r.get("accuracy_se") is not None else ""
         secs = "-" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"
-        lines.append(f"| {r['method']} | {r['decoding']} | {100 * r['accuracy']:.1f}%{se} | {_pct(r['executor_accuracy'])} | "
-                     f"{_pct(r['executor_format_ok'])} | {r['mean_calls']:.2f} | {r['mean_tokens']:.1f} | {secs} |")
+        lines.append(f"| {r['method']} | {r['decoding']} | {100 * r['accuracy']:.1f}%{se} | {fmt_pct(r['executor_accuracy'], '%')} | "
+                     f"{fmt_pct(r['executor_format_ok'], '%')} | {r['mean_calls']:.2f} | {r['mean_tokens']:.1f} | {secs} |")
     return "\n".join(lines)
 
 

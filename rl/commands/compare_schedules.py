@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from rl.config import ConfigError
+from rl.eval.report import fmt_pct
 
 SCHEDULES = ("dereason", "sft_only", "rl_only", "sft_then_rl", "random_split")
 DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "dereason" / "tiny.yaml"
@@ -98,17 +99,13 @@ def plot(summary: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def table(summary: list[dict]) -> str:
     lines = ["| method | decoding | accuracy | easy | hard | train tokens | SFT steps | RL steps |",
              "|---|---|---|---|---|---|---|---|"]
     for r in summary:
         se = f" ± {100 * r['accuracy_se']:.1f}" if r.get("accuracy_se") is not None else ""
-        lines.append(f"| {r['method']} | {r['decoding']} | {_pct(r['accuracy'])}{se} | {_pct(r['accuracy_easy'])} | "
-                     f"{_pct(r['accuracy_hard'])} | {r['train_tokens']:,} | {r['sft_steps']} | {r['rl_steps']} |")
+        lines.append(f"| {r['method']} | {r['decoding']} | {fmt_pct(r['accuracy'], '%')}{se} | {fmt_pct(r['accuracy_easy'], '%')} | "
+                     f"{fmt_pct(r['accuracy_hard'], '%')} | {r['train_tokens']:,} | {r['sft_steps']} | {r['rl_steps']} |")
     return "\n".join(lines)
 
 

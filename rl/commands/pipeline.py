@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from rl.config import ConfigError
+from rl.eval.report import fmt_pct
 
 STAGES = ("model", "score", "sft", "rl", "eval")
 SECTIONS = {"data", "score", "split", "sft", "rl", "eval"}
@@ -301,16 +302,12 @@ def stage_table(state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def eval_table(results: dict[str, dict]) -> str:
     lines = ["| model | decoding | accuracy | easy | hard | mean tokens |", "|---|---|---|---|---|---|"]
     for name, res in results.items():
         for decoding, r in res.items():
-            lines.append(f"| {name} | {decoding} | {_pct(r['accuracy'])} | {_pct(r['accuracy_easy'])} | "
-                         f"{_pct(r['accuracy_hard'])} | {r['mean_tokens']:.1f} |")
+            lines.append(f"| {name} | {decoding} | {fmt_pct(r['accuracy'], '%')} | {fmt_pct(r['accuracy_easy'], '%')} | "
+                         f"{fmt_pct(r['accuracy_hard'], '%')} | {r['mean_tokens']:.1f} |")
     return "\n".join(lines)
 
 

@@ -199,11 +199,13 @@ def _settings_columns(settings: Any) -> dict[str, Any]:
             "max_new_tokens": settings.max_new_tokens, "seed": settings.seed}
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
+def fmt_pct(x: float | None, suffix: str = "") -> str:
+    """A fraction as a percentage with one decimal (``0.123`` -> ``12.3``), ``-`` for a missing value."""
+    return "-" if x is None else f"{100 * x:.1f}{suffix}"
 
 
-def _num(x: float | None, fmt: str = "{:.1f}") -> str:
+def fmt_num(x: float | None, fmt: str = "{:.1f}") -> str:
+    """A number for a markdown table, ``-`` for a missing value."""
     return "-" if x is None else fmt.format(x)
 
 
@@ -217,13 +219,13 @@ def markdown_table(results: Sequence[dict[str, Any]], n: int) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for r in results:
         cells = [
-            r["model"], r["benchmark"], str(r["num_problems"]), _pct(r["pass@1"]), _pct(r["maj@n"]),
-            _pct(r["pass@k"].get(str(r["n"]))), _num(r["mean_tokens"]), _num(r["median_tokens"]),
-            _num(r["mean_tokens_correct"]), _num(r["mean_tokens_incorrect"]), _pct(r["truncated_frac"]),
-            _num(r["tokens_per_second"], "{:.0f}"),
+            r["model"], r["benchmark"], str(r["num_problems"]), fmt_pct(r["pass@1"]), fmt_pct(r["maj@n"]),
+            fmt_pct(r["pass@k"].get(str(r["n"]))), fmt_num(r["mean_tokens"]), fmt_num(r["median_tokens"]),
+            fmt_num(r["mean_tokens_correct"]), fmt_num(r["mean_tokens_incorrect"]), fmt_pct(r["truncated_frac"]),
+            fmt_num(r["tokens_per_second"], "{:.0f}"),
         ]
         if has_tools:
-            cells.insert(10, _num(r.get("mean_tool_calls"), "{:.2f}"))
+            cells.insert(10, fmt_num(r.get("mean_tool_calls"), "{:.2f}"))
         if r["benchmark"] == "overall":
             cells[0], cells[1] = f"**{cells[0]}**", "**overall**"
         lines.append("| " + " | ".join(cells) + " |")

@@ -122,3 +122,8 @@ def test_row_metrics_split_calls_by_need():
     hard, easy = {"extra_info": {"needs_tool": True}}, {"extra_info": {"needs_tool": False}}
     assert m["tool_calls_needed"](hard, {"tool_calls": 2}) == 2.0 and m["tool_calls_needed"](easy, {"tool_calls": 1}) is None
     assert m["tool_calls_unneeded"](easy, {"tool_calls": 1}) == 1.0 and task_row_metrics("explore") == {}
+    # the headroom check: accuracy on easy rows split by whether the sample called
+    direct_ok, called_wrong = {"tool_calls": 0, "correct": True}, {"tool_calls": 1, "correct": False}
+    assert m["easy_direct_accuracy"](easy, direct_ok) == 1.0 and m["easy_direct_accuracy"](easy, called_wrong) is None
+    assert m["easy_call_accuracy"](easy, called_wrong) == 0.0 and m["easy_call_accuracy"](easy, direct_ok) is None
+    assert m["easy_direct_accuracy"](hard, direct_ok) is None and m["easy_call_accuracy"](hard, called_wrong) is None
