@@ -152,6 +152,18 @@ def train_sft(args, model_dir: Path, task: str, out: Path) -> Path:
                           seed=args.seed, run_name="compare-sft", logging_steps=50)
 
 
+def approx_rounds(rows: list[dict], num_generations: int) -> float:
+    """Generation rounds of G rollouts per prompt over a run, from its training log rows: each row
+    (the mean of the steps since the previous one) weighs as many steps as it covers, and a round of
+    GFPO's larger sampled group counts its size over G."""
+    total, prev = 0.0, 0
+    for r in sorted((r for r in rows if "loss" in r and "step" in r), key=lambda r: r["step"]):
+        span = r["step"] - prev
+        prev = r["step"]
+        total += span * r.get("sampling/generation_rounds", 1) * r.get("sampling/rollouts_per_prompt", num_generations)
+    return total / num_generations
+
+
 def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Path, dict]:
     from curriculum.tasks import TASK_ROLLOUTS
     from rl.config import GRPOConfig
@@ -179,9 +191,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
     trainer = GRPOTrainer(cfg.model, args=cfg)
     summary = trainer.train()
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    # rollouts generated per logged step: rounds x prompts x (G, or GFPO's larger sampled group)
-    rounds = sum(r.get("sampling/generation_rounds", 1) * r.get("sampling/rollouts_per_prompt", args.num_generations)
-                 for r in rows) * cfg.logging_steps / args.num_generations
+    rounds = approx_rounds(rows, args.num_generations)
     info = {
         "seconds": time.time() - t0,
         "steps": summary["global_step"],

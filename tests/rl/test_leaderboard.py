@@ -143,3 +143,14 @@ def test_compare_seeds_mode_end_to_end(tmp_path):
     meta = json.loads((out / "summary_meta.json").read_text())
     assert meta["seeds"] == [5, 6] and "--seeds 2" in meta["command"] and meta["machine"]
     assert (out / "plot.png").stat().st_size > 1000 and "frontier" in (out / "leaderboard.md").read_text()
+
+
+def test_approx_rounds_weighs_each_log_row_by_the_steps_it_covers():
+    from rl.commands.compare import approx_rounds
+
+    # logged every 5 steps plus the last one (7): 5 + 2 steps, not 2 rows x 5
+    rows = [{"step": 5, "loss": 0.1}, {"step": 7, "loss": 0.1}, {"step": 7, "eval/accuracy": 0.5}]
+    assert approx_rounds(rows, 8) == 7
+    # a dynamic sampler's extra rounds and GFPO's 2 x G group count in full
+    rows = [{"step": 5, "loss": 0.1, "sampling/generation_rounds": 2, "sampling/rollouts_per_prompt": 16}]
+    assert approx_rounds(rows, 8) == 5 * 2 * 2
