@@ -50,12 +50,40 @@ def decs_defaults() -> dict:
             "decs_sampler": preset.sampler}
 
 
-def method_settings(name: str, steps: int, max_len: int, decs_options: dict | None = None) -> dict:
+def parse_variants(specs: list[str]) -> dict[str, tuple[str, dict]]:
+    """``--variant NAME=METHOD:JSON`` flags -> ``{NAME: (METHOD, method_kwargs)}`` (an ablation: a method
+    with some of its settings changed, run and reported under its own name)."""
+    out: dict[str, tuple[str, dict]] = {}
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        method, sep2, raw = rest.partition(":")
+        if not sep or not sep2 or not name.strip() or not method.strip():
+            raise ValueError(f"--variant {spec!r}: expected NAME=METHOD:JSON, e.g. 'hdpo_w05=hdpo:{{\"hdpo_w_tool\": 0.5}}'")
+        try:
+            kwargs = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--variant {spec!r}: the settings are not JSON ({e})") from None
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"--variant {spec!r}: the settings must be a JSON object of method_kwargs")
+        out[name.strip()] = (method.strip(), kwargs)
+    return out
+
+
+def method_settings(name: str, steps: int, max_len: int, decs_options: dict | None = None,
+                    variants: dict[str, tuple[str, dict]] | None = None) -> dict:
     """GRPOConfig fields that differ between methods (everything else is shared): a method preset
     (``rl/methods.py``) plus what the comparison sets on top of it.
 
     ``decs_options`` (``decs_beta``, ``decs_kappa_init``, ``decs_kappa_lr``, ``decs_sampler``) tune the
-    DECS methods; unset keys take the preset's values (:func:`decs_defaults`)."""
+    DECS methods; unset keys take the preset's values (:func:`decs_defaults`). ``variants``
+    (:func:`parse_variants`): a name that is a variant runs its method with its ``method_kwargs`` merged
+    over the method's own."""
+    if variants and name in variants:
+        method, kwargs = variants[name]
+        if method in variants:
+            raise ValueError(f"variant {name!r}: its method {method!r} is itself a variant")
+        base = method_settings(method, steps, max_len, decs_options)
+        return {**base, "method_kwargs": {**base.get("method_kwargs", {}), **kwargs}}
     if name == "grpo":
         return {"method": "grpo"}
     if name == "length_penalty":  # the preset: alpha 0.5, L_ref = max_completion_length
@@ -119,6 +147,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "start); a task can set its own (calc_tool: 160; its traces are ~90 tokens)")
     p.add_argument("--methods", default=",".join(METHODS),
                    help="comma-separated methods or presets; 'efficiency' = " + ",".join(EFFICIENCY_METHODS))
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=METHOD:JSON",
+                   help="an ablation run under its own name, e.g. --variant 'hdpo_w05=hdpo:{\"hdpo_w_tool\": 0.5}' "
+                        "--methods grpo,hdpo,hdpo_w05 (repeatable)")
     p.add_argument("--seeds", type=int, default=1,
                    help="N > 1: the whole comparison for seeds seed..seed+N-1 (DIR/seed<k>/), then mean ± std per cell")
     p.add_argument("--decs-beta", type=float, default=DECS_DEFAULTS["decs_beta"], help="DECS length-reward weight b")
@@ -185,7 +216,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         output_dir=str(run_dir), report_to=args.report_to.split(","), logging_steps=5, save_total_limit=1,
         seed=args.seed, run_name=f"compare-{name}",
         **TASK_ROLLOUTS.get(task, {}),  # multi-turn tasks (calc_tool): the environment, its tools, max_turns
-        **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args)),
+        **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args), parse_variants(args.variant)),
     )
     t0 = time.time()
     trainer = GRPOTrainer(cfg.model, args=cfg)
@@ -200,7 +231,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         # what this stage was trained with (a cached stage is reused whatever the new flags say)
         "settings": {"lr": args.lr, "grpo_steps": args.grpo_steps, "warmup_steps": args.warmup_steps,
                      "kl_beta": args.kl_beta, "temperature": args.temperature, "start": str(start),
-                     **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args))},
+                     **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args), parse_variants(args.variant))},
     }
     info_path.write_text(json.dumps(info))
     return final, info
@@ -281,8 +312,13 @@ def main(argv=None) -> int:
 
         args.max_completion_length = TASK_COMPLETION_LENGTH.get(task, 256)
     methods = expand_methods(args.methods)
-    for m in methods:
-        method_settings(m, 1, 1, decs_options(args))  # fail on a typo before any training
+    variants = parse_variants(args.variant)
+    for m in methods:  # fail on a typo before any training: a variant's settings are checked by its config
+        settings = method_settings(m, 1, 1, decs_options(args), variants)
+        if m in variants:
+            from rl.config import GRPOConfig
+
+            GRPOConfig(model=str(out), dataset=f"task:{task}", **settings)
     t_all = time.time()
     model_dir = Path(args.model_dir) if args.model_dir else make_tiny_model(out / "tiny-model", seed=args.seed)
     start = Path(args.sft_checkpoint) if args.sft_checkpoint else train_sft(args, model_dir, task, out)

@@ -78,3 +78,24 @@ def test_compare_runs_any_registered_preset_and_rejects_a_typo():
 
     with pytest.raises(ValueError, match="unknown method 'hdp0'"):
         method_settings("hdp0", 10, 64)
+
+
+def test_compare_variants_run_a_method_with_changed_settings_and_fail_fast(tmp_path):
+    import pytest
+
+    from rl.commands.compare import main, method_settings, parse_variants
+    from rl.config import ConfigError
+
+    variants = parse_variants(['hdpo_w05=hdpo:{"hdpo_w_tool": 0.5}', 'dler_short=dler:{"dler_length_cap": 20}'])
+    assert method_settings("hdpo_w05", 10, 64, variants=variants) == {"method": "hdpo", "method_kwargs": {"hdpo_w_tool": 0.5}}
+    # merged over what the comparison sets for the method (dler's cap is half the budget by default)
+    assert method_settings("dler", 10, 64)["method_kwargs"] == {"dler_length_cap": 32}
+    assert method_settings("dler_short", 10, 64, variants=variants)["method_kwargs"] == {"dler_length_cap": 20}
+    for bad, why in [("hdpo_w05", "expected NAME=METHOD:JSON"), ("x=hdpo:{nope", "not JSON"), ("x=hdpo:[1]", "JSON object")]:
+        with pytest.raises(ValueError, match=why):
+            parse_variants([bad])
+    # a misspelt setting stops the comparison before anything is built or trained
+    with pytest.raises(ConfigError, match="did you mean 'hdpo_w_tool'"):
+        main(["--task", "calc_tool", "--methods", "grpo,bad", "--variant", 'bad=hdpo:{"hdpo_wtool": 0.5}',
+              "--out", str(tmp_path / "cmp")])
+    assert not (tmp_path / "cmp" / "tiny-model").exists()
