@@ -100,12 +100,14 @@ def plot(summary: list[dict], path: Path) -> None:
 
 
 def table(summary: list[dict]) -> str:
-    lines = ["| method | decoding | accuracy | easy | hard | train tokens | SFT steps | RL steps |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | decoding | accuracy | easy | hard | after the SFT stage (all / easy / hard) | train tokens | SFT steps | RL steps |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in summary:
         se = f" ± {100 * r['accuracy_se']:.1f}" if r.get("accuracy_se") is not None else ""
+        stage = (" / ".join(fmt_pct(r.get(f"sft_stage_{k}"), "%") for k in ("accuracy", "accuracy_easy", "accuracy_hard"))
+                 if r.get("sft_stage_accuracy") is not None else "-")
         lines.append(f"| {r['method']} | {r['decoding']} | {fmt_pct(r['accuracy'], '%')}{se} | {fmt_pct(r['accuracy_easy'], '%')} | "
-                     f"{fmt_pct(r['accuracy_hard'], '%')} | {r['train_tokens']:,} | {r['sft_steps']} | {r['rl_steps']} |")
+                     f"{fmt_pct(r['accuracy_hard'], '%')} | {stage} | {r['train_tokens']:,} | {r['sft_steps']} | {r['rl_steps']} |")
     return "\n".join(lines)
 
 
@@ -211,16 +213,21 @@ def main(argv=None) -> int:
 
     summary = []
     metrics = task_text_metrics(args.task)
-    for name in wanted:
-        cache = out / name / "eval.json"
+
+    def evaluated(model_dir: Path, cache: Path) -> dict:
         if not cache.is_file():
-            res = evaluate_buckets(finals[name]["final"], test, threshold=threshold,
+            res = evaluate_buckets(model_dir, test, threshold=threshold,
                                    decodings=ev.get("decodings", ["greedy", "sampled"]),
                                    max_new_tokens=int(ev.get("max_new_tokens", 160)), temperature=float(ev.get("temperature", 1.0)),
                                    seed=seed, batch_size=int(ev.get("batch_size", 100)), text_metrics=metrics)
             cache.write_text(json.dumps(res, indent=1))
-        res = json.loads(cache.read_text())
+        return json.loads(cache.read_text())
+
+    for name in wanted:
+        res = evaluated(finals[name]["final"], out / name / "eval.json")
         sft_dir, rl_dir = out / name / "sft", out / name / "rl"
+        # a two-stage schedule's SFT stage on its own: what the RL stage then added
+        stage = evaluated(sft_dir / "final", out / name / "sft_eval.json") if sft_dir.is_dir() and rl_dir.is_dir() else {}
         sft_tok = trained_tokens(sft_dir, "tokens") if sft_dir.is_dir() else 0
         rl_tok = trained_tokens(rl_dir, "train_tokens") if rl_dir.is_dir() else 0
         for decoding, r in res.items():
@@ -229,6 +236,9 @@ def main(argv=None) -> int:
                 "accuracy_easy": r["accuracy_easy"], "train_tokens": sft_tok + rl_tok, "sft_tokens": sft_tok,
                 "rl_tokens": rl_tok, "budget_tokens": b_sft + b_rl, "sft_steps": _steps(sft_dir), "rl_steps": _steps(rl_dir),
                 "accuracy_se": r["accuracy_se"], "accuracy_by_difficulty": r["accuracy_by_difficulty"],
+                "sft_stage_accuracy": stage.get(decoding, {}).get("accuracy"),
+                "sft_stage_accuracy_easy": stage.get(decoding, {}).get("accuracy_easy"),
+                "sft_stage_accuracy_hard": stage.get(decoding, {}).get("accuracy_hard"),
                 **{k: r.get(k) for k in metrics},
             })
     for r in {r["method"]: r for r in summary}.values():

@@ -51,6 +51,11 @@ def test_compare_schedules_smoke(tmp_path, tiny_model_dir, capsys):
     # the token-budgeted GRPO stages spend at least their budget, and stop at the step that reaches it
     assert by["rl_only"]["rl_tokens"] >= budget["sft_tokens"] + budget["rl_tokens"]
     assert by["sft_then_rl"]["rl_tokens"] >= budget["rl_tokens"] and by["random_split"]["rl_tokens"] >= budget["rl_tokens"]
+    # the two-stage schedules' SFT stages are evaluated on their own (what RL then added); one-stage ones are not
+    for name in ("dereason", "sft_then_rl", "random_split"):
+        stage = json.loads((out / name / "sft_eval.json").read_text())["greedy"]
+        assert by[name]["sft_stage_accuracy"] == stage["accuracy"] and by[name]["sft_stage_accuracy_hard"] == stage["accuracy_hard"]
+    assert by["sft_only"]["sft_stage_accuracy"] is None and not (out / "sft_only" / "sft_eval.json").exists()
     assert (out / "plot.png").stat().st_size > 0 and "| method | decoding |" in (out / "summary.md").read_text()
     assert "| dereason | greedy |" in capsys.readouterr().out
     # cached: a re-run trains nothing and writes the same summary
