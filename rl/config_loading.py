@@ -6,6 +6,7 @@ of :mod:`rl.config`, built from the explicit fields only (so a method preset fil
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
@@ -71,8 +72,6 @@ def _is_dict_field(f: dataclasses.Field) -> bool:
 def _pop_dict_args(argv: list[str], dict_fields: set[str]) -> tuple[list[str], dict[str, dict]]:
     """Take ``--<dict field> JSON`` (or ``--field=JSON``) out of ``argv``; a field given twice
     merges both, in order."""
-    import json
-
     out: list[str] = []
     found: dict[str, dict] = {}
     i = 0
@@ -95,15 +94,20 @@ def _pop_dict_args(argv: list[str], dict_fields: set[str]) -> tuple[list[str], d
             out.append(tok)
             i += 1
             continue
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"--{name}: not valid JSON ({e.msg} at character {e.pos}): {value!r}") from None
-        if not isinstance(parsed, dict):
-            raise ConfigError(f"--{name}: must be a JSON object ({{...}}), got {type(parsed).__name__}: {value!r}")
-        found[name] = {**found.get(name, {}), **parsed}
+        found[name] = {**found.get(name, {}), **parse_json_object(value, f"--{name}")}
         i += 1
     return out, found
+
+
+def parse_json_object(value: str, where: str) -> dict:
+    """A command-line JSON object (``'{"key": 1}'``) -> dict; a ConfigError that names ``where`` otherwise."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: not valid JSON ({e.msg} at character {e.pos}): {value!r}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"{where}: must be a JSON object ({{...}}), got {type(parsed).__name__}: {value!r}")
+    return parsed
 
 
 def _flags_given(argv: Sequence[str], fields: dict[str, dataclasses.Field]) -> set[str]:

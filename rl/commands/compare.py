@@ -53,19 +53,15 @@ def decs_defaults() -> dict:
 def parse_variants(specs: list[str]) -> dict[str, tuple[str, dict]]:
     """``--variant NAME=METHOD:JSON`` flags -> ``{NAME: (METHOD, method_kwargs)}`` (an ablation: a method
     with some of its settings changed, run and reported under its own name)."""
+    from rl.config_loading import parse_json_object
+
     out: dict[str, tuple[str, dict]] = {}
     for spec in specs:
         name, sep, rest = spec.partition("=")
         method, sep2, raw = rest.partition(":")
         if not sep or not sep2 or not name.strip() or not method.strip():
             raise ValueError(f"--variant {spec!r}: expected NAME=METHOD:JSON, e.g. 'hdpo_w05=hdpo:{{\"hdpo_w_tool\": 0.5}}'")
-        try:
-            kwargs = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--variant {spec!r}: the settings are not JSON ({e})") from None
-        if not isinstance(kwargs, dict):
-            raise ValueError(f"--variant {spec!r}: the settings must be a JSON object of method_kwargs")
-        out[name.strip()] = (method.strip(), kwargs)
+        out[name.strip()] = (method.strip(), parse_json_object(raw, f"--variant {name.strip()}"))
     return out
 
 

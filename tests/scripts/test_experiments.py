@@ -91,7 +91,7 @@ def test_compare_variants_run_a_method_with_changed_settings_and_fail_fast(tmp_p
     # merged over what the comparison sets for the method (dler's cap is half the budget by default)
     assert method_settings("dler", 10, 64)["method_kwargs"] == {"dler_length_cap": 32}
     assert method_settings("dler_short", 10, 64, variants=variants)["method_kwargs"] == {"dler_length_cap": 20}
-    for bad, why in [("hdpo_w05", "expected NAME=METHOD:JSON"), ("x=hdpo:{nope", "not JSON"), ("x=hdpo:[1]", "JSON object")]:
+    for bad, why in [("hdpo_w05", "expected NAME=METHOD:JSON"), ("x=hdpo:{nope", "--variant x: not valid JSON"), ("x=hdpo:[1]", "--variant x: must be a JSON object")]:
         with pytest.raises(ValueError, match=why):
             parse_variants([bad])
     # a misspelt setting stops the comparison before anything is built or trained
