@@ -242,3 +242,20 @@ def test_decs_hdpo_recipe_runs_two_steps(tiny_model_dir, tmp_path):
     assert b.rewards["decs_redundancy"].dim() == 2  # token-level
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert sum("tool/loss" in r for r in rows) == 2
+
+
+def test_calc_tool_recipe_is_the_measured_compare_setting():
+    """recipes/hdpo/tiny-calc-tool.yaml is `parsimony compare --task calc_tool`'s hdpo_w05 run: every field the
+    comparison sets for a method, with the variant's weight."""
+    from pathlib import Path
+
+    from curriculum.tasks import TASK_ROLLOUTS
+    from rl.config import GRPOConfig, load_config
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes/hdpo/tiny-calc-tool.yaml"
+    cfg = load_config(GRPOConfig, ["--config", str(recipe)])
+    assert (cfg.advantage_estimator, cfg.loss_composition, cfg.method_kwargs["hdpo_w_tool"]) == ("hdpo", "dual", 0.5)
+    ro = TASK_ROLLOUTS["calc_tool"]
+    assert (cfg.environment, cfg.environment_kwargs, cfg.max_turns) == (ro["environment"], ro["environment_kwargs"], ro["max_turns"])
+    assert (cfg.learning_rate, cfg.warmup_steps, cfg.lr_scheduler_type, cfg.num_generations) == (5e-5, 15, "constant_with_warmup", 8)
+    assert (cfg.per_device_train_batch_size, cfg.max_completion_length, cfg.temperature, cfg.max_steps) == (64, 160, 1.0, 60)
