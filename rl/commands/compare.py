@@ -202,6 +202,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
     if final.is_dir() and info_path.is_file():
         print(f"[compare] reusing {final}")
         return final, json.loads(info_path.read_text())
+    settings = method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args), parse_variants(args.variant))
     cfg = GRPOConfig(
         model=str(start), dataset=f"task:{task}", dataset_num_examples=4096, learning_rate=args.lr,
         num_generations=args.num_generations,
@@ -212,7 +213,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         output_dir=str(run_dir), report_to=args.report_to.split(","), logging_steps=5, save_total_limit=1,
         seed=args.seed, run_name=f"compare-{name}",
         **TASK_ROLLOUTS.get(task, {}),  # multi-turn tasks (calc_tool): the environment, its tools, max_turns
-        **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args), parse_variants(args.variant)),
+        **settings,
     )
     t0 = time.time()
     trainer = GRPOTrainer(cfg.model, args=cfg)
@@ -227,7 +228,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         # what this stage was trained with (a cached stage is reused whatever the new flags say)
         "settings": {"lr": args.lr, "grpo_steps": args.grpo_steps, "warmup_steps": args.warmup_steps,
                      "kl_beta": args.kl_beta, "temperature": args.temperature, "start": str(start),
-                     **method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args), parse_variants(args.variant))},
+                     **settings},
     }
     info_path.write_text(json.dumps(info))
     return final, info

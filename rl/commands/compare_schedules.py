@@ -231,14 +231,15 @@ def main(argv=None) -> int:
         sft_tok = trained_tokens(sft_dir, "tokens") if sft_dir.is_dir() else 0
         rl_tok = trained_tokens(rl_dir, "train_tokens") if rl_dir.is_dir() else 0
         for decoding, r in res.items():
+            st = stage.get(decoding, {})
             summary.append({
                 "method": name, "decoding": decoding, "accuracy": r["accuracy"], "accuracy_hard": r["accuracy_hard"],
                 "accuracy_easy": r["accuracy_easy"], "train_tokens": sft_tok + rl_tok, "sft_tokens": sft_tok,
                 "rl_tokens": rl_tok, "budget_tokens": b_sft + b_rl, "sft_steps": _steps(sft_dir), "rl_steps": _steps(rl_dir),
                 "accuracy_se": r["accuracy_se"], "accuracy_by_difficulty": r["accuracy_by_difficulty"],
-                "sft_stage_accuracy": stage.get(decoding, {}).get("accuracy"),
-                "sft_stage_accuracy_easy": stage.get(decoding, {}).get("accuracy_easy"),
-                "sft_stage_accuracy_hard": stage.get(decoding, {}).get("accuracy_hard"),
+                "sft_stage_accuracy": st.get("accuracy"),
+                "sft_stage_accuracy_easy": st.get("accuracy_easy"),
+                "sft_stage_accuracy_hard": st.get("accuracy_hard"),
                 **{k: r.get(k) for k in metrics},
             })
     for r in {r["method"]: r for r in summary}.values():
