@@ -137,7 +137,10 @@ def run_ours(args, model_dir: Path, out: Path) -> dict[str, Any]:
 
     trainer.training_step = timed_step  # the train() loop's own steps, clocked at their ends
     start = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        trainer.close()  # async_rollouts: the rollout thread and process
     times = _step_times(start, ends, args.warmup)
     timed = per_step[args.warmup:]
     tokens = [m["completion/mean_length"] * s["per_device_train_batch_size"] for m in timed]
@@ -189,7 +192,10 @@ def run_trl(args, model_dir: Path, out: Path) -> dict[str, Any]:
     trainer = TRLTrainer(model=model, reward_funcs=[trl_reward("accuracy")], args=cfg, train_dataset=_dataset(args),
                          processing_class=tok, callbacks=[StepClock()])
     start = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        trainer.close()  # async_rollouts: the rollout thread and process
     times = _step_times(start, ends, args.warmup)
     logs = [h for h in trainer.state.log_history if "completions/mean_length" in h][args.warmup:]
     tokens = [h["completions/mean_length"] * s["per_device_train_batch_size"] for h in logs]

@@ -270,6 +270,16 @@ class GRPOConfig(TrainConfig):
         metadata={"help": "Prompts per engine.generate() call per device (0 = all prompts of a generation round at "
                           "once); bounds the rollout's memory, each call generates num_generations per prompt."}
     )
+    async_rollouts: bool = field(
+        default=False,
+        metadata={"help": "One-step off-policy rollouts: the next step's first generation round is sampled from the "
+                          "current weights while this step updates them (engine hf: in a child process with its own "
+                          "copy of the weights). Set vllm_is_cap (e.g. 2) to correct for the lag; rl/rollouts_ahead.py."},
+    )
+    max_staleness: int = field(
+        default=1, metadata={"help": "async_rollouts: rollouts sampled more than this many steps behind are dropped and "
+                                     "generated again (counted in async/stale_dropped)."},
+    )
     # --- multi-turn episodes (rollout/episodes.py) -------------------------------------
     environment: str | None = field(
         default=None,
@@ -391,6 +401,11 @@ class GRPOConfig(TrainConfig):
         _check(self.engine in ENGINES, "engine", f"unknown engine {self.engine!r}; registered: {sorted(ENGINES)}")
         _check(self.hf_decode in ("generate", "compact"), "hf_decode", f"generate | compact, got {self.hf_decode!r}")
         _check(self.split_by_length >= 1, "split_by_length", "must be >= 1")
+        _check(self.max_staleness >= 1, "max_staleness", "must be >= 1 (one-step off-policy rollouts are 1 step behind)")
+        _check(not (self.async_rollouts and self.environment), "async_rollouts",
+               "multi-turn episodes are generated turn by turn; async_rollouts serves single-turn rollouts")
+        _check(not (self.async_rollouts and self.vllm_enable_sleep_mode), "async_rollouts",
+               "vllm_enable_sleep_mode frees the engine during the update, when async rollouts generate")
         _check(self.rollout_mode in ("colocate", "server"), "rollout_mode", f"must be colocate | server, got {self.rollout_mode!r}")
         _check(
             self.rollout_mode == "colocate" or self.engine == "vllm",

@@ -69,8 +69,25 @@ def get_engine(name: str) -> EngineBuilder:
 
 
 def make_rollout_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any) -> RolloutEngine:
-    """The engine ``args.engine`` names, built and already generating from ``model``."""
-    return get_engine(args.engine)(args, model, tokenizer, accelerator)
+    """The engine ``args.engine`` names, built and already generating from ``model``.
+
+    ``async_rollouts``: wrapped in ``rollout.off_policy.OffPolicyEngine`` (one request in flight
+    beside training); ``hf`` then generates in a child process from its own copy of the weights,
+    since the in-process HF engine samples from the very weights the update changes."""
+    if not getattr(args, "async_rollouts", False):
+        return get_engine(args.engine)(args, model, tokenizer, accelerator)
+    from rollout.off_policy import OffPolicyEngine
+
+    if args.engine == "hf":
+        import torch
+
+        from rollout.hf_process import HFProcessEngine
+
+        base = HFProcessEngine(model, tokenizer, decode=getattr(args, "hf_decode", "generate"),
+                               threads=torch.get_num_threads(), unwrap=accelerator.unwrap_model)
+    else:
+        base = get_engine(args.engine)(args, model, tokenizer, accelerator)
+    return OffPolicyEngine(base)
 
 
 # --- helpers for the vLLM builder -----------------------------------------------------------------

@@ -33,6 +33,7 @@ from rl.losses import (
 )
 from rl.modeling import completion_logprobs
 from rl.update_padding import length_sorted_chunks, pad_columns, trim_padding
+from rl.rollouts_ahead import RolloutsAhead
 from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, reward_meta, score_completions
 from rl.sharding import empty_forward, empty_micro_batch_backward
 from rl.trainer_base import BaseTrainer
@@ -102,8 +103,12 @@ class GRPOTrainer(BaseTrainer):
             top_k=args.top_k,
             # the HF engine samples from the trainer's own weights and kernels; any other engine's
             # log-probs are kept to measure (and optionally correct) the rollout/training mismatch
-            return_logprobs=args.engine != "hf",
+            return_logprobs=args.engine != "hf" or args.async_rollouts,
         )
+        # async_rollouts: the next step's first round generates while this step updates (rl/rollouts_ahead.py)
+        self.ahead = RolloutsAhead(self.engine, args.seed, args.max_staleness) if args.async_rollouts else None
+        if self.ahead is not None and self.is_sharded:
+            raise ValueError("async_rollouts: not supported with sharded training (FSDP2 / ZeRO-3) yet")
         self.sampler = PromptSampler(
             len(train_dataset), seed=args.seed, rank=self.accelerator.process_index, world_size=self.accelerator.num_processes
         )
@@ -138,7 +143,9 @@ class GRPOTrainer(BaseTrainer):
         t0 = time.time()
         rows = [self.train_dataset[i] for i in indices]
         chunk = self.args.generation_batch_size  # prompts per generate() call (0 = all of them at once)
-        if self.make_episode_env is not None:  # multi-turn episodes (rollout/episodes.py)
+        if self.ahead is not None:  # drawn and generated ahead, or generated now (one request at a time)
+            groups = self.ahead.generate(indices, lambda: self._prompt_ids(rows), self.args.num_generations, self.sampling)
+        elif self.make_episode_env is not None:  # multi-turn episodes (rollout/episodes.py)
             step = chunk if chunk > 0 else len(rows)
             groups = [g for j in range(0, len(rows), step) for g in self._episodes(rows[j : j + step])]
         else:
@@ -222,6 +229,8 @@ class GRPOTrainer(BaseTrainer):
         # them draws an extra batch or waits forever in a collective the others never reach.
         self._drawn = 0
         self._next_group = 0
+        if self.ahead is not None:
+            self.ahead.start_step(self.global_step)
         status, reason, error = _OK, "", None
         groups: list[ScoredGroup] = []
         sampling_metrics: dict[str, float] = {}
@@ -237,6 +246,11 @@ class GRPOTrainer(BaseTrainer):
         elif status == _OK and sampling_metrics.get("sampling/shortfall", 0) > 0 and args.dynamic_sampling_on_shortfall == "warn_skip":
             status, reason = _SKIP, f"dynamic sampling found too few groups with reward variance ({sampling_metrics})"
         status, reason = self._agree(status, reason, error)
+        if self.ahead is not None:
+            t0 = time.time()  # mostly the weight sync the update deferred while the last round was in flight
+            self._submit_next_round(self.global_step + (status == _OK))
+            self._timing["weight_sync"] += time.time() - t0
+            sampling_metrics = {**sampling_metrics, **self.ahead.step_metrics()}
         if status == _SKIP:
             collect_reward_metrics(self.reward_funcs)  # drop the skipped batch's counters
             return self._skip(reason)
@@ -267,6 +281,15 @@ class GRPOTrainer(BaseTrainer):
             self._log_samples(batch)
         return metrics
 
+    def _submit_next_round(self, next_step: int) -> None:
+        """async_rollouts: the next step's first round generates while this step updates. Also after
+        the last step when a checkpoint follows it, so that a run resumed with more steps takes the
+        round the longer run would have taken."""
+        a = self.args
+        if next_step < a.max_steps or (a.save_steps > 0 and next_step % a.save_steps == 0):
+            self.ahead.submit_next(self.sampler.draw, lambda idx: self._prompt_ids([self.train_dataset[i] for i in idx]),
+                                   a.num_generations, self.sampling, next_step)
+
     def _gather_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenate a [n] tensor over processes, whose n may differ (dynamic-sampling shortfall)."""
         dev = self.accelerator.device
@@ -277,7 +300,7 @@ class GRPOTrainer(BaseTrainer):
     def _draw(self, k: int) -> list[int]:
         """``sampler.draw`` that counts the global indices this step consumed (see :meth:`_agree`)."""
         self._drawn += k * self.sampler.world_size
-        return self.sampler.draw(k)
+        return self.ahead.draw(k, self.sampler.draw) if self.ahead is not None else self.sampler.draw(k)
 
     def _agree(self, status: int, reason: str, error: BaseException | None) -> tuple[int, str]:
         """Make this step's outcome collective: the worst status over processes wins (failed > skip > ok).
@@ -474,7 +497,10 @@ class GRPOTrainer(BaseTrainer):
         # curriculum state, e.g. decs_kappa's running counts and RNG draws, follows the groups that
         # process saw), so they go to rng_state_<rank>.pt; only what every process agrees on is shared.
         shared = {"skipped_batches": self.skipped_batches}
-        return shared, {"sampler": self.sampler.state_dict(), "assembler": self.assembler.state_dict()}
+        local = {"sampler": self.sampler.state_dict(), "assembler": self.assembler.state_dict()}
+        if self.ahead is not None:  # the round in flight, finished: a resumed run takes the same rollouts
+            local["rollouts_ahead"] = self.ahead.state_dict()
+        return shared, local
 
     def load_extra_state(self, shared, local):
         # checkpoints written before the assembler state was per process kept the main process's only
@@ -482,6 +508,14 @@ class GRPOTrainer(BaseTrainer):
         self.skipped_batches = shared.get("skipped_batches", 0)
         if "sampler" in local:
             self.sampler.load_state_dict(local["sampler"])
+        if self.ahead is not None and "rollouts_ahead" in local:
+            self.ahead.load_state_dict(local["rollouts_ahead"])
+
+    def close(self) -> None:
+        """Stop what the engine started (the async rollout thread and process; idempotent)."""
+        close = getattr(self.engine, "close", None)
+        if callable(close):
+            close()
 
 
 def _is_loss_key(k: str) -> bool:
