@@ -10,7 +10,8 @@ Scenarios (``--scenario``):
   (``nonfinite_reward_policy: skip_batch``);
 - ``raise_skip``: the reward raises there once (``reward_error_policy: skip_batch``);
 - ``raise``: the reward raises there once (``reward_error_policy: raise``): every rank must fail;
-- ``decs``: ``sampler: decs_kappa`` with a 0/1 reward that makes mixed, easy and all-wrong groups.
+- ``decs``: ``sampler: decs_kappa`` with a 0/1 reward that makes mixed, easy and all-wrong groups
+  (``--async_rollouts``: with one-step off-policy rollouts, a rollout process per rank).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def main() -> None:
     p.add_argument("--bad_step", type=int, default=1)
     p.add_argument("--save_steps", type=int, default=0)
     p.add_argument("--resume", default=None)
+    p.add_argument("--async_rollouts", action="store_true")
     a = p.parse_args()
     torch.set_num_threads(1)
     out = Path(a.out)
@@ -80,7 +82,7 @@ def main() -> None:
         model=a.model, output_dir=str(out / "run"), num_generations=2, per_device_train_batch_size=4,
         max_completion_length=8, max_steps=a.steps, learning_rate=1e-3, report_to=["jsonl"], save_final=False,
         seed=3, disable_progress_bar=True, save_steps=a.save_steps, save_total_limit=0,
-        resume_from_checkpoint=a.resume,
+        resume_from_checkpoint=a.resume, async_rollouts=a.async_rollouts, vllm_is_cap=2.0 if a.async_rollouts else 0.0,
     )
     if a.scenario == "decs":
         kw.update(sampler="decs_kappa", max_generation_batches=3,
@@ -131,6 +133,7 @@ def main() -> None:
     trainer.training_step = recording_step
     try:
         trainer.train()
+        trainer.close()
     except Exception as e:  # recorded, then re-raised: the exit code says it failed
         log["error"] = f"{type(e).__name__}: {e}"
         (out / f"rank{rank}.json").write_text(json.dumps(log))

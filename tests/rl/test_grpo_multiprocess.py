@@ -75,3 +75,21 @@ def test_resume_restores_each_process_curriculum_state(tiny_model_dir, tmp_path)
     pb = torch.load(tmp_path / "b" / "params.pt")
     for k in pa:
         assert torch.equal(pa[k], pb[k]), f"{k} differs after resume"
+
+
+def test_async_rollouts_resume_exactly_on_two_processes(tiny_model_dir, tmp_path):
+    # one rollout process per rank, dynamic sampling (decs_kappa) with rounds that differ by rank:
+    # 4 steps straight == 2 + resume + 2 in the prompts, the rollouts' versions and the parameters
+    args = ("--steps", "4", "--save_steps", "2", "--async_rollouts")
+    rc, log, straight = _launch(tiny_model_dir, tmp_path / "a", "decs", *args, port_offset=4)
+    assert rc == 0, log[-3000:]
+    rc, log, resumed = _launch(tiny_model_dir, tmp_path / "b", "decs", *args, "--resume",
+                               str(tmp_path / "a" / "run" / "checkpoint-2"), port_offset=5)
+    assert rc == 0, log[-3000:]
+    for a, b in zip(straight, resumed):
+        for ca, cb in zip(a["calls"][2:], b["calls"]):
+            assert (cb["batch"], cb["draws"], cb["sampler"]) == (ca["batch"], ca["draws"], ca["sampler"])
+    pa = torch.load(tmp_path / "a" / "params.pt")
+    pb = torch.load(tmp_path / "b" / "params.pt")
+    for k in pa:
+        assert torch.equal(pa[k], pb[k]), f"{k} differs after resume"
