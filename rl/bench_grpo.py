@@ -136,6 +136,14 @@ def run_ours(args, model_dir: Path, out: Path) -> dict[str, Any]:
         return m
 
     trainer.training_step = timed_step  # the train() loop's own steps, clocked at their ends
+    update_tokens: list[int] = []
+    update = trainer._update
+
+    def counted_update(batch):  # the real (unpadded) tokens the update's forward + backward processes
+        update_tokens.append(int(batch.prompt_mask.sum() + batch.completion_mask.sum()))
+        return update(batch)
+
+    trainer._update = counted_update
     start = time.perf_counter()
     try:
         trainer.train()
@@ -152,7 +160,8 @@ def run_ours(args, model_dir: Path, out: Path) -> dict[str, Any]:
     breakdown["backward_optimizer"] = statistics.median(
         m.get("time/update", 0.0) - m.get("time/weight_sync", 0.0) for m in timed)
     breakdown["other"] = max(0.0, statistics.median(times) - sum(breakdown.values()))
-    return {"step_times": times, "tokens_per_step": tokens, "breakdown": breakdown}
+    return {"step_times": times, "tokens_per_step": tokens, "breakdown": breakdown,
+            "update_tokens_per_step": statistics.median(update_tokens[args.warmup:] or update_tokens)}
 
 
 def run_trl(args, model_dir: Path, out: Path) -> dict[str, Any]:
@@ -192,10 +201,7 @@ def run_trl(args, model_dir: Path, out: Path) -> dict[str, Any]:
     trainer = TRLTrainer(model=model, reward_funcs=[trl_reward("accuracy")], args=cfg, train_dataset=_dataset(args),
                          processing_class=tok, callbacks=[StepClock()])
     start = time.perf_counter()
-    try:
-        trainer.train()
-    finally:
-        trainer.close()  # async_rollouts: the rollout thread and process
+    trainer.train()
     times = _step_times(start, ends, args.warmup)
     logs = [h for h in trainer.state.log_history if "completions/mean_length" in h][args.warmup:]
     tokens = [h["completions/mean_length"] * s["per_device_train_batch_size"] for h in logs]
@@ -284,6 +290,11 @@ def worker_main(args) -> int:
     out = Path(tempfile.mkdtemp(prefix=f"bench-{args.worker}-"))
     fn = run_ours if args.worker == "ours" else run_trl
     res = fn(args, Path(args.model), out)
+    import resource
+
+    # peak resident memory: this process, plus its largest child (async_rollouts' rollout process)
+    res["peak_rss_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                          + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     Path(args.result).write_text(json.dumps(res, default=str))
     return 0
 
@@ -318,6 +329,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_completion_tokens_per_step": statistics.mean(tokens) if tokens else float("nan"),
     }
     out["tokens_per_s"] = out["mean_completion_tokens_per_step"] / out["median_s_per_step"]
+    out["peak_rss_mb"] = max(r.get("peak_rss_mb", float("nan")) for r in runs)
+    if "update_tokens_per_step" in runs[0]:
+        out["update_tokens_per_step"] = statistics.median(r["update_tokens_per_step"] for r in runs)
     keys = runs[0]["breakdown"].keys()
     out["breakdown"] = {k: statistics.median(r["breakdown"][k] for r in runs) for k in keys}
     if "trl_effective" in runs[0]:
@@ -410,6 +424,10 @@ def main(argv=None) -> int:
     for name, d in models.items():
         sizes[name] = bench_size(args, d, out, frameworks)
         sizes[name]["parameters"] = _parameters(d)
+        if "ours" in sizes[name]:
+            from rl.bench_flops import flops_report
+
+            sizes[name]["flops"] = flops_report(sizes[name]["parameters"], sizes[name]["ours"], args.threads)
     first = next(iter(sizes.values()))
     differences = dict(DIFFERENCES)
     if json.loads(args.ours_overrides):
@@ -431,6 +449,12 @@ def main(argv=None) -> int:
     (out / "bench.json").write_text(json.dumps(report, indent=1, default=str))
     print()
     print(table(sizes))
+    for name, res in sizes.items():
+        if "flops" in res:
+            f = res["flops"]
+            print(f"\n{name}: the update achieves {f['update_gflops']:.2f} GFLOP/s (6 x params x tokens / "
+                  f"backward+optimizer s) against {f['matmul_gflops']:.1f} GFLOP/s of a {f['dtype']} matmul on "
+                  f"{f['threads']} thread(s): {100 * f['fraction_of_matmul']:.1f}%")
     print(f"\nbench: {out / 'bench.json'}")
     return 0
 

@@ -4,6 +4,7 @@ documented shape (its timings are not asserted: tests never time anything)."""
 from __future__ import annotations
 
 import json
+import math
 import runpy
 from pathlib import Path
 
@@ -30,7 +31,25 @@ def test_bench_grpo_step_writes_ratio_ours_trl_and_settings(tmp_path):
         # forced lengths: every completion has max_completion_length tokens, on both sides
         assert report[fw]["mean_completion_tokens_per_step"] == 2 * 2 * 6
     assert set(BREAKDOWN) <= set(report["ours"]["breakdown"])
+    assert report["ours"]["update_tokens_per_step"] > 2 * 2 * 6  # prompt + completion tokens of the batch
+    assert report["ours"]["peak_rss_mb"] > 50 and report["trl"]["peak_rss_mb"] > 50
+    f = report["sizes"]["tiny"]["flops"]
+    assert f["matmul_gflops"] > 0 and 0 < f["fraction_of_matmul"] < 1.5
     assert report["sizes"]["tiny"]["ours+compact"]["ratio"] > 0
     s = report["settings"]
     assert s["top_k"] == 0 and s["num_generations"] == 2 and s["max_completion_length"] == 6
     assert s["min_new_tokens"] == 6 and "differences" in s and s["machine"]["nproc"] >= 1
+
+
+def test_scaling_slopes_are_log_log_least_squares():
+    from rl.bench_flops import update_flops
+    from rl.bench_scaling import growth_slope, slope
+
+    assert slope([4, 8, 16], [1.0, 2.0, 4.0]) == pytest.approx(1.0)  # linear
+    assert slope([4, 8, 16], [1.0, 4.0, 16.0]) == pytest.approx(2.0)  # quadratic
+    assert slope([4, 8, 16], [3.0, 3.0, 3.0]) == pytest.approx(0.0)
+    # memory: a fixed 500 MB plus 10 MB per unit is linear growth; plus x^2 MB is quadratic
+    assert growth_slope([4, 8, 16], [540.0, 580.0, 660.0]) == pytest.approx(1.0)
+    assert growth_slope([4, 8, 16], [516.0, 564.0, 756.0]) == pytest.approx(2.0)
+    assert math.isnan(growth_slope([4, 8, 16], [540.0, 530.0, 660.0]))  # noise above the growth
+    assert update_flops(1_000_000, 1000, 2.0) == 3e9
