@@ -134,10 +134,17 @@ def load_model_weights(model: Any, ckpt: Path) -> None:
     from safetensors.torch import load_file
 
     adapter = ckpt / "adapter_model.safetensors"
-    if adapter.is_file():
+    named = sorted(ckpt.glob("*/adapter_model.safetensors"))  # several adapters: one folder each (role adapters)
+    if adapter.is_file() or named:
         from peft import set_peft_model_state_dict
 
-        set_peft_model_state_dict(model, load_file(str(adapter)))
+        if adapter.is_file():
+            set_peft_model_state_dict(model, load_file(str(adapter)))
+        for f in named:
+            name = f.parent.name
+            if name not in model.peft_config:
+                raise RuntimeError(f"checkpoint {ckpt} holds adapter {name!r}, the model has {sorted(model.peft_config)}")
+            set_peft_model_state_dict(model, load_file(str(f)), adapter_name=name)
         return
     files = sorted(ckpt.glob("model*.safetensors"))
     if not files:

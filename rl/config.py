@@ -270,6 +270,12 @@ class GRPOConfig(TrainConfig):
         metadata={"help": "Prompts per engine.generate() call per device (0 = all prompts of a generation round at "
                           "once); bounds the rollout's memory, each call generates num_generations per prompt."}
     )
+    role_adapters: list[str] = field(
+        default_factory=list,
+        metadata={"help": "use_peft: one LoRA adapter per role on one base, e.g. [planner, executor]: role r's rows "
+                          "train adapter r with its own optimizer group and clipping, and role r's sub-episodes "
+                          "generate with it (engine hf; rl/role_adapters.py). [] = one adapter for every row."},
+    )
     async_rollouts: bool = field(
         default=False,
         metadata={"help": "One-step off-policy rollouts: the next step's first generation round is sampled from the "
@@ -401,6 +407,14 @@ class GRPOConfig(TrainConfig):
         _check(self.engine in ENGINES, "engine", f"unknown engine {self.engine!r}; registered: {sorted(ENGINES)}")
         _check(self.hf_decode in ("generate", "compact"), "hf_decode", f"generate | compact, got {self.hf_decode!r}")
         _check(self.split_by_length >= 1, "split_by_length", "must be >= 1")
+        if self.role_adapters:
+            names = list(self.role_adapters)
+            _check(self.use_peft, "role_adapters", "needs use_peft: true (one LoRA adapter per role on one base)")
+            _check(len(names) >= 2 and len(set(names)) == len(names) and all(isinstance(n, str) and n.isidentifier()
+                   and n != "default" for n in names), "role_adapters",
+                   f"two or more distinct names (identifiers, not 'default'), got {names}")
+            _check(self.engine == "hf" and not self.async_rollouts, "role_adapters",
+                   "generates with the HF engine on the live adapters (engine: hf, async_rollouts: false)")
         _check(self.max_staleness >= 1, "max_staleness", "must be >= 1 (one-step off-policy rollouts are 1 step behind)")
         _check(not (self.async_rollouts and self.environment), "async_rollouts",
                "multi-turn episodes are generated turn by turn; async_rollouts serves single-turn rollouts")

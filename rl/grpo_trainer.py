@@ -33,6 +33,7 @@ from rl.losses import (
 )
 from rl.modeling import completion_logprobs
 from rl.update_padding import length_sorted_chunks, pad_columns, trim_padding
+from rl.role_adapters import RoleEngines, role_parts
 from rl.rollouts_ahead import RolloutsAhead
 from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, reward_meta, score_completions
 from rl.sharding import empty_forward, empty_micro_batch_backward
@@ -96,6 +97,11 @@ class GRPOTrainer(BaseTrainer):
         self.engine = engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator)
         if engine is not None:  # an engine the caller built may hold other weights (a shared server, an earlier run)
             self.engine.sync_weights(self.model)
+        if self.role_adapters:  # role 0 generates with its adapter; sub-episodes of role r ask for_role(r)
+            if self.accelerator.num_processes > 1 or self.is_sharded:
+                raise ValueError("role_adapters: one process only for now (DDP would see the idle role's "
+                                 "adapter as unused parameters)")
+            self.engine = RoleEngines(self.engine, self.unwrapped_model, self.role_adapters)
         self.sampling = SamplingConfig(
             max_new_tokens=args.max_completion_length,
             temperature=args.temperature,
@@ -356,8 +362,13 @@ class GRPOTrainer(BaseTrainer):
                 empty_forward([self.model] * need_old + [self.model if self.ref_model is None else self.ref_model] * (args.beta > 0),
                               self.accelerator, self.tokenizer.pad_token_id)
                 continue
-            if need_old:
-                old.append(self._logp(self.model, mb)[0])
+            if need_old:  # with role adapters: each role's rows under its adapter, in the batch's row order
+                parts = role_parts(self.unwrapped_model, self.role_adapters, mb.role, torch.arange(mb.num_rollouts))
+                logp = torch.zeros(mb.completion_ids.shape, dtype=torch.float32)
+                for ctx, rows in parts:
+                    with ctx:
+                        logp[rows] = self._logp(self.model, mb.select(rows))[0].cpu().to(torch.float32)
+                old.append(logp)
             if args.beta > 0:
                 if self.ref_model is not None:
                     ref.append(self._logp(self.ref_model, mb)[0])
@@ -416,6 +427,7 @@ class GRPOTrainer(BaseTrainer):
             k: maxes[k] if k in maxes else sums[k] / iters if _is_loss_key(k) else sums[k] / counts[k] for k in sums
         }
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+        out.update({f"grad_norm/{k}": v for k, v in getattr(self, "role_grad_norms", {}).items()})  # the last step's
         return out
 
     def _accumulate(self, batch: RolloutBatch, chunks, denominators, kl_denominator, sums, counts, maxes,
@@ -431,13 +443,19 @@ class GRPOTrainer(BaseTrainer):
                     if len(idx) == 0:  # keep the collective calls (DDP, FSDP2) aligned across processes
                         empty_micro_batch_backward(self.model, self.accelerator, self.tokenizer.pad_token_id)
                         continue
-                    loss, m = self._micro_loss(trim_padding(batch.select(idx)), denominators, kl_denominator)
-                    self.accelerator.backward(loss)
-                for k, v in m.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                    counts[k] = counts.get(k, 0) + 1
-                    if k.endswith("_max"):  # maxima stay maxima over micro-batches
-                        maxes[k] = max(maxes.get(k, float("-inf")), float(v))
+                    # role adapters: each role's rows with its adapter active (one part otherwise)
+                    ms = []
+                    for rctx, rows in role_parts(self.unwrapped_model, self.role_adapters, batch.role, idx):
+                        with rctx:
+                            loss, m = self._micro_loss(trim_padding(batch.select(rows)), denominators, kl_denominator)
+                            self.accelerator.backward(loss)
+                        ms.append(m)
+                for m in ms:
+                    for k, v in m.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                        counts[k] = counts.get(k, 0) + 1
+                        if k.endswith("_max"):  # maxima stay maxima over micro-batches
+                            maxes[k] = max(maxes.get(k, float("-inf")), float(v))
             grad_norms.append(self.clip_and_step())
 
     def _micro_loss(

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from rl import checkpoint as ckpt_lib
-from rl import sharding
+from rl import role_adapters, sharding
 from rl.config import TrainConfig
 from rl.modeling import apply_lora, is_peft_model, load_model, load_tokenizer, merged_copy
 from rl.tracking import Tracker
@@ -50,9 +50,14 @@ class BaseTrainer:
         if args.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False
-        if args.use_peft:
+        self.role_adapters = list(getattr(args, "role_adapters", None) or [])
+        if args.use_peft and self.role_adapters:  # one adapter, one optimizer group per role (rl/role_adapters.py)
+            model = role_adapters.add_role_adapters(model, self.role_adapters, args.lora_r, args.lora_alpha,
+                                                    args.lora_dropout, list(args.lora_target_modules))
+        elif args.use_peft:
             model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, list(args.lora_target_modules))
         self.optimizer = torch.optim.AdamW(
+            role_adapters.role_param_groups(model, self.role_adapters) if self.role_adapters else
             [p for p in model.parameters() if p.requires_grad],
             lr=args.learning_rate,
             betas=(args.adam_beta1, args.adam_beta2),
@@ -99,8 +104,12 @@ class BaseTrainer:
 
     def clip_and_step(self) -> float:
         """Clip gradients, step optimizer and scheduler; returns the pre-clip grad norm."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        norm = sharding.clip_grad_norm(self.accelerator, params, self.args.max_grad_norm)
+        if self.role_adapters:  # each role's adapter clipped alone; the norm of all of them returned
+            self.role_grad_norms = role_adapters.clip_role_groups(self.optimizer, self.args.max_grad_norm)
+            norm = sum(v * v for v in self.role_grad_norms.values()) ** 0.5
+        else:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            norm = sharding.clip_grad_norm(self.accelerator, params, self.args.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -289,7 +298,9 @@ class BaseTrainer:
 
             return sharded_checkpoint.save_consolidated(self.model, self.accelerator, self.tokenizer, out)
         self.accelerator.wait_for_everyone()
-        if self.is_main:
+        if self.is_main and self.role_adapters:  # final/<role>/: the base with that role's adapter merged
+            role_adapters.export_role_models(self.unwrapped_model, self.role_adapters, self.tokenizer, out)
+        elif self.is_main:
             model = self.unwrapped_model
             if is_peft_model(model):  # LoRA: the adapter under final/adapter, the merged model in final/
                 model.save_pretrained(out / "adapter", safe_serialization=True)

@@ -146,13 +146,16 @@ class ExecutorRunner:
         self.tool_schemas = bool(tool_schemas)
 
     def bind(self, engine: RolloutEngine, tokenizer: Any, sampling: SamplingConfig) -> None:
-        """Fill in what was not given: the planner loop's engine, tokenizer and sampling (shared mode), or
-        the client of the executor's own server at ``engine_url`` (separate models, decoupled training)."""
+        """Fill in what was not given: the planner loop's engine, tokenizer and sampling (shared mode; an
+        engine with ``for_role(role)`` gives the executor's own, e.g. its LoRA adapter), or the client of
+        the executor's own server at ``engine_url`` (separate models, decoupled training)."""
         self.tokenizer = self.tokenizer or tokenizer
         if self.engine is None and self.engine_url:
             from rollout.agent_server import server_engine
 
             self.engine = server_engine(self.engine_url, self.tokenizer)
+        if self.engine is None and callable(getattr(engine, "for_role", None)):
+            engine = engine.for_role(self.role)  # one base, an adapter per role (rl/role_adapters.py)
         self.engine = self.engine or engine
         self.sampling = self.sampling or sampling
 

@@ -12,6 +12,8 @@ Arms:
                    planner rows), the executor model only serves its calls
   mgrpo_shared     M-GRPO, one model playing both roles, one optimizer
   mgrpo_separate   M-GRPO, two models and two optimizers, the executor trained from the in-process store
+  mgrpo_lora       M-GRPO, one base with a LoRA adapter per role (its own optimizer group and clipping),
+                   at --lora-lr; evaluated as two models (each role's adapter merged)
 
 Stages are cached: an SFT start whose ``DIR/sft_multi/final`` (``DIR/sft_single/final``) exists is reused, an arm whose
 ``DIR/<arm>/final`` (and, for the two-model arms, ``DIR/<arm>/executor/final``) and ``train_info.json``
@@ -29,7 +31,8 @@ from typing import Any
 
 from rl.eval.report import fmt_pct
 
-ARMS = ("single_agent", "frozen_executor", "mgrpo_shared", "mgrpo_separate")
+ARMS = ("single_agent", "frozen_executor", "mgrpo_shared", "mgrpo_separate", "mgrpo_lora")
+MGRPO_ARMS = ("mgrpo_shared", "mgrpo_separate", "mgrpo_lora")
 BASELINES = ("single_agent", "frozen_executor")
 TWO_MODEL_ARMS = ("frozen_executor", "mgrpo_separate")
 DECODINGS = ("greedy", "sampled")
@@ -50,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="SFT truncation (prompt + trace): the task's planner traces are <= 437 tokens, executor ones <= 206")
     p.add_argument("--grpo-steps", type=int, default=40)
     p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lora-lr", type=float, default=None,
+                   help="mgrpo_lora's lr (default 10 x --lr: LoRA adapters are usually trained ~10x faster)")
+    p.add_argument("--lora-r", type=int, default=16, help="mgrpo_lora's adapter rank (alpha = 2 r)")
     p.add_argument("--warmup-steps", type=int, default=5)
     p.add_argument("--temperature", type=float, default=1.0, help="rollout temperature and the sampled evaluation's")
     p.add_argument("--prompts-per-step", type=int, default=8)
@@ -73,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     bad = [a for a in args.arm_list if a not in ARMS]
     if bad or not args.arm_list:
         p.error(f"--arms: unknown {bad}; choose from {list(ARMS)}")
+    if args.lora_lr is None:
+        args.lora_lr = 10 * args.lr
     args.decoding_list = [d.strip() for d in args.decodings.split(",") if d.strip()]
     if not args.decoding_list or any(d not in DECODINGS for d in args.decoding_list):
         p.error(f"--decodings: choose from {list(DECODINGS)}")
@@ -144,6 +152,10 @@ def arm_configs(args, arm: str, starts: dict[str, Path], run_dir: Path) -> tuple
     multi = dict(method="mgrpo", dataset_kwargs={"role": "planner"}, **planner_environment(args))
     if arm == "mgrpo_shared":
         return _grpo_config(args, starts["sft"], run_dir, arm, method_kwargs=mk, **multi), None
+    if arm == "mgrpo_lora":  # rows of role r train adapter r (rl/role_adapters.py); the base stays frozen
+        return _grpo_config(args, starts["sft"], run_dir, arm, method_kwargs=mk, use_peft=True, lora_r=args.lora_r,
+                            lora_alpha=2 * args.lora_r, role_adapters=["planner", "executor"],
+                            learning_rate=args.lora_lr, **multi), None
     store = {"mgrpo_store": "memory", "mgrpo_run": f"compare-agents-{arm}-{args.seed}"}
     executor = _grpo_config(args, starts["sft"], run_dir / "executor", f"{arm}-executor", method="mgrpo",
                             method_kwargs={**mk, **store, "mgrpo_train_roles": "executor"})
@@ -163,6 +175,8 @@ def arm_paths(arm: str, out: Path, starts: dict[str, Path]) -> tuple[Path, Path 
         return run_dir / "final", starts["sft"]
     if arm == "mgrpo_separate":
         return run_dir / "final", run_dir / "executor" / "final"
+    if arm == "mgrpo_lora":  # one merged model per role
+        return run_dir / "final" / "planner", run_dir / "final" / "executor"
     return run_dir / "final", None
 
 
@@ -186,7 +200,7 @@ def train_arm(args, arm: str, starts: dict[str, Path], out: Path) -> dict[str, A
         steps = {"planner": res["planner"]["global_step"],
                  "executor": None if res["executor"] is None else res["executor"]["global_step"]}
     info = {"seconds": time.time() - t0, "steps": steps,
-            "settings": {"start": str(pcfg.model), "lr": args.lr, "grpo_steps": args.grpo_steps,
+            "settings": {"start": str(pcfg.model), "lr": pcfg.learning_rate, "grpo_steps": args.grpo_steps,
                          "prompts_per_step": args.prompts_per_step, "num_generations": args.num_generations,
                          "temperature": args.temperature, "method": pcfg.method,
                          "method_kwargs": dict(pcfg.method_kwargs or {})}}
@@ -251,7 +265,7 @@ def beats_baselines(summary: list[dict]) -> dict[str, dict[str, bool | None]]:
     """Per M-GRPO arm and decoding: its held-out accuracy above every baseline's (None: no baseline ran)."""
     acc = {(r["method"], r["decoding"]): r["accuracy"] for r in summary}
     out: dict[str, dict[str, bool | None]] = {}
-    for arm in ("mgrpo_shared", "mgrpo_separate"):
+    for arm in MGRPO_ARMS:
         for decoding in DECODINGS:
             if (arm, decoding) not in acc:
                 continue

@@ -44,9 +44,12 @@ def test_arms_share_the_budget_and_differ_only_in_who_trains(tmp_path):
                           "--d-max", "2"])
     starts = {"sft": tmp_path / "sft", "single": tmp_path / "single"}
     cfgs = {a: ca.arm_configs(args, a, starts, tmp_path / a) for a in ca.ARMS}
-    for planner, _ in cfgs.values():  # the same budget
+    for arm, (planner, _) in cfgs.items():  # the same budget (LoRA adapters at their own lr)
         assert (planner.max_steps, planner.per_device_train_batch_size, planner.num_generations,
-                planner.learning_rate) == (3, 8, 4, args.lr)
+                planner.learning_rate) == (3, 8, 4, args.lora_lr if arm == "mgrpo_lora" else args.lr)
+    lora, none = cfgs["mgrpo_lora"]
+    assert none is None and lora.use_peft and lora.role_adapters == ["planner", "executor"] and args.lora_lr == 10 * args.lr
+    assert lora.environment == "planner" and lora.model == str(starts["sft"])
     single, none = cfgs["single_agent"]
     assert none is None and single.method == "grpo" and single.environment == "tools" and single.model == str(starts["single"])
     assert single.dataset_kwargs == {"role": "single"}
@@ -91,7 +94,8 @@ def test_every_arm_runs_and_a_rerun_reuses_each_stage(tiny_model_dir, tmp_path, 
     assert json.loads((out / "frozen_executor" / "train_info.json").read_text())["steps"] == {"planner": 1, "executor": None}
     assert (out / "plot.png").stat().st_size > 0 and "| mgrpo_shared | greedy |" in (out / "summary.md").read_text()
     meta = json.loads((out / "summary_meta.json").read_text())
-    assert set(meta["mgrpo_beats_baselines"]) == {"mgrpo_shared", "mgrpo_separate"}
+    assert set(meta["mgrpo_beats_baselines"]) == {"mgrpo_shared", "mgrpo_separate", "mgrpo_lora"}
+    assert (out / "mgrpo_lora" / "final" / "planner").is_dir() and (out / "mgrpo_lora" / "final" / "executor").is_dir()
     capsys.readouterr()
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/train_info.json")}
     assert ca.main(argv) == 0  # everything cached: no SFT, no training, no evaluation again
