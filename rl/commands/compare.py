@@ -217,7 +217,10 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
     )
     t0 = time.time()
     trainer = GRPOTrainer(cfg.model, args=cfg)
-    summary = trainer.train()
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()  # async_rollouts (a variant): its rollout thread and process
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rounds = approx_rounds(rows, args.num_generations)
     info = {
