@@ -61,14 +61,13 @@ def policy_weights(model: Any) -> Iterator[list[tuple[str, torch.Tensor]]]:
     is never merged and unmerged, which would leave round-off in the frozen base weights after
     every sync. Other tensors are detached views of the live parameters: consume them inside
     the ``with``. A model sharded with FSDP2 yields an iterator instead of a list: each tensor is
-    gathered in full when it is reached (every process must consume it, see :func:`drain_weights`).
+    gathered in full when it is reached (every process must consume it, see :func:`drain_weights`),
+    a LoRA layer's base weight together with its adapter factors.
     """
     model = unwrap(model)
     with torch.no_grad():
         if is_sharded_model(model):  # FSDP2: gathered tensor by tensor as they are consumed
-            if is_peft_model(model):
-                raise NotImplementedError("pushing a LoRA policy sharded with FSDP2 is not supported yet")
-            yield _full_tensors(model.state_dict())
+            yield _sharded_peft_weights(model) if is_peft_model(model) else _full_tensors(model.state_dict())
             return
         if not is_peft_model(model):
             yield [(n, t.detach()) for n, t in model.state_dict().items()]
@@ -103,6 +102,45 @@ def _full_tensors(state: dict[str, torch.Tensor]) -> Iterator[tuple[str, torch.T
 
     for name, t in state.items():
         yield name, (t.full_tensor() if isinstance(t, DTensor) else t).detach()
+
+
+def _lora_factors(model: Any) -> dict[str, list[tuple[str, str, float, bool]]]:
+    """``{base weight key: [(lora_A key, lora_B key, scaling, fan_in_fan_out)]}`` of the active adapters of
+    every unmerged LoRA linear layer (the keys of ``model.state_dict()``)."""
+    out: dict[str, list[tuple[str, str, float, bool]]] = {}
+    for module_name, module in model.named_modules():
+        if not hasattr(module, "base_layer") or getattr(module, "merged", False):
+            continue
+        if any(a in getattr(module, "lora_embedding_A", {}) for a in getattr(module, "active_adapters", [])):
+            raise NotImplementedError(f"{module_name}: pushing a sharded LoRA embedding adapter is not supported")
+        for a in getattr(module, "active_adapters", []):
+            if a in getattr(module, "lora_A", {}):
+                out.setdefault(f"{module_name}.base_layer.weight", []).append(
+                    (f"{module_name}.lora_A.{a}.weight", f"{module_name}.lora_B.{a}.weight", float(module.scaling[a]),
+                     bool(getattr(module, "fan_in_fan_out", False))))
+    return out
+
+
+def _sharded_peft_weights(model: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    """A LoRA policy sharded with FSDP2, in checkpoint names: each base weight gathered with its
+    adapters' factors, the delta ``B @ A * scaling`` added to the full copy (the shards are never
+    touched), one layer at a time (every process consumes it to the end, in the same order)."""
+    from torch.distributed.tensor import DTensor
+
+    def full(t: torch.Tensor) -> torch.Tensor:
+        return (t.full_tensor() if isinstance(t, DTensor) else t).detach()
+
+    state = model.state_dict()
+    factors = _lora_factors(model)
+    for n, t in state.items():
+        name = checkpoint_name(n)
+        if name is None:
+            continue
+        w = full(t)
+        for ka, kb, scale, fan_in_fan_out in factors.get(n, []):
+            delta = (full(state[kb]).float() @ full(state[ka]).float()) * scale  # [out, r] @ [r, in]
+            w = w + (delta.T if fan_in_fan_out else delta).to(w.dtype)
+        yield name, w
 
 
 def drain_weights(model: Any) -> None:

@@ -174,13 +174,16 @@ def main() -> None:
     trainer.train()
     final = full_state_dict(trainer.model, acc)
     log["global_step"] = trainer.global_step
-    if a.scenario == "grpo" and not a.lora:  # the vLLM weight push's source: rank 0 reads full tensors, rank 1 only joins the gathers
+    if a.scenario == "grpo":  # the vLLM weight push's source: rank 0 reads full tensors, rank 1 only joins the gathers
         from rollout.weights import drain_weights, policy_weights
 
         if rank == 0:
             with policy_weights(trainer.model) as weights:
                 pushed = {n: t.clone() for n, t in weights}
-            log["pushed_equal"] = pushed.keys() == final.keys() and all(torch.equal(pushed[k], final[k]) for k in final)
+            if a.lora:  # checkpoint names, the adapters added: compared with the merged export by the test
+                torch.save(pushed, out / "pushed.pt")
+            else:
+                log["pushed_equal"] = pushed.keys() == final.keys() and all(torch.equal(pushed[k], final[k]) for k in final)
         else:
             drain_weights(trainer.model)
     log["eval"] = getattr(trainer, "eval_results", None)

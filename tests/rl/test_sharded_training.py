@@ -156,3 +156,8 @@ def test_lora_under_fsdp2_uses_the_adapters_off_reference_and_exports_the_merged
     delta = params[f"{peft}.lora_B.default.weight"] @ params[f"{peft}.lora_A.default.weight"] * (8 / 4)
     assert torch.allclose(merged[f"{name}.weight"], w + delta, atol=1e-6)
     assert torch.equal(merged["model.norm.weight"], params["base_model.model.model.norm.weight"])
+    # the weight push of a sharded LoRA policy (vLLM's source): gathered layer by layer, adapters added
+    pushed = torch.load(tmp_path / "lora" / "pushed.pt")
+    assert set(pushed) == set(merged) - {"lm_head.weight"} or set(pushed) == set(merged)
+    assert max(float((pushed[k] - merged[k]).abs().max()) for k in pushed) < 1e-6
+    assert float((pushed[f"{name}.weight"] - w).abs().max()) > 1e-5  # the adapter's delta is in it
