@@ -72,14 +72,21 @@ def method_settings(name: str, steps: int, max_len: int, decs_options: dict | No
 
     ``decs_options`` (``decs_beta``, ``decs_kappa_init``, ``decs_kappa_lr``, ``decs_sampler``) tune the
     DECS methods; unset keys take the preset's values (:func:`decs_defaults`). ``variants``
-    (:func:`parse_variants`): a name that is a variant runs its method with its ``method_kwargs`` merged
-    over the method's own."""
+    (:func:`parse_variants`): a name that is a variant runs its method with its JSON's ``GRPOConfig``
+    fields set (e.g. ``async_rollouts``) and its other keys merged over the method's ``method_kwargs``."""
     if variants and name in variants:
         method, kwargs = variants[name]
         if method in variants:
             raise ValueError(f"variant {name!r}: its method {method!r} is itself a variant")
         base = method_settings(method, steps, max_len, decs_options)
-        return {**base, "method_kwargs": {**base.get("method_kwargs", {}), **kwargs}}
+        import dataclasses
+
+        from rl.config import GRPOConfig
+
+        fields = {f.name for f in dataclasses.fields(GRPOConfig)}  # trainer settings, e.g. async_rollouts
+        trainer = {k: v for k, v in kwargs.items() if k in fields}
+        own = {k: v for k, v in kwargs.items() if k not in fields}
+        return {**base, **trainer, "method_kwargs": {**base.get("method_kwargs", {}), **own}}
     if name == "grpo":
         return {"method": "grpo"}
     if name == "length_penalty":  # the preset: alpha 0.5, L_ref = max_completion_length
@@ -145,7 +152,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma-separated methods or presets; 'efficiency' = " + ",".join(EFFICIENCY_METHODS))
     p.add_argument("--variant", action="append", default=[], metavar="NAME=METHOD:JSON",
                    help="an ablation run under its own name, e.g. --variant 'hdpo_w05=hdpo:{\"hdpo_w_tool\": 0.5}' "
-                        "--methods grpo,hdpo,hdpo_w05 (repeatable)")
+                        "--methods grpo,hdpo,hdpo_w05 (repeatable); JSON keys that are GRPOConfig fields set the "
+                        "trainer (e.g. {\"async_rollouts\": true}), the others are method_kwargs")
     p.add_argument("--seeds", type=int, default=1,
                    help="N > 1: the whole comparison for seeds seed..seed+N-1 (DIR/seed<k>/), then mean ± std per cell")
     p.add_argument("--decs-beta", type=float, default=DECS_DEFAULTS["decs_beta"], help="DECS length-reward weight b")

@@ -91,6 +91,10 @@ def test_compare_variants_run_a_method_with_changed_settings_and_fail_fast(tmp_p
     # merged over what the comparison sets for the method (dler's cap is half the budget by default)
     assert method_settings("dler", 10, 64)["method_kwargs"] == {"dler_length_cap": 32}
     assert method_settings("dler_short", 10, 64, variants=variants)["method_kwargs"] == {"dler_length_cap": 20}
+    # GRPOConfig fields set the trainer, the other keys are the method's settings
+    mixed = parse_variants(['grpo_async=grpo:{"async_rollouts": true, "vllm_is_cap": 2.0}'])
+    assert method_settings("grpo_async", 10, 64, variants=mixed) == {
+        "method": "grpo", "async_rollouts": True, "vllm_is_cap": 2.0, "method_kwargs": {}}
     for bad, why in [("hdpo_w05", "expected NAME=METHOD:JSON"), ("x=hdpo:{nope", "--variant x: not valid JSON"), ("x=hdpo:[1]", "--variant x: must be a JSON object")]:
         with pytest.raises(ValueError, match=why):
             parse_variants([bad])
