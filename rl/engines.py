@@ -42,6 +42,7 @@ __all__ = [
     "default_max_model_len",
     "get_engine",
     "make_rollout_engine",
+    "off_policy_engine",
     "register_engine",
 ]
 
@@ -88,6 +89,20 @@ def make_rollout_engine(args: Any, model: Any, tokenizer: Any, accelerator: Any)
     else:
         base = get_engine(args.engine)(args, model, tokenizer, accelerator)
     return OffPolicyEngine(base)
+
+
+def off_policy_engine(engine: RolloutEngine) -> RolloutEngine:
+    """``async_rollouts`` with an engine the caller built: wrapped, and never closed by the trainer. An
+    HF engine on the live model is refused (the update would change the weights under the sampler)."""
+    from rollout.hf import HFEngine
+    from rollout.off_policy import OffPolicyEngine
+
+    if isinstance(engine, OffPolicyEngine):
+        return engine
+    if isinstance(engine, HFEngine):
+        raise ValueError("async_rollouts: an HFEngine generates from the live model; pass no engine (the trainer "
+                         "starts an HF engine in a child process) or a vLLM engine")
+    return OffPolicyEngine(engine, close_engine=False)
 
 
 # --- helpers for the vLLM builder -----------------------------------------------------------------

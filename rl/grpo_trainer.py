@@ -19,7 +19,7 @@ from rl.advantages import get_advantage
 from rl.batch import RolloutBatch, collate, reward_tensor
 from rl.batch_metrics import batch_metrics
 from rl.config import GRPOConfig
-from rl.engines import make_rollout_engine
+from rl.engines import make_rollout_engine, off_policy_engine
 from rl.losses import LossTerm, get_composition
 from rl.policy_update import PolicyUpdate
 from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, reward_meta, score_completions
@@ -85,6 +85,8 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         self.engine = engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator)
         if engine is not None:  # an engine the caller built may hold other weights (a shared server, an earlier run)
             self.engine.sync_weights(self.model)
+            if args.async_rollouts:
+                self.engine = off_policy_engine(self.engine)
         if self.role_adapters:  # role 0 generates with its adapter; sub-episodes of role r ask for_role(r)
             if self.accelerator.num_processes > 1 or self.is_sharded:
                 raise ValueError("role_adapters: one process only for now (DDP would see the idle role's "

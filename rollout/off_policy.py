@@ -20,12 +20,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any, Sequence
 
+import torch
+
 from rollout.types import SamplingConfig, Trajectory
 
 
 class OffPolicyEngine:
-    def __init__(self, engine: Any) -> None:
+    """``close_engine``: whether :meth:`close` also closes the wrapped engine (False for an engine the
+    caller built and keeps, e.g. one shared by several trainers)."""
+
+    def __init__(self, engine: Any, close_engine: bool = True) -> None:
         self.engine = engine
+        self.close_engine = close_engine
         self.pad_token_id = getattr(engine, "pad_token_id", None)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parsimony-rollouts")
         self._inflight: Future | None = None
@@ -38,10 +44,13 @@ class OffPolicyEngine:
         self.wait()
         self._apply_pending()
         kwargs = {"seed": seed} if self._seeded and seed is not None else {}
-        self._inflight = self._pool.submit(self._generate, [list(p) for p in prompt_ids], n, sampling, version, kwargs)
+        threads = torch.get_num_threads()  # OpenMP's thread count is per thread: the caller's goes along
+        self._inflight = self._pool.submit(self._generate, [list(p) for p in prompt_ids], n, sampling, version, kwargs,
+                                           threads)
         return self._inflight
 
-    def _generate(self, prompt_ids, n, sampling, version, kwargs) -> list[list[Trajectory]]:
+    def _generate(self, prompt_ids, n, sampling, version, kwargs, threads) -> list[list[Trajectory]]:
+        torch.set_num_threads(threads)  # e.g. vLLM's CPU attention checks it against its own
         groups = self.engine.generate(prompt_ids, n, sampling, **kwargs)
         for g in groups:
             for t in g:
@@ -73,5 +82,5 @@ class OffPolicyEngine:
         self.wait()
         self._pool.shutdown(wait=True)
         close = getattr(self.engine, "close", None)
-        if callable(close):
+        if self.close_engine and callable(close):
             close()

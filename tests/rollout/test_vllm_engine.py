@@ -145,6 +145,28 @@ def test_grpo_steps_on_vllm_log_the_mismatch_and_keep_engine_in_sync(engine, vll
     assert _greedy_ids(engine, _prompts(tok)) == _greedy_ids(HFEngine(trainer.unwrapped_model, tok), _prompts(tok))
 
 
+def test_async_rollouts_on_vllm_are_one_step_behind_and_end_on_the_policy(engine, vllm_model_dir, tmp_path):
+    import json
+
+    from tests.rl.tests_helpers_grpo import make_cfg, make_dataset, token_sum_reward
+
+    from rl.grpo_trainer import GRPOTrainer
+
+    cfg = make_cfg(vllm_model_dir, tmp_path, engine="vllm", max_steps=3, vllm_is_cap=2.0, max_completion_length=16,
+                   async_rollouts=True, learning_rate=1e-2)
+    trainer = GRPOTrainer(str(vllm_model_dir), [token_sum_reward], cfg, make_dataset(), engine=engine)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()  # the wrapper's thread; the shared engine stays open
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["async/staleness"] for r in rows] == [0.0, 1.0, 1.0]
+    # the rollouts of steps 2 and 3 were sampled one update behind: more mismatch than on-policy step 1
+    assert rows[1]["rollout/logp_mismatch_mean"] > rows[0]["rollout/logp_mismatch_mean"]
+    tok = trainer.tokenizer
+    assert _greedy_ids(engine, _prompts(tok)) == _greedy_ids(HFEngine(trainer.unwrapped_model, tok), _prompts(tok))
+
+
 def test_lora_grpo_steps_keep_the_engine_on_the_policy(engine, vllm_model_dir, tmp_path):
     from tests.rl.tests_helpers_grpo import make_cfg, make_dataset, token_sum_reward
 
