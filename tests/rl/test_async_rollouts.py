@@ -135,3 +135,12 @@ def test_rollouts_ahead_follow_the_first_rounds_shape_and_drop_stale_groups():
     ahead.start_step(4)
     ahead.draw(3, draw)
     assert ahead.step_metrics()["async/prefetch_misses"] == 1 and ahead.ahead is None
+
+
+def test_the_async_recipe_parses():
+    from pathlib import Path
+
+    from rl.config_loading import load_config
+
+    cfg = load_config(GRPOConfig, ["--config", str(Path(__file__).resolve().parents[2] / "recipes/grpo/tiny-async.yaml")])
+    assert cfg.async_rollouts and cfg.max_staleness == 1 and cfg.vllm_is_cap == 2.0

@@ -138,3 +138,14 @@ def test_config_needs_peft_two_names_and_the_hf_engine(tiny_model_dir, tmp_path)
         make_cfg(tiny_model_dir, tmp_path, use_peft=True, role_adapters=["planner", "planner"])
     with pytest.raises(ConfigError, match="engine: hf"):
         make_cfg(tiny_model_dir, tmp_path, use_peft=True, role_adapters=ROLES, async_rollouts=True)
+
+
+
+def test_the_lora_recipe_parses():
+    from pathlib import Path
+
+    from rl.config_loading import load_config
+    from rl.config import GRPOConfig
+
+    cfg = load_config(GRPOConfig, ["--config", str(Path(__file__).resolve().parents[2] / "recipes/mgrpo/qwen3-lora.yaml")])
+    assert cfg.role_adapters == ROLES and cfg.use_peft and cfg.method == "mgrpo" and cfg.engine == "hf"
