@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from rl.config_fields import ConfigError, _check, _non_default_fields, _TracksExplicitFields
+from rl.config_fields import ConfigError, _check, _non_default_fields, _TracksExplicitFields, check_rollout_fields
 
 __all__ = ["ConfigError", "GRPOConfig", "SFTConfig", "TrainConfig", "load_config"]
 
@@ -398,48 +398,7 @@ class GRPOConfig(TrainConfig):
                 f"{self.gradient_accumulation_steps} = {per_step}) must be divisible by num_generations ({G}) "
                 "so that groups stay whole on each device (or set prompts_per_step)",
             )
-        from rl.engines import ENGINES  # lazy: rl.engines imports this module
-
-        if self.engine not in ENGINES:
-            from rl.methods import load_methods
-
-            load_methods()  # a `parsimony.methods` plugin may register it
-        _check(self.engine in ENGINES, "engine", f"unknown engine {self.engine!r}; registered: {sorted(ENGINES)}")
-        _check(self.hf_decode in ("generate", "compact"), "hf_decode", f"generate | compact, got {self.hf_decode!r}")
-        _check(self.split_by_length >= 1, "split_by_length", "must be >= 1")
-        if self.role_adapters:
-            names = list(self.role_adapters)
-            _check(self.use_peft, "role_adapters", "needs use_peft: true (one LoRA adapter per role on one base)")
-            _check(len(names) >= 2 and len(set(names)) == len(names) and all(isinstance(n, str) and n.isidentifier()
-                   and n != "default" for n in names), "role_adapters",
-                   f"two or more distinct names (identifiers, not 'default'), got {names}")
-            _check(self.engine == "hf" and not self.async_rollouts, "role_adapters",
-                   "generates with the HF engine on the live adapters (engine: hf, async_rollouts: false)")
-        _check(self.max_staleness >= 1, "max_staleness", "must be >= 1 (one-step off-policy rollouts are 1 step behind)")
-        _check(not (self.async_rollouts and self.environment), "async_rollouts",
-               "multi-turn episodes are generated turn by turn; async_rollouts serves single-turn rollouts")
-        _check(not (self.async_rollouts and self.vllm_enable_sleep_mode), "async_rollouts",
-               "vllm_enable_sleep_mode frees the engine during the update, when async rollouts generate")
-        _check(self.rollout_mode in ("colocate", "server"), "rollout_mode", f"must be colocate | server, got {self.rollout_mode!r}")
-        _check(
-            self.rollout_mode == "colocate" or self.engine == "vllm",
-            "rollout_mode", "server mode generates with a vLLM server: set engine: vllm",
-        )
-        _check(self.server_url.startswith(("http://", "https://")), "server_url", f"must be an http(s) URL, got {self.server_url!r}")
-        _check(self.server_timeout > 0, "server_timeout", "must be > 0")
-        _check(self.server_weight_transfer in ("file", "nccl"), "server_weight_transfer", "must be file | nccl")
-        _check(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization", "must be in (0, 1]")
-        _check(self.vllm_tensor_parallel_size >= 1, "vllm_tensor_parallel_size", "must be >= 1")
-        _check(self.vllm_cpu_kv_cache_gib > 0, "vllm_cpu_kv_cache_gib", "must be > 0")
-        _check(
-            self.vllm_is_cap == 0 or self.vllm_is_cap >= 1,
-            "vllm_is_cap", f"must be 0 (off) or >= 1 (a cap below 1 down-weights on-policy tokens), got {self.vllm_is_cap}",
-        )
-        if self.vllm_max_model_len is not None:
-            _check(
-                self.vllm_max_model_len >= self.max_prompt_length + self.max_completion_length,
-                "vllm_max_model_len", "must hold max_prompt_length + max_completion_length",
-            )
+        check_rollout_fields(self)  # the engine and its settings (rl/config_fields.py)
         _check(self.max_completion_length >= 1, "max_completion_length", "must be >= 1")
         _check(self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
         _check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
