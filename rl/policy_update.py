@@ -40,12 +40,16 @@ class PolicyUpdate:
                 empty_forward([self.model] * need_old + [self.model if self.ref_model is None else self.ref_model] * (args.beta > 0),
                               self.accelerator, self.tokenizer.pad_token_id)
                 continue
-            if need_old:  # with role adapters: each role's rows under its adapter, in the batch's row order
-                parts = role_parts(self.unwrapped_model, self.role_adapters, mb.role, torch.arange(mb.num_rollouts))
-                logp = torch.zeros(mb.completion_ids.shape, dtype=torch.float32)
-                for ctx, rows in parts:
+            if need_old and not self.role_adapters:
+                old.append(self._logp(self.model, mb)[0])
+            elif need_old:  # role adapters: each role's rows under its adapter, back in the batch's row order
+                logp = None
+                for ctx, rows in role_parts(self.unwrapped_model, self.role_adapters, mb.role, torch.arange(mb.num_rollouts)):
                     with ctx:
-                        logp[rows] = self._logp(self.model, mb.select(rows))[0].cpu().to(torch.float32)
+                        part = self._logp(self.model, mb.select(rows))[0]
+                    if logp is None:
+                        logp = part.new_zeros(mb.completion_ids.shape)
+                    logp[rows.to(part.device)] = part
                 old.append(logp)
             if args.beta > 0:
                 if self.ref_model is not None:

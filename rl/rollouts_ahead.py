@@ -37,17 +37,15 @@ class RolloutsAhead:
         self.max_staleness = max_staleness
         self.ahead: dict[str, Any] | None = None  # {"rollout", "version", "future" | "groups"}
         self.shape: list[int] | None = None  # the first round's prompts as positions in the first draw
-        self._step = 0
-        self._round = 0
-        self._first_draw: list[int] | None = None
-        self.metrics: dict[str, float] = {}
+        self.start_step(0)
 
     def request_seed(self, step: int, round_: int) -> int:
         return (self.seed * 1_000_003 + step) * 1000 + round_
 
     # --- within a step ------------------------------------------------------------------------
     def start_step(self, step: int) -> None:
-        self._step, self._round, self._first_draw = step, 0, None
+        self._step, self._round = step, 0
+        self._first_draw: list[int] | None = None
         self.metrics = {"async/staleness": 0.0, "async/stale_dropped": 0.0, "async/prefetch_misses": 0.0}
         self._stale_sum = self._stale_n = 0
 

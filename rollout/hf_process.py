@@ -66,9 +66,8 @@ class HFProcessEngine:
         for p in shadow.parameters():
             p.requires_grad_(False)
         shadow.share_memory()
-        self._names = [n for n, _ in live.named_parameters()]
         self._params = dict(shadow.named_parameters())
-        if list(self._params) != self._names:
+        if list(self._params) != [n for n, _ in live.named_parameters()]:
             raise RuntimeError("the model's copy has other parameter names than the model")
         self.tokenizer = tokenizer
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
