@@ -149,3 +149,30 @@ def test_the_lora_recipe_parses():
 
     cfg = load_config(GRPOConfig, ["--config", str(Path(__file__).resolve().parents[2] / "recipes/mgrpo/qwen3-lora.yaml")])
     assert cfg.role_adapters == ROLES and cfg.use_peft and cfg.method == "mgrpo" and cfg.engine == "hf"
+
+
+def test_old_logprobs_take_each_rows_own_adapter(tiny_model_dir, tmp_path):
+    # num_iterations > 1: the old-policy log-probs of a row come from its role's adapter
+    trainer = _trainer(_cfg(tiny_model_dir, tmp_path, num_iterations=2))
+    model = trainer.unwrapped_model
+    with torch.no_grad():  # two different, non-identity adapters
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5 if ".planner." in n else 0.3)
+    trainer._next_group = 0
+    trainer._timing, trainer._reward_metrics = {"rollout": 0.0, "reward": 0.0}, {}
+    batch = trainer.build_batch(trainer.rollout_and_score([0, 1]))
+    assert set(batch.role.tolist()) == {0, 1}
+    trainer._add_reference_logprobs(batch)
+    for role, name in enumerate(ROLES):
+        rows = torch.nonzero(batch.role == role).squeeze(1)
+        with torch.no_grad(), active_adapter(model, name):
+            want = trainer._logp(trainer.model, batch.select(rows))[0]
+        got = batch.old_logprobs[rows][:, : want.shape[1]]
+        mask = batch.completion_mask[rows][:, : want.shape[1]] > 0
+        assert torch.allclose(got[mask], want[mask], atol=1e-5), name
+    with torch.no_grad(), active_adapter(model, "planner"):  # and the other adapter would differ
+        other = trainer._logp(trainer.model, batch.select(torch.nonzero(batch.role == 1).squeeze(1)))[0]
+    rows = torch.nonzero(batch.role == 1).squeeze(1)
+    mask = batch.completion_mask[rows][:, : other.shape[1]] > 0
+    assert not torch.allclose(batch.old_logprobs[rows][:, : other.shape[1]][mask], other[mask], atol=1e-4)
