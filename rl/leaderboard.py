@@ -193,8 +193,30 @@ def load_run(out_dir: Path) -> tuple[list[dict], dict]:
     return rows, meta
 
 
-def render_doc(runs: Sequence[tuple[Path, list[dict], dict]], images: Sequence[str], generated: str) -> str:
-    """docs/leaderboard.md from compare runs ``(dir, rows, meta)`` and their plot paths (relative to docs/)."""
+TASK_HEADING = "## Task `"
+
+
+def task_sections(text: str) -> dict[str, str]:
+    """The ``## Task `NAME``` sections of a generated leaderboard page, by task name, each from its
+    heading up to the next one (or the end), trailing blank lines stripped."""
+    sections: dict[str, str] = {}
+    chunks = text.split("\n" + TASK_HEADING)
+    for chunk in chunks[1:]:
+        name, _, _ = chunk.partition("`")
+        sections[name] = (TASK_HEADING + chunk).rstrip("\n")
+    return sections
+
+
+def render_doc(runs: Sequence[tuple[Path, list[dict], dict]], images: Sequence[str], generated: str,
+               keep: dict[str, str] | None = None) -> str:
+    """docs/leaderboard.md from compare runs ``(dir, rows, meta)`` and their plot paths (relative to docs/).
+    ``keep``: sections of an earlier page (:func:`task_sections`) for tasks these runs do not cover,
+    kept verbatim, so that one task's leaderboard can be regenerated without rerunning the others.
+    Sections are ordered by task name."""
+    sections = dict(keep or {})
+    for (d, rows, meta), img in zip(runs, images):
+        task = meta.get("task", Path(d).name)
+        sections[task] = run_section(task, rows, meta, img)
     parts = [
         "# The efficiency-method leaderboard",
         "",
@@ -203,22 +225,40 @@ def render_doc(runs: Sequence[tuple[Path, list[dict], dict]], images: Sequence[s
         "[efficiency-methods.md](efficiency-methods.md).",
         f"Generated {generated}.",
     ]
-    for (d, rows, meta), img in zip(runs, images):
-        task = meta.get("task", Path(d).name)
-        seeds = max((r.get("seeds", 1) for r in rows), default=1)
-        parts += ["", f"## Task `{task}`", ""]
-        parts.append(f"- command: `{meta.get('command', 'parsimony compare ...')}`")
-        secs = meta.get("total_seconds")
-        parts.append(f"- machine: {meta.get('machine', 'unknown')}; date: {meta.get('date', 'unknown')}; "
-                     f"total wall time: {f'{secs / 60:.0f} min' if secs is not None else 'unknown'}")
-        parts.append(f"- budget: {meta.get('grpo_steps', '?')} GRPO steps x {meta.get('prompts_per_step', '?')} prompts x "
-                     f"G={meta.get('num_generations', '?')}, the same SFT start and seed for every method; "
-                     + (f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no ± : differences of a few points "
-                        "may be noise)"))
-        parts.append("- GFPO samples `gfpo_sample_factor` x G completions per prompt and trains on G of them: the same "
-                     "trained rollouts, more generated ones (its wall time shows the cost).")
-        parts += ["", markdown_table(rows), "", findings(rows), "", f"![{task}]({img})"]
+    for task in sorted(sections):
+        parts += ["", sections[task]]
     return "\n".join(parts) + "\n"
+
+
+def wall_time(meta: dict) -> str:
+    """The run's wall time for the page: this invocation's, and where it reused stages trained by
+    earlier invocations (a run split over processes), the GRPO stages' own sum as well."""
+    secs = meta.get("total_seconds")
+    text = f"{secs / 60:.0f} min" if secs is not None else "unknown"
+    reused = meta.get("reused_stages") or []
+    if reused:
+        text += f" for this invocation, which reused {len(reused)} stage(s) trained earlier ({', '.join(reused)})"
+        if meta.get("train"):
+            stage = sum(t.get("seconds", 0.0) for t in meta["train"].values())
+            text += f"; the GRPO stages took {stage / 60:.0f} min in all"
+    return text
+
+
+def run_section(task: str, rows: list[dict], meta: dict, img: str) -> str:
+    """One task's section of docs/leaderboard.md."""
+    seeds = max((r.get("seeds", 1) for r in rows), default=1)
+    parts = [f"{TASK_HEADING}{task}`", ""]
+    parts.append(f"- command: `{meta.get('command', 'parsimony compare ...')}`")
+    parts.append(f"- machine: {meta.get('machine', 'unknown')}; date: {meta.get('date', 'unknown')}; "
+                 f"total wall time: {wall_time(meta)}")
+    parts.append(f"- budget: {meta.get('grpo_steps', '?')} GRPO steps x {meta.get('prompts_per_step', '?')} prompts x "
+                 f"G={meta.get('num_generations', '?')}, the same SFT start and seed for every method; "
+                 + (f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no ± : differences of a few points "
+                    "may be noise)"))
+    parts.append("- GFPO samples `gfpo_sample_factor` x G completions per prompt and trains on G of them: the same "
+                 "trained rollouts, more generated ones (its wall time shows the cost).")
+    parts += ["", markdown_table(rows), "", findings(rows), "", f"![{task}]({img})"]
+    return "\n".join(parts)
 
 
 def machine_description() -> str:

@@ -209,7 +209,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
     info_path = run_dir / "train_info.json"
     if final.is_dir() and info_path.is_file():
         print(f"[compare] reusing {final}")
-        return final, json.loads(info_path.read_text())
+        return final, {**json.loads(info_path.read_text()), "reused": True}
     settings = method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args), parse_variants(args.variant))
     cfg = GRPOConfig(
         model=str(start), dataset=f"task:{task}", dataset_num_examples=4096, learning_rate=args.lr,
@@ -376,7 +376,9 @@ def main(argv=None) -> int:
     meta = {"task": task, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps, "lr": args.lr,
             "warmup_steps": args.warmup_steps, "kl_beta": args.kl_beta, "temperature": args.temperature,
             "prompts_per_step": args.prompts_per_step, "num_generations": args.num_generations,
-            "seed": args.seed, "sft_steps": args.sft_steps, "decs": decs_options(args), "train": infos, "total_seconds": time.time() - t_all}
+            "seed": args.seed, "sft_steps": args.sft_steps, "decs": decs_options(args), "train": infos, "total_seconds": time.time() - t_all,
+            # stages trained by an earlier invocation (a run split over processes): total_seconds is not the run's
+            "reused_stages": [m for m, info in infos.items() if info.get("reused")]}
     (out / "summary.md").write_text(table + "\n\n```json\n" + json.dumps(meta, indent=1) + "\n```\n")
     from rl.leaderboard import write_run_outputs
 

@@ -6,7 +6,8 @@
 
 Each ``--from DIR`` holds ``summary.json`` (and ``summary_meta.json``: task, command, machine,
 date, budget). The plot of each run is redrawn next to the output as
-``img_leaderboard_<task>.png``, with the Pareto frontier.
+``img_leaderboard_<task>.png``, with the Pareto frontier. Sections of other tasks already in the
+output page are kept (``--replace`` drops them), so one task can be rerun and regenerated alone.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--from", dest="sources", action="append", required=True,
                    help="a `parsimony compare` output directory (repeat for several tasks)")
     p.add_argument("--out", default="docs/leaderboard.md")
+    p.add_argument("--replace", action="store_true",
+                   help="write only the --from tasks (default: keep the sections of other tasks already in --out)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    from rl.leaderboard import load_run, plot_frontier, render_doc
+    from rl.leaderboard import load_run, plot_frontier, render_doc, task_sections
 
     args = parse_args(argv)
     out = Path(args.out)
@@ -41,9 +44,12 @@ def main(argv=None) -> int:
         plot_frontier(rows, out.parent / img, title=task)
         runs.append((d, rows, meta))
         images.append(img)
+    keep = {} if args.replace or not out.is_file() else task_sections(out.read_text())
+    kept = sorted(set(keep) - {meta.get("task", Path(d).name) for d, _, meta in runs})
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    out.write_text(render_doc(runs, images, stamp))
-    print(f"[leaderboard] wrote {out} ({len(runs)} task(s))")
+    out.write_text(render_doc(runs, images, stamp, keep=keep))
+    print(f"[leaderboard] wrote {out} ({len(runs)} task(s) from runs"
+          + (f"; kept the sections of {', '.join(kept)} from the page already there)" if kept else ")"))
     return 0
 
 

@@ -154,3 +154,35 @@ def test_approx_rounds_weighs_each_log_row_by_the_steps_it_covers():
     # a dynamic sampler's extra rounds and GFPO's 2 x G group count in full
     rows = [{"step": 5, "loss": 0.1, "sampling/generation_rounds": 2, "sampling/rollouts_per_prompt": 16}]
     assert approx_rounds(rows, 8) == 5 * 2 * 2
+
+
+def test_leaderboard_command_keeps_other_tasks_sections(tmp_path):
+    """Regenerating one task's section keeps the other tasks' sections of the page verbatim (their runs
+    may be gone), replaces the rerun task's, and --replace drops the rest."""
+    from rl.commands.leaderboard import main
+    from rl.leaderboard import task_sections
+
+    out = tmp_path / "docs" / "leaderboard.md"
+    out.parent.mkdir()
+    old_explore = "## Task `explore_heavy`\n\n- command: `old explore run`\n\n| a | b |\n|---|---|"
+    old_overthink = "## Task `overthink_heavy`\n\n- command: `stale overthink run`"
+    out.write_text(f"# The efficiency-method leaderboard\n\nGenerated long ago.\n\n{old_explore}\n\n{old_overthink}\n")
+    assert task_sections(out.read_text()) == {"explore_heavy": old_explore, "overthink_heavy": old_overthink}
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps(rows()))
+    (run / "summary_meta.json").write_text(json.dumps({
+        "task": "overthink_heavy", "command": "parsimony compare --task overthink", "total_seconds": 120,
+        "reused_stages": ["grpo", "decs"], "train": {"grpo": {"seconds": 1800}, "decs": {"seconds": 2400}}}))
+    assert main(["--from", str(run), "--out", str(out)]) == 0
+    sections = task_sections(out.read_text())
+    assert list(sections) == ["explore_heavy", "overthink_heavy"]
+    assert sections["explore_heavy"] == old_explore
+    assert "stale overthink run" not in out.read_text() and "parsimony compare --task overthink" in sections["overthink_heavy"]
+    # a run whose stages were trained by earlier invocations says so, with the stages' own time (30 + 40 min)
+    assert "2 min for this invocation, which reused 2 stage(s) trained earlier (grpo, decs); the GRPO stages took 70 min" \
+        in sections["overthink_heavy"]
+
+    assert main(["--from", str(run), "--out", str(out), "--replace"]) == 0
+    assert list(task_sections(out.read_text())) == ["overthink_heavy"]
