@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    runs, images = [], []
+    runs, images, tasks = [], [], []
     for src in args.sources:
         d = Path(src)
         if not (d / "summary.json").is_file():
@@ -44,8 +44,9 @@ def main(argv=None) -> int:
         plot_frontier(rows, out.parent / img, title=task)
         runs.append((d, rows, meta))
         images.append(img)
+        tasks.append(task)
     keep = {} if args.replace or not out.is_file() else task_sections(out.read_text())
-    kept = sorted(set(keep) - {meta.get("task", Path(d).name) for d, _, meta in runs})
+    kept = sorted(set(keep) - set(tasks))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out.write_text(render_doc(runs, images, stamp, keep=keep))
     print(f"[leaderboard] wrote {out} ({len(runs)} task(s) from runs"
