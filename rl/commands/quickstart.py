@@ -50,6 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (0: torch's default, one per core; use 1 when another job shares the cores, "
                         "where more threads spin against it)")
+    p.add_argument("--async-rollouts", action=argparse.BooleanOptionalAction, default=False,
+                   help="one-step off-policy rollouts in the GRPO stage: the next step's rollouts generate in a child "
+                        "process while this step updates, IS-corrected (vllm_is_cap 2); the trainer then keeps one "
+                        "core fewer (docs/performance.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-to", default="console,jsonl", help="console,jsonl[,wandb]")
     return p.parse_args(argv)
@@ -60,6 +64,12 @@ def method_fields(method: str) -> dict:
     token-level penalty on tokens after the necessary reasoning prefix, with the settings of docs/decs.md,
     Results, registered in ``rl/decs.py``)."""
     return {"method": method}
+
+
+def async_fields(on: bool) -> dict:
+    """GRPOConfig fields of ``--async-rollouts``: the rollouts one step behind, and the truncated importance
+    weight that corrects for the lag (the setting of the learning check in docs/performance.md)."""
+    return {"async_rollouts": True, "vllm_is_cap": 2.0} if on else {}
 
 
 def main(argv=None) -> int:
@@ -126,8 +136,17 @@ def main(argv=None) -> int:
         seed=args.seed,
         run_name=f"quickstart-{args.method}",
         **method_fields(args.method),
+        **async_fields(args.async_rollouts),
     )
-    GRPOTrainer(grpo_cfg.model, args=grpo_cfg).train()
+    threads = torch.get_num_threads()
+    if args.async_rollouts and args.threads <= 0:  # the rollout child takes a core of its own
+        torch.set_num_threads(max(1, threads - 1))
+    trainer = GRPOTrainer(grpo_cfg.model, args=grpo_cfg)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()  # --async-rollouts: its rollout thread and process
+        torch.set_num_threads(threads)
     timings["grpo"] = time.time() - t0
     grpo_dir = out / "grpo" / "final"
 
@@ -147,7 +166,7 @@ def main(argv=None) -> int:
                          "redundant_fraction": r["redundant_fraction"], "redundant_chunks": r["redundant_chunks"],
                          **{k: r[k] for k in metrics}})
     report = {"rows": rows, "timings_s": timings, "eval_problems": args.eval_problems, "task": args.task,
-              "sft_steps": args.sft_steps, "grpo_steps": args.grpo_steps}
+              "sft_steps": args.sft_steps, "grpo_steps": args.grpo_steps, "async_rollouts": args.async_rollouts}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     print("\n## parsimony quickstart\n")
     extra = list(metrics)  # the task's behaviours (overthink: slip = the skip-a-step opening, steps per answer)

@@ -30,6 +30,19 @@ def test_quickstart_writes_its_report(tmp_path):
     assert all(0 <= r["slip"] <= 1 and r["accuracy_se"] >= 0 for r in report["rows"])
 
 
+def test_quickstart_async_rollouts_run_one_step_behind(tmp_path):
+    out = tmp_path / "qs"
+    code = _main("quickstart.py")(["--out", str(out), "--sft-steps", "5", "--grpo-steps", "2", "--eval-problems", "2",
+                                   "--prompts-per-step", "2", "--num-generations", "2", "--max-completion-length", "16",
+                                   "--method", "grpo", "--report-to", "jsonl", "--async-rollouts", "--threads", "1"])
+    assert code == 0
+    assert json.loads((out / "report.json").read_text())["async_rollouts"] is True
+    rows = [json.loads(x) for x in (out / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in rows if "async/staleness" in r][-1]
+    # step 2's rollouts were sampled (while step 1 updated) from weights one update behind, and served ahead
+    assert last["step"] == 2 and last["async/staleness"] == 1.0 and last["async/prefetch_misses"] == 0.0
+
+
 def test_compare_writes_summary_and_plot_and_reuses_stages(tmp_path):
     out = tmp_path / "cmp"
     # a 5-step SFT model is never right; the kappa curriculum keeps only groups with a correct answer and
