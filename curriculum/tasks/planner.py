@@ -90,11 +90,15 @@ def generate_examples(
     executor_slip: float = 0.2,
     test_fraction: float = 0.2,
     tool_schemas: bool = False,
+    single_guesses: bool = False,
 ) -> list[dict[str, Any]]:
     """``num_examples`` problems' rows for ``role`` (see the module docstring); deterministic in
     ``(seed, split)``: the same problems and slips whatever the role. ``tool_schemas``: the rows carry
     ``tools`` (the role's JSON schemas, rendered as a tools block); False (the default, as in
-    :data:`ENVIRONMENT`) renders none, to fit the tiny model's 512 positions."""
+    :data:`ENVIRONMENT`) renders none, to fit the tiny model's 512 positions. ``single_guesses`` (``single``
+    rows): the single agent's teacher also guesses, on the same draws as the executor's teacher: a guessed
+    product is written inline (``7*23=163``) before its next turn instead of a calculator call, a guessed sum
+    is boxed off by 1-2 without a call; False (the default): it calls the calculator every time."""
     from rollout.agents import EXECUTOR_SYSTEM_PROMPT, PLANNER_SYSTEM_PROMPT
 
     if split not in ("train", "test"):
@@ -126,28 +130,34 @@ def generate_examples(
         used = [i for i in range(k) if i != skip]
         slips = [rng.random() < executor_slip for _ in range(len(used) + 1)]
         offs = [rng.choice((-2, -1, 1, 2)) for _ in range(len(used) + 1)]
-        exact = role == "single"  # one model with the calculator: no executor slips
+        single = role == "single"  # one model with the calculator
+        if single and not single_guesses:  # it calls the calculator every time: no executor slips
+            slips = [False] * len(slips)
         # each call's task and exact value, and what it returns in the trace (a slipped executor's result)
         calls = [(f"{pairs[i][0]}*{pairs[i][1]}", products[i]) for i in used]
-        got = [v if exact or not slips[j] else v + offs[j] for j, (_, v) in enumerate(calls)]
+        got = [v + offs[j] if slips[j] else v for j, (_, v) in enumerate(calls)]
         if len(used) >= 2:  # the sum of the results the planner got (one used term: it is the answer)
             sum_task = "+".join(map(str, got))
             calls.append((sum_task, sum(got)))
-            got.append(sum(got) if exact or not slips[-1] else sum(got) + offs[-1])
+            got.append(sum(got) + offs[-1] if slips[-1] else sum(got))
         answer = got[-1]
         prompt = [{"role": "user", "content": f"Compute: {problem}"}]
         info = {"problem": problem, "terms": k, "sub_tasks": [f"{a}*{b}" for a, b in pairs] + ["+".join(map(str, products))],
                 "sub_answers": [str(v) for v in products + [total]], "teacher_skipped_term": skip is not None,
-                "teacher_executor_slips": 0 if exact else sum(slips[: len(calls)]), "teacher_answer": str(answer),
+                "teacher_executor_slips": sum(slips[: len(calls)]), "teacher_answer": str(answer),
                 "split": split, "index": index}
         base = {"reward_model": {"ground_truth": str(total), "style": "rule"}, "data_source": "parsimony/planner",
                 "extra_info": info}
         plan_turns: list[dict[str, Any]] = []
-        for (task, _), result in zip(calls, got):
-            arg = {"expression": task} if exact else {"task": task}
-            plan_turns += [{"role": "assistant", "content": _call("calculator" if exact else "executor", **arg)},
-                           {"role": "tool", "content": str(result)}]
-        plan_turns.append({"role": "assistant", "content": f"\\boxed{{{answer}}}"})
+        inline = ""  # the single agent's guesses, written before its next turn
+        for j, ((task, _), result) in enumerate(zip(calls, got)):
+            if single and slips[j]:
+                inline += f"{task}={result}\n"
+                continue
+            call = _call("calculator", expression=task) if single else _call("executor", task=task)
+            plan_turns += [{"role": "assistant", "content": inline + call}, {"role": "tool", "content": str(result)}]
+            inline = ""
+        plan_turns.append({"role": "assistant", "content": f"{inline}\\boxed{{{answer}}}"})
         if role == "single":
             rows.append({"prompt": prompt, "messages": prompt + plan_turns, **tools("calculator"), **base})
             continue

@@ -47,7 +47,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sft-checkpoint", default=None, help="reuse this multi-agent SFT start (both roles' traces)")
     p.add_argument("--single-sft-checkpoint", default=None, help="reuse this single-agent SFT start")
     p.add_argument("--sft-steps", type=int, default=1000,
-                   help="per SFT start, batch 32 (150 steps: the planner does not yet copy the problem's operands)")
+                   help="the single agent's SFT start, batch 32 (150 steps: it does not yet copy the problem's operands)")
+    p.add_argument("--multi-sft-steps", type=int, default=None,
+                   help="the multi-agent SFT start (both roles' traces), batch 32; default 2 x --sft-steps. A problem gives "
+                        "~4.5 rows there (its planner row and its executor rows), so the planner sees ~1/4.5 of what the "
+                        "single agent sees per step: after 1000 steps it miscopied every sum call's numbers (0.5%% accuracy)")
+    p.add_argument("--single-guesses", action="store_true",
+                   help="the single agent's teacher guesses too, on the executor's draws (task option single_guesses: a "
+                        "product written inline off by 1-2 instead of a calculator call), so both systems' SFT starts "
+                        "hold the same behaviours; default: it calls the calculator every time (use its own --out)")
     p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--sft-max-length", type=int, default=512,
                    help="SFT truncation (prompt + trace): the task's planner traces are <= 437 tokens, executor ones <= 206")
@@ -79,6 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     bad = [a for a in args.arm_list if a not in ARMS]
     if bad or not args.arm_list:
         p.error(f"--arms: unknown {bad}; choose from {list(ARMS)}")
+    if args.multi_sft_steps is None:
+        args.multi_sft_steps = 2 * args.sft_steps
     if args.lora_lr is None:
         args.lora_lr = 10 * args.lr
     args.decoding_list = [d.strip() for d in args.decodings.split(",") if d.strip()]
@@ -104,13 +114,15 @@ def sft_start(args, model_dir: Path, role: str, out: Path) -> Path:
     if final.is_dir():
         print(f"[compare-agents] reusing {final}")
         return final
+    steps = args.multi_sft_steps if role == "sft" else args.sft_steps
+    teacher = {"single_guesses": True} if role == "single" and args.single_guesses else {}
     cfg = SFTConfig(
-        model=str(model_dir), dataset=f"task:{args.task}", dataset_kwargs={"role": role},
+        model=str(model_dir), dataset=f"task:{args.task}", dataset_kwargs={"role": role, **teacher},
         # rows seen once: a problem gives ~4.5 rows in `sft` (its planner row and its executor rows), 1 in `single`
-        dataset_num_examples=max(2048, args.sft_steps * (8 if role == "sft" else 32)), learning_rate=args.sft_lr, lr_scheduler_type="cosine",
-        warmup_steps=min(50, args.sft_steps // 10), per_device_train_batch_size=32, split_by_length=4,
-        max_steps=args.sft_steps, max_length=args.sft_max_length, output_dir=str(final.parent),
-        report_to=args.report_to.split(","), logging_steps=max(1, min(50, args.sft_steps)), save_total_limit=1,
+        dataset_num_examples=max(2048, steps * (8 if role == "sft" else 32)), learning_rate=args.sft_lr, lr_scheduler_type="cosine",
+        warmup_steps=min(50, steps // 10), per_device_train_batch_size=32, split_by_length=4,
+        max_steps=steps, max_length=args.sft_max_length, output_dir=str(final.parent),
+        report_to=args.report_to.split(","), logging_steps=max(1, min(50, steps)), save_total_limit=1,
         seed=args.seed, run_name=f"compare-agents-sft-{role}",
     )
     SFTTrainer(cfg.model, args=cfg).train()
@@ -355,7 +367,8 @@ def main(argv=None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     verdict = beats_baselines(summary)
     meta = {"task": args.task, "arms": arms, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps,
-            "sft_steps": args.sft_steps, "lr": args.lr, "prompts_per_step": args.prompts_per_step,
+            "sft_steps": args.sft_steps, "multi_sft_steps": args.multi_sft_steps, "single_guesses": args.single_guesses,
+            "sft_checkpoints": {k: str(v) for k, v in starts.items()}, "lr": args.lr, "prompts_per_step": args.prompts_per_step,
             "num_generations": args.num_generations, "temperature": args.temperature, "d_max": args.d_max,
             "w_local": args.w_local, "seed": args.seed, "mgrpo_beats_baselines": verdict, "train": infos,
             "total_seconds": time.time() - t_all}

@@ -76,6 +76,31 @@ def test_roles_share_problems_splits_are_disjoint_and_rows_are_deterministic():
         generate_examples(1, role="judge")
 
 
+def test_single_guesses_give_the_single_agent_the_executors_slips_on_the_same_draws():
+    plain = generate_examples(400, seed=4, role="single")
+    guess = generate_examples(400, seed=4, role="single", single_guesses=True)
+    multi = generate_examples(400, seed=4, role="planner")
+    assert [r["extra_info"]["problem"] for r in guess] == [r["extra_info"]["problem"] for r in plain]
+    assert all(r["extra_info"]["teacher_executor_slips"] == 0 for r in plain)
+    # the same draws as the multi-agent teacher: the same slips and the same (wrong) answers
+    assert [(r["extra_info"]["teacher_executor_slips"], r["extra_info"]["teacher_answer"]) for r in guess] == \
+        [(r["extra_info"]["teacher_executor_slips"], r["extra_info"]["teacher_answer"]) for r in multi]
+    right = lambda rows: sum(r["extra_info"]["teacher_answer"] == r["reward_model"]["ground_truth"] for r in rows)
+    assert right(guess) == right(multi) < right(plain) - 80
+    slipped = [r for r in guess if r["extra_info"]["teacher_executor_slips"]]
+    assert 0.3 < len(slipped) / len(guess) < 0.7
+    for r in slipped:  # a guess is written inline, a call fewer than the clean trace's
+        info, msgs = r["extra_info"], r["messages"]
+        products = info["terms"] - info["teacher_skipped_term"]
+        steps = products + (products >= 2)  # the products used, and their sum when there are two or more
+        assert len(calls(msgs, "calculator")) == steps - info["teacher_executor_slips"]
+        inline = [line for m in msgs if m["role"] == "assistant" for line in m["content"].split("\n") if "=" in line
+                  and "<tool_call>" not in line]
+        assert len(inline) == info["teacher_executor_slips"]
+        assert all(calculator(line.split("=")[0]) != line.split("=")[1] for line in inline)  # off by 1-2
+        assert msgs[-1]["content"].endswith(f"\\boxed{{{info['teacher_answer']}}}")
+
+
 @pytest.mark.parametrize("schemas", [False, True])
 def test_sft_rendering_of_each_role_equals_its_rollout_rendering(tiny_model_dir, schemas):
     from transformers import AutoTokenizer

@@ -95,6 +95,9 @@ def test_every_arm_runs_and_a_rerun_reuses_each_stage(tiny_model_dir, tmp_path, 
     assert (out / "plot.png").stat().st_size > 0 and "| mgrpo_shared | greedy |" in (out / "summary.md").read_text()
     meta = json.loads((out / "summary_meta.json").read_text())
     assert set(meta["mgrpo_beats_baselines"]) == {"mgrpo_shared", "mgrpo_separate", "mgrpo_lora"}
+    # the multi-agent start trains 2 x --sft-steps (its planner sees ~1/4.5 of the rows a step), the single one --sft-steps
+    last = {d: json.loads((out / d / "metrics.jsonl").read_text().splitlines()[-1])["step"] for d in ("sft_multi", "sft_single")}
+    assert meta["multi_sft_steps"] == 4 and last == {"sft_multi": 4, "sft_single": 2}
     assert (out / "mgrpo_lora" / "final" / "planner").is_dir() and (out / "mgrpo_lora" / "final" / "executor").is_dir()
     capsys.readouterr()
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/train_info.json")}
