@@ -16,7 +16,9 @@ The teacher's traces, one conversation per role (``messages`` with the role's sy
 - **executor**: a calculator call on its task, then ``<result>value</result>``. With probability
   ``executor_slip`` it answers at once, off by 1 or 2 (a wrong result);
 - **single** (the single-agent baseline): one model does everything with the calculator: a call
-  per product, one for the sum, then the box; it skips a product at the planner's slip rate.
+  per product, one for the sum, then the box; it skips a product at the planner's slip rate. With
+  ``single_guesses`` it also guesses where the executor's teacher does (same draws): a product written
+  inline off by 1-2 instead of a call, or a guessed sum boxed without one.
 
 The slips are the RL headroom (:mod:`curriculum.tasks.slips`): the SFT policy has both behaviours
 (delegate every term, or skip one; call the calculator, or guess), and which one pays is what the
