@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--single-guesses", action="store_true",
                    help="the single agent's teacher guesses too, on the executor's draws (task option single_guesses: a "
                         "product written inline off by 1-2 instead of a calculator call), so both systems' SFT starts "
-                        "hold the same behaviours; default: it calls the calculator every time (use its own --out)")
+                        "hold the same behaviours (its start: DIR/sft_single_guesses); default: it calls the calculator every time")
     p.add_argument("--sft-lr", type=float, default=3e-3)
     p.add_argument("--sft-max-length", type=int, default=512,
                    help="SFT truncation (prompt + trace): the task's planner traces are <= 437 tokens, executor ones <= 206")
@@ -110,7 +110,8 @@ def sft_start(args, model_dir: Path, role: str, out: Path) -> Path:
     from rl.config import SFTConfig
     from rl.sft_trainer import SFTTrainer
 
-    final = out / ("sft_multi" if role == "sft" else f"sft_{role}") / "final"
+    name = "sft_multi" if role == "sft" else f"sft_{role}" + ("_guesses" if args.single_guesses else "")
+    final = out / name / "final"
     if final.is_dir():
         print(f"[compare-agents] reusing {final}")
         return final
@@ -201,8 +202,13 @@ def train_arm(args, arm: str, starts: dict[str, Path], out: Path) -> dict[str, A
     info_path = run_dir / "train_info.json"
     planner_final, executor_final = arm_paths(arm, out, starts)
     if info_path.is_file() and planner_final.is_dir() and (executor_final is None or executor_final.is_dir()):
+        info = json.loads(info_path.read_text())
+        start = str(starts["single" if arm == "single_agent" else "sft"])
+        if info["settings"]["start"] != start:  # e.g. the other single-agent teacher (--single-guesses)
+            raise ValueError(f"{run_dir} was trained from {info['settings']['start']}, this run starts {arm} from "
+                             f"{start}: delete {run_dir} or give another --out")
         print(f"[compare-agents] reusing {run_dir}")
-        return json.loads(info_path.read_text())
+        return info
     pcfg, ecfg = arm_configs(args, arm, starts, run_dir)
     t0 = time.time()
     if ecfg is None:

@@ -108,6 +108,16 @@ def test_every_arm_runs_and_a_rerun_reuses_each_stage(tiny_model_dir, tmp_path, 
     assert json.loads((out / "summary.json").read_text()) == summary
 
 
+def test_a_trained_arm_from_another_start_is_not_reused(tmp_path):
+    out = tmp_path / "cmp"
+    (out / "single_agent" / "final").mkdir(parents=True)
+    (out / "single_agent" / "train_info.json").write_text(json.dumps({"settings": {"start": str(out / "sft_single/final")}}))
+    args = ca.parse_args(["--out", str(out), "--single-guesses"])
+    assert ca.train_arm(args, "single_agent", {"single": out / "sft_single/final"}, out)["settings"]  # same start: reused
+    with pytest.raises(ValueError, match="was trained from .*sft_single/final.*sft_single_guesses/final"):
+        ca.train_arm(args, "single_agent", {"single": out / "sft_single_guesses/final"}, out)
+
+
 def test_compare_agents_is_a_subcommand_with_a_script_wrapper(capsys):
     from rl.cli import SUBCOMMANDS, main
 
