@@ -358,7 +358,8 @@ def main(argv=None) -> int:
     if "sft" in starts:  # the multi-agent start: the SFT model in both roles (frozen_executor's step 0)
         results["sft_start"] = evaluate_arm(args, "sft_start", starts["sft"], None, rows, out / "sft_start_eval.json")
     if "single" in starts:
-        results["sft_single"] = evaluate_arm(args, "sft_single", starts["single"], None, rows, out / "sft_single_eval.json")
+        cache = out / ("sft_single_guesses_eval.json" if args.single_guesses else "sft_single_eval.json")
+        results["sft_single"] = evaluate_arm(args, "sft_single", starts["single"], None, rows, cache)
     for arm in arms:
         infos[arm] = train_arm(args, arm, starts, out)
         planner_path, executor_path = arm_paths(arm, out, starts)
