@@ -255,6 +255,9 @@ def run_section(task: str, rows: list[dict], meta: dict, img: str) -> str:
                  f"G={meta.get('num_generations', '?')}, the same SFT start and seed for every method; "
                  + (f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no ± : differences of a few points "
                     "may be noise)"))
+    if meta.get("hf_decode"):  # recorded from 2026-12-06 on; earlier runs used generate and one padded update
+        parts.append(f"- engine: HF `hf_decode: {meta['hf_decode']}`, update in {meta.get('update_split', 1)} length-sorted "
+                     f"piece(s); {meta.get('jobs', 1)} stage(s) at a time x {meta.get('threads', 1)} thread(s)")
     parts.append("- GFPO samples `gfpo_sample_factor` x G completions per prompt and trains on G of them: the same "
                  "trained rollouts, more generated ones (its wall time shows the cost).")
     parts += ["", markdown_table(rows), "", findings(rows), "", f"![{task}]({img})"]
@@ -265,7 +268,14 @@ def machine_description() -> str:
     import os
     import platform
 
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    cpu = ""
+    try:  # the CPU model matters on CPU: the tiny model's matmuls run near its peak
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores{f' ({cpu})' if cpu else ''}, "
+            f"Python {platform.python_version()}")
 
 
 def write_run_outputs(rows: Sequence[dict], out: Path, meta: dict, command: str | None = None) -> None:

@@ -23,6 +23,7 @@ VARIANTS = {  # name -> SFTConfig fields
     "split_by_length=2": {"split_by_length": 2},
     "split_by_length=4": {"split_by_length": 4},
     "group_by_length": {"group_by_length": True},
+    "split_by_length=4 + bf16": {"split_by_length": 4, "bf16": True},
 }
 
 
@@ -93,7 +94,8 @@ def main(argv=None) -> int:
     print("| variant | s/step | speed-up vs plain | padding share | gradient |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
-        grad = "other batches" if name == "group_by_length" else "same as plain"
+        grad = ("other batches" if name == "group_by_length" else "bf16 autocast (fp32 weights)" if "bf16" in name
+                else "same as plain")
         print(f"| {name} | {r['s_per_step']:.3f} | {base / r['s_per_step']:.2f}x | {100 * r['padding_share']:.0f}% | {grad} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=1))

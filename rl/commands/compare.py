@@ -168,7 +168,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--report-to", default="jsonl")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is fastest for the tiny model and safe on a shared machine)")
-    return p.parse_args(argv)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train and evaluate this many methods at once, each in its own process with --threads "
+                        "threads (2 on 2 cores: ~half the wall time); the results equal a --jobs 1 run's")
+    p.add_argument("--hf-decode", default="compact", choices=["compact", "generate"],
+                   help="GRPO rollouts: compact (finished rows leave the batch and its KV cache; the same "
+                        "distribution, cost follows the generated tokens) or transformers' generate")
+    p.add_argument("--update-split", type=int, default=4,
+                   help="GRPO update: this many length-sorted pieces per batch, each trimmed to its longest row "
+                        "(split_by_length: the same gradient with less padding; 1 = one padded batch)")
+    args = p.parse_args(argv)
+    for name in ("jobs", "update_split", "seeds"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    return args
 
 
 def decs_options(args) -> dict:
@@ -217,7 +230,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,
         max_completion_length=args.max_completion_length, temperature=args.temperature, max_steps=args.grpo_steps,
         warmup_steps=args.warmup_steps, lr_scheduler_type="constant_with_warmup" if args.warmup_steps > 0 else "constant",
-        beta=args.kl_beta,
+        beta=args.kl_beta, hf_decode=args.hf_decode, split_by_length=args.update_split,
         output_dir=str(run_dir), report_to=args.report_to.split(","), logging_steps=5, save_total_limit=1,
         seed=args.seed, run_name=f"compare-{name}",
         **TASK_ROLLOUTS.get(task, {}),  # multi-turn tasks (calc_tool): the environment, its tools, max_turns
@@ -239,6 +252,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         # what this stage was trained with (a cached stage is reused whatever the new flags say)
         "settings": {"lr": args.lr, "grpo_steps": args.grpo_steps, "warmup_steps": args.warmup_steps,
                      "kl_beta": args.kl_beta, "temperature": args.temperature, "start": str(start),
+                     "hf_decode": args.hf_decode, "update_split": args.update_split,
                      **settings},
     }
     info_path.write_text(json.dumps(info))
@@ -256,6 +270,71 @@ def evaluate(path: Path, test_set, args, cache: Path, task: str) -> dict:
                               row_metrics=task_row_metrics(task))
     cache.write_text(json.dumps(res, indent=1))
     return res
+
+
+def method_stage(args, name: str, start: Path, task: str, out: Path) -> tuple[dict, dict]:
+    """Train one method from ``start`` and evaluate it on the held-out set: ``(train info, evaluation)``.
+    Both are cached in ``out/<name>``, so a stage that finished survives a crash of another."""
+    from curriculum.tasks import get_task_dataset
+
+    test_set = get_task_dataset(task, args.eval_problems, seed=args.seed + 1, split="test")
+    final, info = train_method(args, name, start, task, out)
+    return info, evaluate(final, test_set, args, out / name / "eval.json", task)
+
+
+def _method_stage_in_worker(args, name: str, start: Path, task: str, out: Path) -> tuple[dict, dict]:
+    """:func:`method_stage` in a ``--jobs`` worker process: its own torch threads, its output in
+    ``out/<name>/stage.log`` (two trainers' progress lines would interleave on one terminal)."""
+    import contextlib
+
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    (out / name).mkdir(parents=True, exist_ok=True)
+    with open(out / name / "stage.log", "w", buffering=1) as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        return method_stage(args, name, start, task, out)
+
+
+def run_stages(args, methods: list[str], start: Path, task: str, out: Path) -> tuple[dict, dict]:
+    """Every method's stage: one after another, or with ``--jobs N`` in N spawned worker processes.
+    Each stage seeds its own trainer and evaluation, so a worker's results equal an in-process run's.
+    A failed stage is reported by name once the others have finished (their stages stay cached)."""
+    results: dict[str, dict] = {}
+    infos: dict[str, dict] = {}
+    jobs = min(args.jobs, len(methods))
+    if jobs <= 1:
+        for m in methods:
+            infos[m], results[m] = method_stage(args, m, start, task, out)
+            _report_stage(m, results[m])
+        return infos, results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    failed: dict[str, BaseException] = {}
+    print(f"[compare] {len(methods)} stages in {jobs} processes x {args.threads} thread(s); logs: {out}/<method>/stage.log")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_method_stage_in_worker, args, m, start, task, out): m for m in methods}
+        for fut in as_completed(futures):
+            m = futures[fut]
+            try:
+                infos[m], results[m] = fut.result()
+            except Exception as e:  # let the other stages finish and cache their results
+                failed[m] = e
+                print(f"[compare] {m}: FAILED ({type(e).__name__}: {e}); see {out / m / 'stage.log'}", flush=True)
+                continue
+            _report_stage(m, results[m], infos[m])
+    if failed:
+        names = ", ".join(failed)
+        raise RuntimeError(f"{len(failed)} stage(s) failed: {names} (logs in {out}/<method>/stage.log; "
+                           "the finished stages are cached and a rerun trains only the failed ones)") from next(iter(failed.values()))
+    return {m: infos[m] for m in methods}, {m: results[m] for m in methods}
+
+
+def _report_stage(m: str, res: dict, info: dict | None = None) -> None:
+    took = f" ({info['seconds']:.0f} s)" if info and "seconds" in info and not info.get("reused") else ""
+    print(f"[compare] {m}{took}: greedy acc {res['greedy']['accuracy']:.3f}, tokens {res['greedy']['mean_tokens']:.1f}",
+          flush=True)
 
 
 def plot(summary: list[dict], path: Path) -> None:
@@ -333,12 +412,8 @@ def main(argv=None) -> int:
     test_set = get_task_dataset(task, args.eval_problems, seed=args.seed + 1, split="test")
 
     results: dict[str, dict] = {"sft": evaluate(start, test_set, args, out / "sft_eval.json", task)}
-    infos: dict[str, dict] = {}
-    for m in methods:
-        final, infos[m] = train_method(args, m, start, task, out)
-        results[m] = evaluate(final, test_set, args, out / m / "eval.json", task)
-        print(f"[compare] {m}: greedy acc {results[m]['greedy']['accuracy']:.3f}, "
-              f"tokens {results[m]['greedy']['mean_tokens']:.1f}")
+    infos, stage_results = run_stages(args, methods, start, task, out)
+    results.update(stage_results)
 
     summary = []
     for m, res in results.items():
@@ -377,6 +452,7 @@ def main(argv=None) -> int:
             "warmup_steps": args.warmup_steps, "kl_beta": args.kl_beta, "temperature": args.temperature,
             "prompts_per_step": args.prompts_per_step, "num_generations": args.num_generations,
             "seed": args.seed, "sft_steps": args.sft_steps, "decs": decs_options(args), "train": infos, "total_seconds": time.time() - t_all,
+            "jobs": args.jobs, "threads": args.threads, "hf_decode": args.hf_decode, "update_split": args.update_split,
             # stages trained by an earlier invocation (a run split over processes): total_seconds is not the run's
             "reused_stages": [m for m, info in infos.items() if info.get("reused")]}
     (out / "summary.md").write_text(table + "\n\n```json\n" + json.dumps(meta, indent=1) + "\n```\n")

@@ -147,3 +147,13 @@ def test_sigterm_while_every_batch_is_skipped_stops_and_checkpoints(tiny_model_d
     # before the fix the loop went on skipping past the signal until the "more than 20 batches skipped" error
     assert summary["interrupted"] and summary["global_step"] == 0 and len(calls) == 2
     assert (tmp_path / "run" / "checkpoint-0").is_dir()  # the data cursor after the skipped draws is kept
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_detected_for_the_warning():
+    from rl.trainer_base import cpu_lacks_native_bf16
+
+    avx2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 fma avx avx2\n"
+    sapphire = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16\n"
+    assert cpu_lacks_native_bf16(avx2) is True
+    assert cpu_lacks_native_bf16(sapphire) is False
+    assert cpu_lacks_native_bf16("no flags here") is False  # unknown: no warning

@@ -7,6 +7,8 @@ import json
 import importlib
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -116,3 +118,68 @@ def test_compare_variants_run_a_method_with_changed_settings_and_fail_fast(tmp_p
         main(["--task", "calc_tool", "--methods", "grpo,bad", "--variant", 'bad=hdpo:{"hdpo_wtool": 0.5}',
               "--out", str(tmp_path / "cmp")])
     assert not (tmp_path / "cmp" / "tiny-model").exists()
+
+
+def _params(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "final" / "model.safetensors"))
+
+
+def _untimed(path: Path) -> dict:
+    """An evaluation without its clock readings (seconds, tokens per second)."""
+    res = json.loads(path.read_text())
+    return {d: {k: v for k, v in r.items() if "second" not in k} for d, r in res.items()}
+
+
+@pytest.mark.slow
+def test_compare_jobs_runs_stages_in_worker_processes_with_the_in_process_results(tmp_path):
+    """`--jobs 2` trains two methods at once in spawned processes: the same weights and evaluations as
+    one after another in this process (each stage seeds itself), with each stage's output in its log."""
+    import torch
+
+    # a 40-step start is never right but ends its completions at different lengths, and both methods
+    # reward length on wrong answers too (cosine: long wrong > short wrong; l1: distance to the target), so
+    # both update the weights
+    base = ["--sft-steps", "40", "--grpo-steps", "2", "--eval-problems", "4", "--methods", "cosine,l1",
+            "--prompts-per-step", "4", "--num-generations", "4", "--max-completion-length", "64", "--report-to", "jsonl",
+            "--warmup-steps", "0"]
+    par = tmp_path / "par"
+    assert _main("compare_efficiency.py")(base + ["--out", str(par), "--jobs", "2"]) == 0
+    seq = tmp_path / "seq"
+    sft = str(par / "sft" / "final")
+    assert _main("compare_efficiency.py")(base + ["--out", str(seq), "--sft-checkpoint", sft]) == 0
+    for m in ("cosine", "l1"):
+        a, b = _params(par / m), _params(seq / m)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert _untimed(par / m / "eval.json") == _untimed(seq / m / "eval.json")
+        assert "steps" in (par / m / "stage.log").read_text().lower()
+    # each stage moved the start, and differently: the comparison is not of copies
+    start, cos, l1 = _params(par / "sft"), _params(par / "cosine"), _params(par / "l1")
+    assert not all(torch.equal(start[k], cos[k]) for k in start) and not all(torch.equal(start[k], l1[k]) for k in start)
+    assert not all(torch.equal(cos[k], l1[k]) for k in start)
+    meta = json.loads((par / "summary_meta.json").read_text())
+    assert meta["jobs"] == 2 and meta["hf_decode"] == "compact" and meta["update_split"] == 4
+
+
+def test_compare_jobs_reports_a_failed_stage_by_name_and_keeps_the_others(tmp_path, capsys):
+    import pytest
+
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "length_penalty").write_text("not a directory")  # this stage cannot write its run
+    args = ["--out", str(out), "--sft-steps", "3", "--grpo-steps", "1", "--eval-problems", "2", "--methods",
+            "grpo,length_penalty", "--prompts-per-step", "2", "--num-generations", "2", "--max-completion-length", "16",
+            "--report-to", "jsonl", "--jobs", "2"]
+    with pytest.raises(RuntimeError, match=r"1 stage\(s\) failed: length_penalty"):
+        _main("compare_efficiency.py")(args)
+    assert "length_penalty: FAILED" in capsys.readouterr().out
+    assert (out / "grpo" / "eval.json").is_file() and (out / "grpo" / "final").is_dir()  # cached for the rerun
+    assert not (out / "summary.json").exists()
+
+
+def test_compare_rejects_nonpositive_jobs():
+    import pytest
+
+    with pytest.raises(SystemExit):
+        _main("compare_efficiency.py")(["--jobs", "0"])
