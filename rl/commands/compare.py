@@ -171,12 +171,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1,
                    help="train and evaluate this many methods at once, each in its own process with --threads "
                         "threads (2 on 2 cores: ~half the wall time); the results equal a --jobs 1 run's")
-    p.add_argument("--hf-decode", default="compact", choices=["compact", "generate"],
-                   help="GRPO rollouts: compact (finished rows leave the batch and its KV cache; the same "
-                        "distribution, cost follows the generated tokens) or transformers' generate")
-    p.add_argument("--update-split", type=int, default=4,
-                   help="GRPO update: this many length-sorted pieces per batch, each trimmed to its longest row "
-                        "(split_by_length: the same gradient with less padding; 1 = one padded batch)")
+    from rl.eval.efficiency import add_grpo_speed_args
+
+    add_grpo_speed_args(p)
     args = p.parse_args(argv)
     for name in ("jobs", "update_split", "seeds"):
         if getattr(args, name) < 1:
@@ -215,6 +212,7 @@ def approx_rounds(rows: list[dict], num_generations: int) -> float:
 def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Path, dict]:
     from curriculum.tasks import TASK_ROLLOUTS
     from rl.config import GRPOConfig
+    from rl.eval.efficiency import grpo_speed_fields
     from rl.grpo_trainer import GRPOTrainer
 
     run_dir = out / name
@@ -230,7 +228,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,
         max_completion_length=args.max_completion_length, temperature=args.temperature, max_steps=args.grpo_steps,
         warmup_steps=args.warmup_steps, lr_scheduler_type="constant_with_warmup" if args.warmup_steps > 0 else "constant",
-        beta=args.kl_beta, hf_decode=args.hf_decode, split_by_length=args.update_split,
+        beta=args.kl_beta, **grpo_speed_fields(args),
         output_dir=str(run_dir), report_to=args.report_to.split(","), logging_steps=5, save_total_limit=1,
         seed=args.seed, run_name=f"compare-{name}",
         **TASK_ROLLOUTS.get(task, {}),  # multi-turn tasks (calc_tool): the environment, its tools, max_turns

@@ -54,12 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="one-step off-policy rollouts in the GRPO stage: the next step's rollouts generate in a child "
                         "process while this step updates, IS-corrected (vllm_is_cap 2); the trainer then keeps one "
                         "core fewer (docs/performance.md)")
-    p.add_argument("--hf-decode", default="compact", choices=["compact", "generate"],
-                   help="GRPO rollouts: compact (finished rows leave the batch and its KV cache; the same distribution, "
-                        "0.56x rollout time at these lengths) or transformers' generate (docs/performance.md)")
-    p.add_argument("--update-split", type=int, default=4,
-                   help="GRPO update: cut the batch into this many length-sorted pieces, each trimmed to its longest "
-                        "row (split_by_length; the same gradient with less padding; 1 = one padded batch)")
+    from rl.eval.efficiency import add_grpo_speed_args
+
+    add_grpo_speed_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-to", default="console,jsonl", help="console,jsonl[,wandb]")
     return p.parse_args(argv)
@@ -83,7 +80,7 @@ def main(argv=None) -> int:
 
     from curriculum.tasks import get_task_dataset, task_text_metrics
     from rl.config import GRPOConfig
-    from rl.eval.efficiency import evaluate_checkpoint, sft_warm_start
+    from rl.eval.efficiency import evaluate_checkpoint, grpo_speed_fields, sft_warm_start
     from rl.embedded import make_tiny_model
     from rl.grpo_trainer import GRPOTrainer
 
@@ -141,8 +138,7 @@ def main(argv=None) -> int:
         save_total_limit=1,
         seed=args.seed,
         run_name=f"quickstart-{args.method}",
-        hf_decode=args.hf_decode,
-        split_by_length=args.update_split,
+        **grpo_speed_fields(args),
         **method_fields(args.method),
         **async_fields(args.async_rollouts),
     )

@@ -122,6 +122,22 @@ def sft_warm_start(
     return Path(output_dir) / "final"
 
 
+def add_grpo_speed_args(parser: Any) -> None:
+    """The embedded experiments' GRPO speed options (quickstart, compare): both keep the sampling
+    distribution and the gradient (docs/performance.md), so they are on by default there."""
+    parser.add_argument("--hf-decode", default="compact", choices=["compact", "generate"],
+                        help="GRPO rollouts: compact (finished rows leave the batch and its KV cache; the same "
+                             "distribution, cost follows the generated tokens) or transformers' generate")
+    parser.add_argument("--update-split", type=int, default=4,
+                        help="GRPO update: this many length-sorted pieces per batch, each trimmed to its longest row "
+                             "(split_by_length: the same gradient with less padding; 1 = one padded batch)")
+
+
+def grpo_speed_fields(args: Any) -> dict[str, Any]:
+    """``GRPOConfig`` fields of :func:`add_grpo_speed_args`'s options."""
+    return {"hf_decode": args.hf_decode, "split_by_length": args.update_split}
+
+
 def _binomial_se(p: float, n: int) -> float:
     """Standard error of an accuracy over ``n`` independent samples."""
     return (p * (1 - p) / n) ** 0.5 if n > 0 else float("nan")

@@ -30,6 +30,8 @@ def test_quickstart_writes_its_report(tmp_path):
     # the default task's behaviour (the skip-a-step slip) and the accuracy's standard error are reported
     assert report["task"] == "overthink_slip"
     assert all(0 <= r["slip"] <= 1 and r["accuracy_se"] >= 0 for r in report["rows"])
+    # the GRPO stage ran with the embedded experiments' speed settings, and the report says so
+    assert (report["hf_decode"], report["update_split"]) == ("compact", 4)
 
 
 def test_quickstart_async_rollouts_run_one_step_behind(tmp_path):
