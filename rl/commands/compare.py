@@ -170,7 +170,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="torch threads (1 is fastest for the tiny model and safe on a shared machine)")
     p.add_argument("--jobs", type=int, default=1,
                    help="train and evaluate this many methods at once, each in its own process with --threads "
-                        "threads (2 on 2 cores: ~half the wall time); the results equal a --jobs 1 run's")
+                        "threads (2 on 2 cores: ~half the wall time); the results equal a --jobs 1 run's. The SFT "
+                        "stage before them runs alone on --threads x --jobs threads")
     from rl.eval.efficiency import add_grpo_speed_args
 
     add_grpo_speed_args(p)
@@ -406,10 +407,16 @@ def main(argv=None) -> int:
             GRPOConfig(model=str(out), dataset=f"task:{task}", **settings)
     t_all = time.time()
     model_dir = Path(args.model_dir) if args.model_dir else make_tiny_model(out / "tiny-model", seed=args.seed)
+    if args.jobs > 1 and args.threads > 0:  # the SFT stage runs alone: it takes the stages' cores
+        import os
+
+        torch.set_num_threads(min(os.cpu_count() or 1, args.threads * args.jobs))
     start = Path(args.sft_checkpoint) if args.sft_checkpoint else train_sft(args, model_dir, task, out)
     test_set = get_task_dataset(task, args.eval_problems, seed=args.seed + 1, split="test")
 
     results: dict[str, dict] = {"sft": evaluate(start, test_set, args, out / "sft_eval.json", task)}
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     infos, stage_results = run_stages(args, methods, start, task, out)
     results.update(stage_results)
 
