@@ -18,7 +18,9 @@ def test_bench_sft_reports_every_variant_and_less_padding_with_more_pieces(tmp_p
     out = tmp_path / "bench.json"
     assert main(["--steps", "1", "--batch-size", "8", "--threads", "1", "--out", str(out)]) == 0
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"plain", "split_by_length=2", "split_by_length=4", "group_by_length"}
+    assert set(results) == {"plain", "split_by_length=2", "split_by_length=4", "group_by_length",
+                            "split_by_length=4 + bf16"}
     pad = {k: v["padding_share"] for k, v in results.items()}
     assert pad["plain"] > pad["split_by_length=2"] > pad["split_by_length=4"] >= 0
+    assert pad["split_by_length=4 + bf16"] == pad["split_by_length=4"]  # the same batches, only the precision differs
     assert all(v["s_per_step"] > 0 for v in results.values())
