@@ -318,7 +318,11 @@ def run_seeds(run_one, argv: list[str], args: Any) -> int:
     rows = aggregate_seeds(per_seed)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     meta = {**metas[0], "seeds": list(range(args.seed, args.seed + args.seeds)), "total_seconds": time.time() - t0,
-            "seed_dirs": [f"seed{k}" for k in range(args.seed, args.seed + args.seeds)]}
+            "seed_dirs": [f"seed{k}" for k in range(args.seed, args.seed + args.seeds)],
+            # every seed's stages trained by an earlier invocation, not only the first seed's
+            "reused_stages": [f"seed{k}/{m}" for k, m_ in zip(range(args.seed, args.seed + args.seeds), metas)
+                              for m in m_.get("reused_stages") or []],
+            "seed_seconds": [m_.get("total_seconds") for m_ in metas]}
     for key in ("command", "train", "seed"):
         meta.pop(key, None)
     write_run_outputs(rows, out, meta, command="parsimony compare " + " ".join(shlex.quote(a) for a in argv))

@@ -142,6 +142,11 @@ def test_compare_seeds_mode_end_to_end(tmp_path):
     assert by["gfpo"]["approx_rollouts"] == 2 * by["grpo"]["approx_rollouts"]  # 2 x G generated per prompt
     meta = json.loads((out / "summary_meta.json").read_text())
     assert meta["seeds"] == [5, 6] and "--seeds 2" in meta["command"] and meta["machine"]
+    assert meta["reused_stages"] == [] and len(meta["seed_seconds"]) == 2  # every stage trained by this invocation
+    # a rerun reuses every seed's stages, and the page says which
+    assert main(args) == 0
+    meta = json.loads((out / "summary_meta.json").read_text())
+    assert meta["reused_stages"] == [f"seed{k}/{m}" for k in (5, 6) for m in ("grpo", "gfpo")]
     assert (out / "plot.png").stat().st_size > 1000 and "frontier" in (out / "leaderboard.md").read_text()
 
 
