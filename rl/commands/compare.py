@@ -305,7 +305,7 @@ def run_stages(args, methods: list[str], start: Path, task: str, out: Path) -> t
     if jobs <= 1:
         for m in methods:
             infos[m], results[m] = method_stage(args, m, start, task, out)
-            _report_stage(m, results[m])
+            _report_stage(m, results[m], infos[m])
         return infos, results
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -330,8 +330,8 @@ def run_stages(args, methods: list[str], start: Path, task: str, out: Path) -> t
     return {m: infos[m] for m in methods}, {m: results[m] for m in methods}
 
 
-def _report_stage(m: str, res: dict, info: dict | None = None) -> None:
-    took = f" ({info['seconds']:.0f} s)" if info and "seconds" in info and not info.get("reused") else ""
+def _report_stage(m: str, res: dict, info: dict) -> None:
+    took = f" ({info['seconds']:.0f} s)" if "seconds" in info and not info.get("reused") else ""
     print(f"[compare] {m}{took}: greedy acc {res['greedy']['accuracy']:.3f}, tokens {res['greedy']['mean_tokens']:.1f}",
           flush=True)
 
