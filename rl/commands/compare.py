@@ -271,17 +271,14 @@ def evaluate(path: Path, test_set, args, cache: Path, task: str) -> dict:
     return res
 
 
-def method_stage(args, name: str, start: Path, task: str, out: Path) -> tuple[dict, dict]:
-    """Train one method from ``start`` and evaluate it on the held-out set: ``(train info, evaluation)``.
+def method_stage(args, name: str, start: Path, test_set, task: str, out: Path) -> tuple[dict, dict]:
+    """Train one method from ``start`` and evaluate it on ``test_set``: ``(train info, evaluation)``.
     Both are cached in ``out/<name>``, so a stage that finished survives a crash of another."""
-    from curriculum.tasks import get_task_dataset
-
-    test_set = get_task_dataset(task, args.eval_problems, seed=args.seed + 1, split="test")
     final, info = train_method(args, name, start, task, out)
     return info, evaluate(final, test_set, args, out / name / "eval.json", task)
 
 
-def _method_stage_in_worker(args, name: str, start: Path, task: str, out: Path) -> tuple[dict, dict]:
+def _method_stage_in_worker(args, name: str, start: Path, test_set, task: str, out: Path) -> tuple[dict, dict]:
     """:func:`method_stage` in a ``--jobs`` worker process: its own torch threads, its output in
     ``out/<name>/stage.log`` (two trainers' progress lines would interleave on one terminal)."""
     import contextlib
@@ -292,10 +289,10 @@ def _method_stage_in_worker(args, name: str, start: Path, task: str, out: Path) 
     (out / name).mkdir(parents=True, exist_ok=True)
     with open(out / name / "stage.log", "w", buffering=1) as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
-        return method_stage(args, name, start, task, out)
+        return method_stage(args, name, start, test_set, task, out)
 
 
-def run_stages(args, methods: list[str], start: Path, task: str, out: Path) -> tuple[dict, dict]:
+def run_stages(args, methods: list[str], start: Path, test_set, task: str, out: Path) -> tuple[dict, dict]:
     """Every method's stage: one after another, or with ``--jobs N`` in N spawned worker processes.
     Each stage seeds its own trainer and evaluation, so a worker's results equal an in-process run's.
     A failed stage is reported by name once the others have finished (their stages stay cached)."""
@@ -304,7 +301,7 @@ def run_stages(args, methods: list[str], start: Path, task: str, out: Path) -> t
     jobs = min(args.jobs, len(methods))
     if jobs <= 1:
         for m in methods:
-            infos[m], results[m] = method_stage(args, m, start, task, out)
+            infos[m], results[m] = method_stage(args, m, start, test_set, task, out)
             _report_stage(m, results[m], infos[m])
         return infos, results
     import multiprocessing
@@ -313,7 +310,7 @@ def run_stages(args, methods: list[str], start: Path, task: str, out: Path) -> t
     failed: dict[str, BaseException] = {}
     print(f"[compare] {len(methods)} stages in {jobs} processes x {args.threads} thread(s); logs: {out}/<method>/stage.log")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_method_stage_in_worker, args, m, start, task, out): m for m in methods}
+        futures = {pool.submit(_method_stage_in_worker, args, m, start, test_set, task, out): m for m in methods}
         for fut in as_completed(futures):
             m = futures[fut]
             try:
@@ -417,7 +414,7 @@ def main(argv=None) -> int:
     results: dict[str, dict] = {"sft": evaluate(start, test_set, args, out / "sft_eval.json", task)}
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    infos, stage_results = run_stages(args, methods, start, task, out)
+    infos, stage_results = run_stages(args, methods, start, test_set, task, out)
     results.update(stage_results)
 
     summary = []
