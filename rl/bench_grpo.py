@@ -78,7 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "before/after")
     p.add_argument("--parts", action="store_true",
                    help="instead: each optimisation alone, before/after in one process (rollout: generate vs compact; "
-                        "update: one padded pass vs split_by_length 4), written to DIR/parts.json")
+                        "update: one padded pass vs split_by_length 4; optimizer: AdamW loop vs fused), written to "
+                        "DIR/parts.json")
     p.add_argument("--worker", default=None, choices=FRAMEWORKS, help=argparse.SUPPRESS)
     p.add_argument("--result", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -225,10 +226,12 @@ def bench_parts(args, model_dir: Path, repeats: int = 5) -> dict[str, Any]:
     (``repeats`` pairs), so that slow load changes hit both: the rollout of one step's prompts with
     ``generate`` vs the compact loop, and the update's forward + backward of one fixed batch as one
     padded pass vs ``split_by_length`` 4 trimmed pieces (a batch of the trainer's own sampling, whatever
-    ``--lengths`` says: forced lengths leave nothing to trim). Median seconds of each and the ratio."""
+    ``--lengths`` says: forced lengths leave nothing to trim), and one AdamW step over the model's
+    parameters with the for-loop (``optim: adamw_torch``) vs the fused kernel (``adamw_torch_fused``).
+    Median seconds of each and the ratio."""
     import torch
 
-    from rl.config import GRPOConfig
+    from rl.config import OPTIMIZERS, GRPOConfig
     from rl.grpo_trainer import GRPOTrainer
     from rl.losses import aggregation_denominator, term_denominators
     from rl.update_padding import length_sorted_chunks, trim_padding
@@ -272,14 +275,25 @@ def bench_parts(args, model_dir: Path, repeats: int = 5) -> dict[str, Any]:
                 loss, _ = trainer._micro_loss(trim_padding(mb) if pieces > 1 else mb, dens, kl_den)
                 loss.backward()
             upd[name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in {**gen, **upd}.items()}
+    # the last backward's gradients; each optimizer keeps its own state (both step the same weights)
+    opts = {name: torch.optim.AdamW(trainer.model.parameters(), lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                    eps=cfg.adam_epsilon, **kw) for name, kw in OPTIMIZERS.items()}
+    opt: dict[str, list[float]] = {name: [] for name in opts}
+    for _ in range(repeats):
+        for name, o in opts.items():
+            t0 = time.perf_counter()
+            o.step()
+            opt[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in {**gen, **upd, **opt}.items()}
     lengths = batch.completion_lengths.float()
     return {
         "rollout_s": {k: med[k] for k in gen}, "rollout_tokens": {k: statistics.mean(v) for k, v in tokens.items()},
         "rollout_ratio": med["compact"] / med["generate"],
         "update_fwd_bwd_s": {k: med[k] for k in upd}, "update_ratio": med["split_by_length_4"] / med["one_pass"],
+        "optimizer_step_s": {k: med[k] for k in opt},
+        "optimizer_ratio": med["adamw_torch_fused"] / med["adamw_torch"],
         "padding_share": float(1 - lengths.sum() / (lengths.max() * len(lengths))), "repeats": repeats,
-        "raw": {**gen, **upd},
+        "raw": {**gen, **upd, **opt},
     }
 
 
@@ -412,13 +426,15 @@ def main(argv=None) -> int:
     if args.parts:
         parts = {name: bench_parts(args, d) for name, d in models.items()}
         (out / "parts.json").write_text(json.dumps({"parts": parts, "machine": machine(), "args": vars(args)}, indent=1))
-        print("| model | rollout generate s | compact s | ratio | update 1 pass s | 4 pieces s | ratio | padding |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| model | rollout generate s | compact s | ratio | update 1 pass s | 4 pieces s | ratio | padding "
+              "| AdamW loop s | fused s | ratio |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for name, p in parts.items():
             print(f"| {name} | {p['rollout_s']['generate']:.3f} | {p['rollout_s']['compact']:.3f} | "
                   f"{p['rollout_ratio']:.2f} | {p['update_fwd_bwd_s']['one_pass']:.3f} | "
                   f"{p['update_fwd_bwd_s']['split_by_length_4']:.3f} | {p['update_ratio']:.2f} | "
-                  f"{100 * p['padding_share']:.0f}% |")
+                  f"{100 * p['padding_share']:.0f}% | {p['optimizer_step_s']['adamw_torch']:.4f} | "
+                  f"{p['optimizer_step_s']['adamw_torch_fused']:.4f} | {p['optimizer_ratio']:.2f} |")
         return 0
     sizes: dict[str, dict] = {}
     for name, d in models.items():

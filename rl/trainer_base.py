@@ -19,7 +19,7 @@ import torch
 
 from rl import checkpoint as ckpt_lib
 from rl import role_adapters, sharding
-from rl.config import TrainConfig
+from rl.config import OPTIMIZERS, TrainConfig
 from rl.modeling import apply_lora, is_peft_model, load_model, load_tokenizer, merged_copy
 from rl.tracking import Tracker
 
@@ -69,6 +69,7 @@ class BaseTrainer:
             betas=(args.adam_beta1, args.adam_beta2),
             eps=args.adam_epsilon,
             weight_decay=args.weight_decay,
+            **OPTIMIZERS[args.optim],
         )
         from transformers import get_scheduler
 

@@ -157,3 +157,28 @@ def test_bf16_on_a_cpu_without_native_bf16_is_detected_for_the_warning():
     assert cpu_lacks_native_bf16(avx2) is True
     assert cpu_lacks_native_bf16(sapphire) is False
     assert cpu_lacks_native_bf16("no flags here") is False  # unknown: no warning
+
+
+def test_fused_adamw_takes_the_same_step_as_the_loop(tiny_model_dir, tmp_path):
+    runs = {}
+    for optim in ("adamw_torch", "adamw_torch_fused"):
+        cfg = make_cfg(tiny_model_dir, tmp_path / optim, optim=optim, max_steps=2)
+        trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset())
+        assert trainer.optimizer.optimizer.defaults["fused"] is (True if optim.endswith("fused") else None)
+        before = params(trainer)
+        trainer.train()
+        runs[optim] = (before, params(trainer))
+    (b0, loop), (b1, fused) = runs["adamw_torch"], runs["adamw_torch_fused"]
+    assert all(torch.equal(b0[k], b1[k]) for k in b0)
+    moved = max(float((loop[k] - b0[k]).abs().max()) for k in b0)
+    assert moved > 1e-4  # lr 1e-3: the two steps really moved the weights
+    assert all(torch.allclose(loop[k], fused[k], atol=1e-6, rtol=0) for k in loop)
+
+
+def test_an_unknown_optimizer_is_refused_by_name(tiny_model_dir, tmp_path):
+    import pytest
+
+    from rl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="optim.*adamw_8bit.*adamw_torch_fused"):
+        make_cfg(tiny_model_dir, tmp_path, optim="adamw_8bit")

@@ -41,6 +41,22 @@ def test_bench_grpo_step_writes_ratio_ours_trl_and_settings(tmp_path):
     assert s["min_new_tokens"] == 6 and "differences" in s and s["machine"]["nproc"] >= 1
 
 
+@pytest.mark.slow
+def test_bench_parts_writes_each_before_after_on_the_same_work(tmp_path):
+    main = runpy.run_path(str(REPO / "scripts" / "bench_grpo_step.py"), run_name="bench")["main"]
+    argv = ["--parts", "--out", str(tmp_path), "--prompts-per-step", "2", "--num-generations", "2",
+            "--max-completion-length", "6", "--train-examples", "16"]
+    assert main(argv) == 0
+    p = json.loads((tmp_path / "parts.json").read_text())["parts"]["tiny"]
+    # forced lengths: both decoders make every completion 6 tokens, and no update piece has padding
+    assert p["rollout_tokens"] == {"generate": 2 * 2 * 6, "compact": 2 * 2 * 6}
+    assert p["padding_share"] == 0
+    for key in ("rollout_s", "update_fwd_bwd_s", "optimizer_step_s"):
+        assert all(v > 0 for v in p[key].values()) and len(p[key]) == 2
+    assert set(p["optimizer_step_s"]) == {"adamw_torch", "adamw_torch_fused"}
+    assert all(len(v) == p["repeats"] for v in p["raw"].values())
+
+
 def test_scaling_slopes_are_log_log_least_squares():
     from rl.bench_flops import update_flops
     from rl.bench_scaling import growth_slope, slope
