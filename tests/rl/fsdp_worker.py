@@ -66,7 +66,7 @@ def run_grpo(a, out: Path):
         model=a.model, output_dir=str(out / "run"), num_generations=2, per_device_train_batch_size=4,
         max_completion_length=8, max_steps=a.steps, learning_rate=1e-3, report_to=["jsonl"], save_final=a.export,
         seed=3, disable_progress_bar=True, save_steps=a.save_steps, save_total_limit=0, beta=a.beta,
-        resume_from_checkpoint=a.resume, bf16=a.bf16,
+        resume_from_checkpoint=a.resume, bf16=a.bf16, optim=a.optim,
     )
     funcs = [token_sum_reward]
     if a.lora:  # the reference is the policy with its adapters off
@@ -139,6 +139,7 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--eval", action="store_true")
     p.add_argument("--lora", action="store_true")
+    p.add_argument("--optim", default="adamw_torch")
     a = p.parse_args()
     torch.set_num_threads(1)
     out = Path(a.out)

@@ -59,6 +59,15 @@ def test_grpo_under_fsdp2_shards_the_policy_and_the_reference_and_matches_ddp(gr
         assert a["kl"] == pytest.approx(b["kl"], rel=1e-3, abs=1e-7)
 
 
+def test_fused_adamw_steps_sharded_parameters_like_the_loop(grpo_runs, tiny_model_dir):
+    root, (_, params, _), _ = grpo_runs
+    common = ["--steps", "4", "--save_steps", "2", "--beta", "0.04", "--export", "--eval"]
+    ranks, fused, start = _launch(tiny_model_dir, root / "fsdp-fused", FSDP, *common, "--optim", "adamw_torch_fused", port=9)
+    assert all(r["params_sharded"] for r in ranks)
+    assert _max_diff(fused, start) > 1e-3  # trained
+    assert _max_diff(fused, params) < 1e-5, _max_diff(fused, params)
+
+
 def test_the_consolidated_export_loads_with_from_pretrained(grpo_runs):
     from transformers import AutoModelForCausalLM
 
