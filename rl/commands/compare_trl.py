@@ -64,6 +64,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-batch-size", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--ours-overrides", default="{}",
+                   help="JSON GRPOConfig fields for parsimony's run only, e.g. the speed options that keep the "
+                        "distribution and the gradient: '{\"hf_decode\": \"compact\", \"split_by_length\": 4, "
+                        "\"async_rollouts\": true}' (the shared settings have their own flags and are refused here)")
     return p.parse_args(argv)
 
 
@@ -128,6 +132,28 @@ def shared_settings(args) -> dict[str, Any]:
     }
 
 
+def ours_overrides(args) -> dict[str, Any]:
+    """``--ours-overrides`` as a dict: a JSON object of GRPOConfig fields, none of them a shared setting."""
+    import dataclasses
+
+    from rl.config import GRPOConfig
+
+    try:
+        over = json.loads(args.ours_overrides)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"error: --ours-overrides is not valid JSON ({e.msg}): {args.ours_overrides!r}") from None
+    if not isinstance(over, dict):
+        raise SystemExit(f"error: --ours-overrides must be a JSON object, got {args.ours_overrides!r}")
+    unknown = sorted(set(over) - {f.name for f in dataclasses.fields(GRPOConfig)})
+    if unknown:
+        raise SystemExit(f"error: --ours-overrides: {unknown} are not GRPOConfig fields")
+    shared = sorted(set(over) & set(shared_settings(args)))
+    if shared:
+        raise SystemExit(f"error: --ours-overrides: {shared} are shared settings; set them for both frameworks "
+                         "with their own flags")
+    return over
+
+
 def train_parsimony(args, start: Path, dataset, out: Path) -> dict[str, Any]:
     from rl.config import GRPOConfig
     from rl.grpo_trainer import GRPOTrainer
@@ -137,7 +163,8 @@ def train_parsimony(args, start: Path, dataset, out: Path) -> dict[str, Any]:
         model=str(start), dataset=f"task:{args.task}", dataset_num_examples=args.train_examples,
         dataset_kwargs=json.loads(args.dataset_kwargs), reward_funcs=["accuracy"], loss_type="clipped",
         advantage_estimator="grpo", output_dir=str(out), report_to=["jsonl"], logging_steps=1,
-        save_total_limit=1, run_name="compare-trl-parsimony", disable_progress_bar=True, **s,
+        save_total_limit=1, run_name="compare-trl-parsimony", disable_progress_bar=True,
+        **s, **ours_overrides(args),
     )
     trainer = GRPOTrainer(cfg.model, args=cfg, train_dataset=dataset)
     t0 = time.time()
@@ -253,6 +280,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: --dataset_kwargs is not valid JSON ({e.msg}): {args.dataset_kwargs!r}") from None
     if not isinstance(task_kwargs, dict):
         raise SystemExit(f"error: --dataset_kwargs must be a JSON object, got {args.dataset_kwargs!r}")
+    overrides = ours_overrides(args)  # checked before any training
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -301,7 +329,7 @@ def main(argv=None) -> int:
     settings = {**shared_settings(args), "task": args.task, "dataset_kwargs": task_kwargs,
                 "prompts_per_step": args.prompts_per_step, "eval_problems": args.eval_problems,
                 "train_examples": args.train_examples, "start": str(start), "reward": "accuracy",
-                "trl_loss_type": "dapo", "trl_use_vllm": False}
+                "trl_loss_type": "dapo", "trl_use_vllm": False, "parsimony_overrides": overrides}
     if "trl" in runs:
         settings["trl_effective"] = runs["trl"].get("trl_settings")
     summary = {"rows": rows, "settings": settings, "total_seconds": time.time() - t_all}
@@ -311,7 +339,8 @@ def main(argv=None) -> int:
           f"{args.prompts_per_step} prompts x G {args.num_generations}, lr {args.lr} "
           f"({args.warmup_steps} warmup steps, then constant), T {args.temperature}, "
           f"{args.max_completion_length} tokens; {len(test_set)} held-out problems "
-          f"(s.e. = binomial standard error)\n\n{text}\n")
+          f"(s.e. = binomial standard error)"
+          + (f"; parsimony only: `{json.dumps(overrides)}`" if overrides else "") + f"\n\n{text}\n")
     (out / "summary.md").write_text(md)
     print("\n## parsimony vs TRL\n")
     print(text)

@@ -47,6 +47,7 @@ def test_compare_trl_smoke(tiny_model_dir, tmp_path, capsys):
         "--max-completion-length", "16", "--warmup-steps", "1", "--train-examples", "16", "--eval-problems", "4",
         "--eval-batch-size", "8", "--out", str(out), "--threads", "1",
         "--dataset_kwargs", '{"redundancy": "none"}',
+        "--ours-overrides", '{"async_rollouts": true, "vllm_is_cap": 2.0, "hf_decode": "compact"}',
     ])
     assert code == 0
     printed = capsys.readouterr().out
@@ -73,6 +74,11 @@ def test_compare_trl_smoke(tiny_model_dir, tmp_path, capsys):
     assert summary["settings"]["loss_agg_mode"] == "token-mean" and summary["settings"]["dataset_kwargs"] == {
         "redundancy": "none"}
     assert "| trl | sampled |" in (out / "summary.md").read_text()
+    # the overrides reached parsimony's trainer only: its rollouts ran one step ahead
+    assert summary["settings"]["parsimony_overrides"]["async_rollouts"] is True
+    logged = [json.loads(x) for x in (out / "parsimony" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["async/staleness"] for r in logged if "async/staleness" in r] == [0.0, 1.0]
+    assert "async_rollouts" in (out / "summary.md").read_text()
 
 
 def test_compare_trl_rejects_bad_options(tmp_path):
@@ -82,6 +88,12 @@ def test_compare_trl_rejects_bad_options(tmp_path):
         main(["--frameworks", "parsimony,verl", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="dataset_kwargs"):
         main(["--dataset_kwargs", "{nope", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"ours-overrides: \['learning_rate'\] are shared settings"):
+        main(["--ours-overrides", '{"learning_rate": 1.0}', "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"ours-overrides: \['hf_decod'\] are not GRPOConfig fields"):
+        main(["--ours-overrides", '{"hf_decod": "compact"}', "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="ours-overrides must be a JSON object"):
+        main(["--ours-overrides", "[1]", "--out", str(tmp_path)])
 
 
 def test_compare_trl_is_a_subcommand():
