@@ -132,18 +132,23 @@ def shared_settings(args) -> dict[str, Any]:
     }
 
 
+def json_object(text: str, flag: str) -> dict[str, Any]:
+    """A command-line JSON object, or an error that names the flag."""
+    from rl.config_loading import ConfigError, parse_json_object
+
+    try:
+        return parse_json_object(text, flag)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def ours_overrides(args) -> dict[str, Any]:
     """``--ours-overrides`` as a dict: a JSON object of GRPOConfig fields, none of them a shared setting."""
     import dataclasses
 
     from rl.config import GRPOConfig
 
-    try:
-        over = json.loads(args.ours_overrides)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"error: --ours-overrides is not valid JSON ({e.msg}): {args.ours_overrides!r}") from None
-    if not isinstance(over, dict):
-        raise SystemExit(f"error: --ours-overrides must be a JSON object, got {args.ours_overrides!r}")
+    over = json_object(args.ours_overrides, "--ours-overrides")
     unknown = sorted(set(over) - {f.name for f in dataclasses.fields(GRPOConfig)})
     if unknown:
         raise SystemExit(f"error: --ours-overrides: {unknown} are not GRPOConfig fields")
@@ -274,12 +279,7 @@ def main(argv=None) -> int:
     bad = [f for f in frameworks if f not in FRAMEWORKS]
     if bad or not frameworks:
         raise SystemExit(f"error: --frameworks takes {', '.join(FRAMEWORKS)}; got {args.frameworks!r}")
-    try:
-        task_kwargs = json.loads(args.dataset_kwargs)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"error: --dataset_kwargs is not valid JSON ({e.msg}): {args.dataset_kwargs!r}") from None
-    if not isinstance(task_kwargs, dict):
-        raise SystemExit(f"error: --dataset_kwargs must be a JSON object, got {args.dataset_kwargs!r}")
+    task_kwargs = json_object(args.dataset_kwargs, "--dataset_kwargs")
     overrides = ours_overrides(args)  # checked before any training
     if args.threads > 0:
         torch.set_num_threads(args.threads)

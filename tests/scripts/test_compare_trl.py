@@ -92,7 +92,7 @@ def test_compare_trl_rejects_bad_options(tmp_path):
         main(["--ours-overrides", '{"learning_rate": 1.0}', "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"ours-overrides: \['hf_decod'\] are not GRPOConfig fields"):
         main(["--ours-overrides", '{"hf_decod": "compact"}', "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="ours-overrides must be a JSON object"):
+    with pytest.raises(SystemExit, match="ours-overrides: must be a JSON object"):
         main(["--ours-overrides", "[1]", "--out", str(tmp_path)])
 
 
