@@ -69,6 +69,7 @@ def sampling_params(n: int, sampling: SamplingConfig, seed: int | None = None) -
         include_stop_str_in_output=True,  # like HF: the stop string's tokens stay in the completion
         logprobs=0 if sampling.return_logprobs else None,  # 0 = only the sampled token's
         seed=seed,
+        min_tokens=sampling.min_new_tokens,  # no eos before that many tokens (benchmarks: equal lengths)
     )
     if sampling.greedy:
         kw.update(temperature=0.0)

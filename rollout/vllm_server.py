@@ -160,6 +160,8 @@ class VLLMServerEngine:
             body["stop"] = list(sampling.stop)
         if sampling.return_logprobs:
             body["logprobs"] = 0
+        if sampling.min_new_tokens > 0:  # vLLM's extra sampling parameter: no eos before that many tokens
+            body["min_tokens"] = sampling.min_new_tokens
         out = self._post("/v1/completions", body, what="generation request")
         return self._parse(out, prompt_ids, n, self.tokenizer)
 

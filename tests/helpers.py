@@ -83,3 +83,15 @@ def require_redis_server() -> str:
             pytest.fail(f"CI=true but {reason}")
         pytest.skip(reason)
     return exe
+
+
+def min_new_tokens_forces_every_length(engine, prompts):
+    """Sampling at T 2 (vLLM's maximum) ends some of 64 completions early with eos; ``min_new_tokens`` =
+    max makes every one exactly max tokens long (the benchmarks' equal-work setting)."""
+    from rollout.types import SamplingConfig
+
+    free = SamplingConfig(max_new_tokens=48, temperature=2.0)
+    lengths = [len(t.completion_ids) for g in engine.generate(prompts, 16, free) for t in g]
+    assert min(lengths) < 48, "the check needs completions that end early"
+    forced = engine.generate(prompts, 16, SamplingConfig(max_new_tokens=48, temperature=2.0, min_new_tokens=48))
+    assert all(len(t.completion_ids) == 48 and t.finish_reason == "length" for g in forced for t in g)

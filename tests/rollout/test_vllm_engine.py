@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rl.modeling import completion_logprobs
 from rollout.hf import HFEngine
 from rollout.types import SamplingConfig
+from tests.helpers import min_new_tokens_forces_every_length
 
 GREEDY = SamplingConfig(max_new_tokens=24, greedy=True, return_logprobs=True)
 
@@ -90,6 +91,10 @@ def test_stop_string_ends_the_completion(engine, vllm_model_dir):
     out = engine.generate(prompt, 1, SamplingConfig(max_new_tokens=24, greedy=True, stop=(stop,)))[0][0]
     assert out.finish_reason == "stop"
     assert out.text.endswith(stop) and len(out.completion_ids) < len(full.completion_ids)
+
+
+def test_min_new_tokens_forces_equal_lengths(engine, vllm_model_dir):
+    min_new_tokens_forces_every_length(engine, _prompts(_load(vllm_model_dir)[1]))
 
 
 def test_weight_sync_after_an_optimizer_step(engine, vllm_model_dir):

@@ -18,6 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.conftest import require_vllm
+from tests.helpers import min_new_tokens_forces_every_length
 from tests.rl.tests_helpers_grpo import make_cfg, make_dataset, params, token_sum_reward
 
 from rollout.hf import HFEngine
@@ -118,6 +119,14 @@ def test_generate_push_weights_then_outputs_follow_the_model(server, vllm_model_
     groups = engine.generate(prompts[:2], 3, SamplingConfig(max_new_tokens=8, temperature=1.0))
     assert [len(g) for g in groups] == [3, 3] and all(t.group_index == i for i, g in enumerate(groups) for t in g)
     assert not list(Path(engine._weights_dir).iterdir()), "the weights file is removed after each push"
+    engine.close()
+
+
+def test_min_new_tokens_reaches_the_server(server, vllm_model_dir):
+    model, tok = _load(vllm_model_dir)
+    engine = VLLMServerEngine(server.url, tok, timeout=120)
+    engine.sync_weights(model)
+    min_new_tokens_forces_every_length(engine, _prompts(tok))
     engine.close()
 
 
