@@ -1,4 +1,7 @@
-"""GRPO step time on identical work: parsimony's ``GRPOTrainer`` against TRL's (``use_vllm=False``).
+"""GRPO step time on identical work: parsimony's ``GRPOTrainer`` against TRL's, both with HF
+``generate`` rollouts (``--engine hf``, TRL ``use_vllm=False``) or both with a colocated vLLM
+(``--engine vllm``, TRL ``use_vllm=True``, ``vllm_mode="colocate"``; the same GPU memory share and
+token-level truncated IS cap on both sides).
 
     python scripts/bench_grpo_step.py --out DIR [--sizes tiny,small] [--steps 4] [--warmup 1] [--rounds 2]
 
@@ -13,7 +16,7 @@ Both get the same weights, dataset rows, prompts per step, G, max completion len
 (token-mean = TRL's ``dapo``), optimizer and clipping, fp32, no gradient checkpointing (TRL
 defaults it on; it is switched off here, a recompute that parsimony does not do would flatter us).
 With ``--lengths forced`` (the default) every completion is exactly ``max_completion_length``
-tokens (``min_new_tokens`` = max on both sides), so both do the same number of tokens; with
+tokens (``min_new_tokens`` = max on both sides, vLLM's ``min_tokens``), so both do the same number of tokens; with
 ``natural`` the lengths are whatever the model samples, and tokens/s is the fair figure.
 
 A step is the wall time between the ends of two consecutive optimizer steps of the trainer's own
@@ -67,6 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=0.0)
     p.add_argument("--num-iterations", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (1 on a shared machine)")
+    p.add_argument("--engine", default="hf", choices=["hf", "vllm"],
+                   help="rollouts on both sides: hf (transformers; TRL use_vllm=False) or vllm (colocated in the "
+                        "trainer's process on both sides: parsimony engine vllm, TRL use_vllm=True vllm_mode colocate)")
+    p.add_argument("--vllm-gpu-memory-utilization", type=float, default=0.3,
+                   help="--engine vllm: the GPU memory share of each side's colocated vLLM (TRL's default)")
+    p.add_argument("--vllm-is-cap", type=float, default=2.0,
+                   help="--engine vllm: token-level truncated IS cap on both sides (parsimony vllm_is_cap; TRL "
+                        "vllm_importance_sampling_mode token_truncate with this clip_max)")
     p.add_argument("--train-examples", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ours-overrides", default="{}",
@@ -104,6 +115,23 @@ def _dataset(args):
     return load_dataset_spec(f"task:{args.task}", "train", args.train_examples, args.seed, {})
 
 
+def _ours_engine_fields(args) -> dict[str, Any]:
+    """GRPOConfig fields of ``--engine`` (the HF engine is the default)."""
+    if args.engine == "hf":
+        return {}
+    return {"engine": "vllm", "rollout_mode": "colocate", "vllm_gpu_memory_utilization": args.vllm_gpu_memory_utilization,
+            "vllm_is_cap": args.vllm_is_cap}
+
+
+def _trl_engine_fields(args) -> dict[str, Any]:
+    """TRL GRPOConfig fields of ``--engine``, the same settings as :func:`_ours_engine_fields`."""
+    if args.engine == "hf":
+        return {"use_vllm": False}
+    return {"use_vllm": True, "vllm_mode": "colocate", "vllm_gpu_memory_utilization": args.vllm_gpu_memory_utilization,
+            "vllm_importance_sampling_correction": True, "vllm_importance_sampling_mode": "token_truncate",
+            "vllm_importance_sampling_clip_max": args.vllm_is_cap}
+
+
 def _min_new_tokens(args) -> int:
     return args.max_completion_length if args.lengths == "forced" else 0
 
@@ -123,7 +151,7 @@ def run_ours(args, model_dir: Path, out: Path) -> dict[str, Any]:
     cfg = GRPOConfig(model=str(model_dir), dataset=f"task:{args.task}", reward_funcs=["accuracy"],
                      loss_type="clipped", advantage_estimator="grpo", output_dir=str(out), report_to=[],
                      logging_steps=1, save_final=False, disable_progress_bar=True, num_threads=args.threads,
-                     **s, **json.loads(args.ours_overrides))
+                     **s, **{**_ours_engine_fields(args), **json.loads(args.ours_overrides)})
     trainer = GRPOTrainer(cfg.model, args=cfg, train_dataset=_dataset(args))
     trainer.sampling = dataclasses.replace(trainer.sampling, min_new_tokens=_min_new_tokens(args))
     ends: list[float] = []
@@ -176,24 +204,27 @@ def run_trl(args, model_dir: Path, out: Path) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     s = settings(args)
-    extra: dict[str, Any] = {}
-    if _min_new_tokens(args):
-        extra["generation_kwargs"] = {"min_new_tokens": _min_new_tokens(args)}
+    extra: dict[str, Any] = _trl_engine_fields(args)
+    if _min_new_tokens(args):  # transformers' generate name, or vLLM SamplingParams'
+        extra["generation_kwargs"] = {"min_tokens" if args.engine == "vllm" else "min_new_tokens": _min_new_tokens(args)}
     cfg = trl_config(TRLConfig, s, out, logging_steps=1, gradient_checkpointing=False, **extra)
     model = load_model(str(model_dir))
     tok = load_tokenizer(str(model_dir))
     ends: list[float] = []
     gen_times: list[float] = []
-    generate = model.generate
+    sync_times: list[float] = []
 
-    def timed_generate(*a, **k):  # TRL's HF path calls the model's own generate()
-        t0 = time.perf_counter()
-        try:
-            return generate(*a, **k)
-        finally:
-            gen_times.append(time.perf_counter() - t0)
+    def timed(fn, into: list[float]):
+        def call(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                into.append(time.perf_counter() - t0)
+        return call
 
-    model.generate = timed_generate
+    if args.engine == "hf":  # TRL's HF path calls the model's own generate()
+        model.generate = timed(model.generate, gen_times)
 
     class StepClock(TrainerCallback):
         def on_step_end(self, *a, **k):
@@ -201,18 +232,28 @@ def run_trl(args, model_dir: Path, out: Path) -> dict[str, Any]:
 
     trainer = TRLTrainer(model=model, reward_funcs=[trl_reward("accuracy")], args=cfg, train_dataset=_dataset(args),
                          processing_class=tok, callbacks=[StepClock()])
+    if args.engine == "vllm":  # the colocated engine's generation and its weight sync after each step
+        vg = trainer.vllm_generation
+        vg.generate, vg.sync_weights = timed(vg.generate, gen_times), timed(vg.sync_weights, sync_times)
     start = time.perf_counter()
     trainer.train()
     times = _step_times(start, ends, args.warmup)
     logs = [h for h in trainer.state.log_history if "completions/mean_length" in h][args.warmup:]
     tokens = [h["completions/mean_length"] * s["per_device_train_batch_size"] for h in logs]
-    rollout = statistics.median(gen_times[args.warmup:]) if len(gen_times) > args.warmup else float("nan")
+    breakdown = {"rollout": _median_after(gen_times, args.warmup)}
+    if args.engine == "vllm":
+        breakdown["weight_sync"] = _median_after(sync_times, args.warmup)
     effective = {k: getattr(trainer.args, k, None) for k in (
         "loss_type", "scale_rewards", "beta", "num_iterations", "top_k", "top_p", "temperature", "epsilon",
         "num_generations", "per_device_train_batch_size", "generation_batch_size", "steps_per_generation",
-        "max_completion_length", "use_vllm", "bf16", "gradient_checkpointing", "generation_kwargs")}
-    return {"step_times": times, "tokens_per_step": tokens, "breakdown": {"rollout": rollout},
-            "trl_effective": effective}
+        "max_completion_length", "use_vllm", "bf16", "gradient_checkpointing", "generation_kwargs", "vllm_mode",
+        "vllm_gpu_memory_utilization", "vllm_importance_sampling_mode", "vllm_importance_sampling_clip_max")}
+    return {"step_times": times, "tokens_per_step": tokens, "breakdown": breakdown, "trl_effective": effective}
+
+
+def _median_after(times: list[float], warmup: int) -> float:
+    """The median of the calls after the warm-up steps' (NaN when there are none)."""
+    return statistics.median(times[warmup:]) if len(times) > warmup else float("nan")
 
 
 def _step_times(start: float, ends: list[float], warmup: int) -> list[float]:
@@ -458,8 +499,8 @@ def main(argv=None) -> int:
         "settings": {**settings(args), "prompts_per_step": args.prompts_per_step, "lengths": args.lengths,
                      "min_new_tokens": _min_new_tokens(args), "timed_steps": args.steps, "warmup_steps_untimed":
                      args.warmup, "rounds": args.rounds, "threads": args.threads, "task": args.task,
-                     "reward": "accuracy", "dtype": "float32", "gradient_checkpointing": False, "engine": "hf",
-                     "trl_use_vllm": False, "trl_loss_type": "dapo", "models": {k: str(v) for k, v in models.items()},
+                     "reward": "accuracy", "dtype": "float32", "gradient_checkpointing": False, "engine": args.engine,
+                     "trl_use_vllm": args.engine == "vllm", "trl_loss_type": "dapo", "models": {k: str(v) for k, v in models.items()},
                      "differences": differences, "machine": machine()},
     }
     (out / "bench.json").write_text(json.dumps(report, indent=1, default=str))

