@@ -1,6 +1,6 @@
 """Build the embedded tiny Qwen2 model + tokenizer: ``parsimony make-tiny-model --out DIR``.
 
-    python scripts/make_tiny_model.py --out outputs/tiny-model [--size tiny|small] [--seed 0]
+    python scripts/make_tiny_model.py --out outputs/tiny-model [--size tiny|small|0.5b] [--seed 0]
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import json
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="parsimony make-tiny-model", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output directory (created if missing)")
-    p.add_argument("--size", default="tiny", choices=["tiny", "small"], help="tiny ~1M params, small ~10M params")
+    p.add_argument("--size", default="tiny", choices=["tiny", "small", "0.5b"],
+                   help="tiny ~1M params, small ~10M params, 0.5b ~0.36B (Qwen2.5-0.5B's layers; for GPU benchmarks)")
     p.add_argument("--seed", type=int, default=0, help="seed for the tokenizer corpus and the weight init")
     return p.parse_args(argv)
 

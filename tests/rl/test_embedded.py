@@ -160,6 +160,21 @@ def test_param_counts(tokenizer):
         build_model(tokenizer, "huge")
 
 
+def test_the_half_billion_size_has_qwen25_05b_layers(tokenizer):
+    from transformers import Qwen2ForCausalLM
+
+    from rl.embedded import model_config
+
+    config = model_config(tokenizer, "0.5b")
+    with torch.device("meta"):  # the shapes without allocating 1.4 GB
+        model = Qwen2ForCausalLM(config)
+    n = count_parameters(model)
+    # Qwen2.5-0.5B: 494M parameters, of which 136M are its 151,936 x 896 embedding
+    assert abs(n - (494_032_768 - 151_936 * 896)) / n < 0.01, n
+    assert (config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (24, 896, 4864)
+    assert config.vocab_size == len(tokenizer) and config.tie_word_embeddings
+
+
 def test_seeded_init(tokenizer):
     a = build_model(tokenizer, "tiny", seed=0).state_dict()
     b = build_model(tokenizer, "tiny", seed=0).state_dict()
