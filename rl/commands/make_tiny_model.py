@@ -10,9 +10,11 @@ import json
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from rl.embedded import MODEL_SIZES
+
     p = argparse.ArgumentParser(prog="parsimony make-tiny-model", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output directory (created if missing)")
-    p.add_argument("--size", default="tiny", choices=["tiny", "small", "0.5b"],
+    p.add_argument("--size", default="tiny", choices=list(MODEL_SIZES),
                    help="tiny ~1M params, small ~10M params, 0.5b ~0.36B (Qwen2.5-0.5B's layers; for GPU benchmarks)")
     p.add_argument("--seed", type=int, default=0, help="seed for the tokenizer corpus and the weight init")
     return p.parse_args(argv)
