@@ -5,9 +5,9 @@ Importing this package is cheap: sympy / math_verify load lazily (in grader work
 :mod:`rewards.registry`) or a ``"module.path:function"`` string. ``register_reward`` adds one.
 
 This package registers the method-independent rewards (accuracy, format). Method rewards
-(``rewards.decs``: ``decs_redundancy``; ``rewards.length``: ``length_penalty``,
+(``rewards.decs.reward``: ``decs_redundancy``; ``rewards.length.penalties``: ``length_penalty``,
 ``l1_target_length``, ``thinkprune``) register themselves when imported;
-``rl.methods.load_methods()`` imports them (the registry never imports a method).
+``rl.presets.load_methods()`` imports them (the registry never imports a method).
 """
 
 from __future__ import annotations

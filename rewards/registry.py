@@ -17,10 +17,10 @@ call (for a class or factory), or the function itself.
 Settings: a piece that reads ``method_kwargs`` declares the keys it knows (``settings=`` or a
 ``method_settings`` attribute: key -> default) and may give ``validate=`` (or a
 ``validate_method_settings`` attribute): ``fn(method_kwargs) -> None`` that raises ``ValueError``
-naming the key. The config checks both before any model loads (``rl/methods.py``).
+naming the key. The config checks both before any model loads (``rl/presets.py``).
 
 This module imports no reward implementation: method rewards (DECS, the length family) register
-themselves when their module is imported, and ``rl.methods.load_methods()`` imports them.
+themselves when their module is imported, and ``rl.presets.load_methods()`` imports them.
 """
 
 from __future__ import annotations

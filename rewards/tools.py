@@ -3,7 +3,7 @@
 ``tool_call_penalty``: ``-T`` with ``T = meta["tool_calls"]`` (the episode's tool round-trips,
 0 when absent). Weighted by ``lambda`` next to the accuracy reward it is the *coupled* baseline
 of HDPO's paper, ``r = r_acc - lambda * T`` under one group normalisation (presets
-``coupled_small`` / ``coupled_large`` in ``rl/hdpo.py``).
+``coupled_small`` / ``coupled_large`` in ``rl/methods/hdpo.py``).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def register_advantage(
 
     ``settings``: the ``cfg.method_kwargs`` keys the estimator reads, with their defaults;
     ``validate(method_kwargs)`` raises ``ValueError`` naming a bad key. Both are checked when
-    the config is built (``rl/methods.py``); they are kept on the function as
+    the config is built (``rl/presets.py``); they are kept on the function as
     ``method_settings`` / ``validate_method_settings``."""
 
     def deco(fn: AdvantageFn) -> AdvantageFn:

@@ -12,7 +12,7 @@ given on the command line replaces the recipe's value for that key; the others a
 
 ``method: <name>`` (GRPO) expands to a registered method preset; fields set explicitly (in the
 recipe, on the command line, or as keywords of ``GRPOConfig(...)``) win over it, and
-``method_kwargs`` is merged key by key over the preset's defaults (``rl/methods.py``).
+``method_kwargs`` is merged key by key over the preset's defaults (``rl/presets.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from rl.config_fields import ConfigError, _check, _non_default_fields, _TracksExplicitFields, check_rollout_fields
+from rl.config_fields import TracksExplicitFields, check, check_rollout_fields, non_default_fields
+from rl.errors import ConfigError
 
 __all__ = ["ConfigError", "GRPOConfig", "OPTIMIZERS", "SFTConfig", "TrainConfig", "load_config"]
 
@@ -31,7 +32,7 @@ OPTIMIZERS: dict[str, dict[str, Any]] = {"adamw_torch": {}, "adamw_torch_fused":
 
 
 @dataclass
-class TrainConfig(metaclass=_TracksExplicitFields):
+class TrainConfig(metaclass=TracksExplicitFields):
     """Settings shared by the SFT and GRPO trainers."""
 
     # --- model -----------------------------------------------------------------------
@@ -121,26 +122,26 @@ class TrainConfig(metaclass=_TracksExplicitFields):
     eval_num_examples: int = field(default=128, metadata={"help": "Held-out problems per evaluation."})
 
     def __post_init__(self) -> None:
-        _check(bool(self.model), "model", "is required (a local directory or a hub id)")
-        _check(self.learning_rate >= 0, "learning_rate", f"must be >= 0, got {self.learning_rate}")
-        _check(self.adam_epsilon > 0, "adam_epsilon", f"must be > 0, got {self.adam_epsilon}")
-        _check(self.optim in OPTIMIZERS, "optim", f"unknown optimizer {self.optim!r}; choose from {sorted(OPTIMIZERS)}")
-        _check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
-        _check(self.per_device_train_batch_size >= 1, "per_device_train_batch_size", "must be >= 1")
-        _check(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")
-        _check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
-        _check(self.logging_steps >= 1, "logging_steps", "must be >= 1")
-        _check(self.save_steps >= 0, "save_steps", "must be >= 0")
-        _check(self.save_total_limit >= 0, "save_total_limit", "must be >= 0")
-        _check(self.lora_r >= 1, "lora_r", "must be >= 1")
-        _check(self.eval_steps >= 0, "eval_steps", "must be >= 0")
-        _check(self.eval_num_examples >= 1, "eval_num_examples", "must be >= 1")
-        _check(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
+        check(bool(self.model), "model", "is required (a local directory or a hub id)")
+        check(self.learning_rate >= 0, "learning_rate", f"must be >= 0, got {self.learning_rate}")
+        check(self.adam_epsilon > 0, "adam_epsilon", f"must be > 0, got {self.adam_epsilon}")
+        check(self.optim in OPTIMIZERS, "optim", f"unknown optimizer {self.optim!r}; choose from {sorted(OPTIMIZERS)}")
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        check(self.per_device_train_batch_size >= 1, "per_device_train_batch_size", "must be >= 1")
+        check(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps", "must be >= 1")
+        check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
+        check(self.logging_steps >= 1, "logging_steps", "must be >= 1")
+        check(self.save_steps >= 0, "save_steps", "must be >= 0")
+        check(self.save_total_limit >= 0, "save_total_limit", "must be >= 0")
+        check(self.lora_r >= 1, "lora_r", "must be >= 1")
+        check(self.eval_steps >= 0, "eval_steps", "must be >= 0")
+        check(self.eval_num_examples >= 1, "eval_num_examples", "must be >= 1")
+        check(0 <= self.lora_dropout < 1, "lora_dropout", "must be in [0, 1)")
         if isinstance(self.report_to, str):
             self.report_to = [s.strip() for s in self.report_to.split(",") if s.strip()]
         valid = {"console", "jsonl", "wandb", "none", "all"}
         bad = [r for r in self.report_to if r not in valid]
-        _check(not bad, "report_to", f"unknown target(s) {bad}; choose from {sorted(valid)}")
+        check(not bad, "report_to", f"unknown target(s) {bad}; choose from {sorted(valid)}")
         if "all" in self.report_to:
             self.report_to = ["console", "jsonl", "wandb"]
         if "none" in self.report_to:
@@ -203,12 +204,12 @@ class SFTConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.max_length >= 8, "max_length", "must be >= 8")
-        _check(self.length_group_pool >= 1, "length_group_pool", "must be >= 1")
-        _check(self.split_by_length >= 1, "split_by_length", "must be >= 1")
-        _check(0 <= self.eval_holdout_fraction < 1, "eval_holdout_fraction", "must be in [0, 1)")
-        _check(self.eval_loss_num_examples >= 1, "eval_loss_num_examples", "must be >= 1")
-        _check(self.per_device_eval_batch_size >= 1, "per_device_eval_batch_size", "must be >= 1")
+        check(self.max_length >= 8, "max_length", "must be >= 8")
+        check(self.length_group_pool >= 1, "length_group_pool", "must be >= 1")
+        check(self.split_by_length >= 1, "split_by_length", "must be >= 1")
+        check(0 <= self.eval_holdout_fraction < 1, "eval_holdout_fraction", "must be in [0, 1)")
+        check(self.eval_loss_num_examples >= 1, "eval_loss_num_examples", "must be >= 1")
+        check(self.per_device_eval_batch_size >= 1, "per_device_eval_batch_size", "must be >= 1")
 
 
 @dataclass
@@ -390,18 +391,18 @@ class GRPOConfig(TrainConfig):
     )
 
     def __post_init__(self) -> None:
-        from rl.methods import apply_method
+        from rl.presets import apply_method
 
         # the preset first: the checks below see the expanded fields
-        apply_method(self, getattr(self, "_explicit_fields", None) or _non_default_fields(self))
+        apply_method(self, getattr(self, "_explicit_fields", None) or non_default_fields(self))
         super().__post_init__()
         G = self.num_generations
-        _check(G >= 2, "num_generations", f"must be >= 2 for group-relative advantages, got {G}")
+        check(G >= 2, "num_generations", f"must be >= 2 for group-relative advantages, got {G}")
         # the batch-size rule is about prompts: a group (all rollouts of one prompt) stays whole on one device
-        _check(self.prompts_per_step >= 0, "prompts_per_step", f"must be >= 0 (0 = derived), got {self.prompts_per_step}")
+        check(self.prompts_per_step >= 0, "prompts_per_step", f"must be >= 0 (0 = derived), got {self.prompts_per_step}")
         if self.prompts_per_step == 0:
             per_step = self.per_device_train_batch_size * self.gradient_accumulation_steps
-            _check(
+            check(
                 per_step % G == 0,
                 "per_device_train_batch_size",
                 f"x gradient_accumulation_steps ({self.per_device_train_batch_size} x "
@@ -409,49 +410,49 @@ class GRPOConfig(TrainConfig):
                 "so that groups stay whole on each device (or set prompts_per_step)",
             )
         check_rollout_fields(self)  # the engine and its settings (rl/config_fields.py)
-        _check(self.max_completion_length >= 1, "max_completion_length", "must be >= 1")
-        _check(self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
-        _check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        _check(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
-        _check(self.num_iterations >= 1, "num_iterations", "must be >= 1")
-        _check(self.epsilon > 0, "epsilon", "must be > 0")
+        check(self.max_completion_length >= 1, "max_completion_length", "must be >= 1")
+        check(self.max_prompt_length >= 1, "max_prompt_length", "must be >= 1")
+        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
+        check(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
+        check(self.num_iterations >= 1, "num_iterations", "must be >= 1")
+        check(self.epsilon > 0, "epsilon", "must be > 0")
         if self.epsilon_high is None:
             self.epsilon_high = self.epsilon
-        _check(self.epsilon_high > 0, "epsilon_high", "must be > 0")
-        _check(self.dual_clip_c is None or self.dual_clip_c > 1, "dual_clip_c", "must be > 1 (or unset)")
-        _check(self.importance_sampling_level in ("token", "sequence"), "importance_sampling_level",
+        check(self.epsilon_high > 0, "epsilon_high", "must be > 0")
+        check(self.dual_clip_c is None or self.dual_clip_c > 1, "dual_clip_c", "must be > 1 (or unset)")
+        check(self.importance_sampling_level in ("token", "sequence"), "importance_sampling_level",
                f"must be token | sequence, got {self.importance_sampling_level!r}")
-        _check(0 <= self.cispo_epsilon_low <= 1, "cispo_epsilon_low", f"must be in [0, 1], got {self.cispo_epsilon_low}")
-        _check(self.cispo_epsilon_high is None or self.cispo_epsilon_high >= 0, "cispo_epsilon_high", "must be >= 0 (or unset)")
-        _check(self.beta >= 0, "beta", "must be >= 0")
-        _check(self.scale_rewards in ("group", "batch", "none"), "scale_rewards", "must be group | batch | none")
+        check(0 <= self.cispo_epsilon_low <= 1, "cispo_epsilon_low", f"must be in [0, 1], got {self.cispo_epsilon_low}")
+        check(self.cispo_epsilon_high is None or self.cispo_epsilon_high >= 0, "cispo_epsilon_high", "must be >= 0 (or unset)")
+        check(self.beta >= 0, "beta", "must be >= 0")
+        check(self.scale_rewards in ("group", "batch", "none"), "scale_rewards", "must be group | batch | none")
         from rl.losses import AGG_MODES
 
-        _check(self.loss_agg_mode in AGG_MODES, "loss_agg_mode", f"must be one of {list(AGG_MODES)}")
-        _check(len(self.reward_funcs) >= 1, "reward_funcs", "needs at least one reward function")
+        check(self.loss_agg_mode in AGG_MODES, "loss_agg_mode", f"must be one of {list(AGG_MODES)}")
+        check(len(self.reward_funcs) >= 1, "reward_funcs", "needs at least one reward function")
         if self.reward_weights is not None:
-            _check(
+            check(
                 len(self.reward_weights) == len(self.reward_funcs),
                 "reward_weights",
                 f"has {len(self.reward_weights)} entries but reward_funcs has {len(self.reward_funcs)}",
             )
-        _check(self.reward_error_policy in ("raise", "skip_batch"), "reward_error_policy", "must be raise | skip_batch")
-        _check(
+        check(self.reward_error_policy in ("raise", "skip_batch"), "reward_error_policy", "must be raise | skip_batch")
+        check(
             self.nonfinite_reward_policy in ("raise", "zero", "skip_batch"),
             "nonfinite_reward_policy",
             "must be raise | zero | skip_batch",
         )
         if self.dynamic_sampling and self.sampler == "plain":
             self.sampler = "dynamic"
-        _check(self.max_generation_batches >= 1, "max_generation_batches", "must be >= 1")
-        _check(
+        check(self.max_generation_batches >= 1, "max_generation_batches", "must be >= 1")
+        check(
             self.dynamic_sampling_on_shortfall in ("train", "warn_skip"),
             "dynamic_sampling_on_shortfall",
             "must be train | warn_skip",
         )
-        _check(self.generation_batch_size >= 0, "generation_batch_size", "must be >= 0")
-        _check(self.max_turns >= 1, "max_turns", f"must be >= 1, got {self.max_turns}")
-        _check(self.max_episode_tokens >= 0, "max_episode_tokens", f"must be >= 0 (0 = max_completion_length), got {self.max_episode_tokens}")
+        check(self.generation_batch_size >= 0, "generation_batch_size", "must be >= 0")
+        check(self.max_turns >= 1, "max_turns", f"must be >= 1, got {self.max_turns}")
+        check(self.max_episode_tokens >= 0, "max_episode_tokens", f"must be >= 0 (0 = max_completion_length), got {self.max_episode_tokens}")
         if self.environment is not None:
             from rollout.episodes import get_environment
 
@@ -459,7 +460,7 @@ class GRPOConfig(TrainConfig):
                 get_environment(self.environment)
             except ValueError as e:
                 raise ConfigError(f"environment: {e}") from None
-        from rl.methods import validate_method_settings
+        from rl.presets import validate_method_settings
 
         # every registry name exists and every method_kwargs key is known, before any model loads
         validate_method_settings(self)

@@ -13,9 +13,9 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
-from rl.config import ConfigError, TrainConfig
+from rl.errors import ConfigError
 
-C = TypeVar("C", bound=TrainConfig)
+C = TypeVar("C")  # a config dataclass (rl.config.TrainConfig and its subclasses)
 
 
 def load_config(cls: type[C], argv: Sequence[str] | None = None) -> C:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from rl.config import ConfigError
+from rl.errors import ConfigError
 from rollout.types import RolloutEngine
 
 EngineBuilder = Callable[[Any, Any, Any, Any], RolloutEngine]

@@ -77,7 +77,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         self.args: GRPOConfig = args
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
-        from rl.methods import load_methods
+        from rl.presets import load_methods
 
         load_methods()  # a config that was unpickled rather than built has not loaded the methods yet
         self.advantage_fn = get_advantage(args.advantage_estimator)

@@ -39,7 +39,7 @@ LOG_RATIO_CLAMP = 20.0
 
 
 def _attach_settings(fn: Any, settings: "dict[str, Any] | None", validate: "Callable[[Any], None] | None") -> None:
-    """Keep a piece's ``method_kwargs`` keys (with defaults) and validator on it (``rl/methods.py`` reads them)."""
+    """Keep a piece's ``method_kwargs`` keys (with defaults) and validator on it (``rl/presets.py`` reads them)."""
     if settings is not None:
         fn.method_settings = dict(settings)
     if validate is not None:

@@ -48,7 +48,7 @@ def resolve_reward_funcs(funcs: Sequence[RewardFunc | str] | RewardFunc | str) -
     for f in funcs:
         if isinstance(f, str):
             from rewards import get_reward_func
-            from rl.methods import load_methods
+            from rl.presets import load_methods
 
             load_methods()  # method rewards (DECS, length family, plugins) register on import
             f = get_reward_func(f)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from rl.config import ConfigError, load_config
+from rl.config import load_config
+from rl.errors import ConfigError
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 

@@ -74,7 +74,7 @@ class Environment(Protocol):
     ``episode_meta() -> dict`` (counts merged into the trajectory's meta at the end).
 
     Environments that run sub-episodes (an M-GRPO planner whose ``executor`` tool runs an executor
-    episode, ``rollout/agents.py``) may also have ``bind_rollout(engine=, tokenizer=, sampling=)``,
+    episode, ``rollout/mgrpo/agents.py``) may also have ``bind_rollout(engine=, tokenizer=, sampling=)``,
     called once before ``reset`` with the loop's engine, and ``child_trajectories() -> list``: the
     sub-episodes' trajectories, added to the episode's group after the group's own ``n`` rollouts,
     each with the group's ``group_index`` and ``sub_group`` = its parent's position ``k`` in the
@@ -91,7 +91,7 @@ class Environment(Protocol):
 EnvFactory = Callable[..., Environment]
 ENVIRONMENTS: dict[str, EnvFactory] = {}
 # modules that register the built-in environments (imported on the first lookup that misses)
-BUILTIN_ENVIRONMENT_MODULES = ("rollout.tools", "rollout.agents")
+BUILTIN_ENVIRONMENT_MODULES = ("rollout.tools", "rollout.mgrpo.agents")
 
 
 def register_environment(name: str) -> Callable[[EnvFactory], EnvFactory]:

@@ -6,7 +6,7 @@ answers. The judge object is kept across steps, as in training.
 
     python scripts/bench_dead_judge.py [--items 128] [--steps 3] [--modes closed,hang] [--gap 0]
     # the code before the circuit breaker, for comparison:
-    git show <commit>:rewards/judges.py > /tmp/old_judges.py
+    git show <commit>:rewards/decs/judges.py > /tmp/old_judges.py
     python scripts/bench_dead_judge.py --judges-module /tmp/old_judges.py
 
 Prints one line per step and a JSON summary (seconds per step, requests, fallbacks, short-circuits).
@@ -47,7 +47,7 @@ def _closed_port_url() -> str:
 
 def _load_judges(path: str | None):
     if not path:
-        import rewards.judges as mod
+        import rewards.decs.judges as mod
 
         return mod
     spec = importlib.util.spec_from_file_location("bench_judges_under_test", path)
@@ -83,10 +83,10 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default="closed,hang")
     ap.add_argument("--timeout", type=float, default=30.0, help="the judge's per-request timeout (default: its default)")
     ap.add_argument("--gap", type=float, default=0.0, help="seconds between judge batches (the rest of a training step)")
-    ap.add_argument("--judges-module", default=None, help="a rewards/judges.py file to measure instead of the installed one")
+    ap.add_argument("--judges-module", default=None, help="a rewards/decs/judges.py file to measure instead of the installed one")
     args = ap.parse_args(argv)
     mod = _load_judges(args.judges_module)
-    summary = {"judges": args.judges_module or "rewards.judges", "items": args.items}
+    summary = {"judges": args.judges_module or "rewards.decs.judges", "items": args.items}
     for mode in args.modes.split(","):
         print(f"{mode}: {args.items} items x {args.steps} steps", flush=True)
         if mode == "closed":

@@ -55,7 +55,7 @@ def bench_size(size: str, args, workdir: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rl.embedded import make_tiny_model
+    from rl.experiments.tiny_model import make_tiny_model
     from rollout.hf import HFEngine
     from rollout.types import SamplingConfig
     from rollout.vllm import VLLMEngine

@@ -77,7 +77,7 @@ def bench_variant(model_dir: Path, out: Path, args, fields: dict) -> dict:
 def main(argv=None) -> int:
     import torch
 
-    from rl.embedded import make_tiny_model
+    from rl.experiments.tiny_model import make_tiny_model
 
     args = parse_args(argv)
     if args.threads > 0:

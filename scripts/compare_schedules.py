@@ -1,8 +1,8 @@
-"""``parsimony compare-schedules``: a thin wrapper over :mod:`rl.commands.compare_schedules` (the code lives in the package)."""
+"""``parsimony compare-schedules``: a thin wrapper over :mod:`rl.experiments.compare_schedules` (the code lives in the package)."""
 
-from rl.commands.compare_schedules import main
+from rl.experiments.compare_schedules import main
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.commands.cli import run_cli
 
     run_cli(main)

@@ -6,6 +6,6 @@ A thin wrapper over :mod:`rl.commands.leaderboard` (the code lives in the packag
 from rl.commands.leaderboard import main
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.commands.cli import run_cli
 
     run_cli(main)

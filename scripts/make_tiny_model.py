@@ -7,6 +7,6 @@ kept so that ``accelerate launch scripts/make_tiny_model.py ...`` works from a c
 from rl.commands.make_tiny_model import main
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.commands.cli import run_cli
 
     run_cli(main)

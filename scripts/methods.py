@@ -6,6 +6,6 @@ A thin wrapper over :mod:`rl.commands.methods` (the code lives in the package, s
 from rl.commands.methods import main
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.commands.cli import run_cli
 
     run_cli(main)

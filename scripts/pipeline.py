@@ -3,6 +3,6 @@
 from rl.commands.pipeline import main
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.commands.cli import run_cli
 
     run_cli(main)

@@ -6,6 +6,6 @@ A thin wrapper over :mod:`rl.commands.score_difficulty` (the code lives in the p
 from rl.commands.score_difficulty import main
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.commands.cli import run_cli
 
     run_cli(main)

@@ -17,7 +17,7 @@ if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; the
   { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq bubblewrap >/dev/null; } \
     || echo "[setup] WARNING: could not install bubblewrap; the code sandbox falls back to rlimits" >&2
 fi
-# redis-server: the store of decoupled multi-agent training (rollout/store.py); tests and `parsimony`
+# redis-server: the store of decoupled multi-agent training (rollout/mgrpo/store.py); tests and `parsimony`
 # start their own server on 127.0.0.1 (own port, own data directory). Installed only when missing.
 if ! command -v redis-server >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=""

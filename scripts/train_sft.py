@@ -7,6 +7,6 @@ kept so that ``accelerate launch scripts/train_sft.py ...`` works from a checkou
 from rl.commands.train_sft import main
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.commands.cli import run_cli
 
     run_cli(main)

@@ -7,6 +7,6 @@ kept so that ``accelerate launch scripts/vllm_serve.py ...`` works from a checko
 from rl.commands.vllm_serve import main
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.commands.cli import run_cli
 
     run_cli(main)

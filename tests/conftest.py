@@ -41,7 +41,7 @@ def vllm_model_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rl.embedded import make_tiny_model
+    from rl.experiments.tiny_model import make_tiny_model
 
     src = make_tiny_model(tmp_path_factory.mktemp("vllm-src") / "model", size="tiny", seed=1)
     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
@@ -81,7 +81,7 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from rl.embedded import make_tiny_model
+    from rl.experiments.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", size="tiny", seed=0)
 

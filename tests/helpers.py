@@ -74,7 +74,7 @@ def local_http_server(handler: type, path: str = "", **state: Any) -> Iterator[T
 def require_redis_server() -> str:
     """The ``redis-server`` binary (``scripts/setup_env.sh`` installs Debian's): skip with the reason when
     it is missing, except under CI where that fails the test."""
-    from rollout.store import redis_server_executable
+    from rollout.mgrpo.store import redis_server_executable
 
     exe = redis_server_executable()
     if exe is None:

@@ -16,7 +16,7 @@ PACKAGES = ("rl", "rewards", "curriculum", "rollout")
 # the shared registries: a method registers itself into them, they never import it
 REGISTRIES = ("rl.advantages", "rl.losses", "curriculum.samplers", "rewards", "rewards.registry", "rl.engines")
 # the built-in method modules (plus every module that registers a preset, found below)
-METHOD_MODULES = {"rl.decs", "rewards.decs", "rewards.length", "curriculum.decs_kappa"}
+METHOD_MODULES = {"rl.methods.decs", "rewards.decs.reward", "rewards.length.penalties", "curriculum.decs_kappa"}
 
 
 def module_name(path: Path) -> str:
@@ -81,7 +81,7 @@ def graph() -> dict[str, set[str]]:
 def method_modules() -> set[str]:
     out = set(METHOD_MODULES)
     for name, path in modules().items():
-        if name != "rl.methods" and "register_method(" in path.read_text():
+        if name != "rl.presets" and "register_method(" in path.read_text():
             out.add(name)
     return out
 
@@ -129,7 +129,7 @@ def test_nothing_imports_scripts():
 def test_registries_import_no_method():
     g = graph()
     methods = method_modules()
-    assert {"rl.decs", "rewards.decs", "rewards.length", "curriculum.decs_kappa"} <= methods
+    assert {"rl.methods.decs", "rewards.decs.reward", "rewards.length.penalties", "curriculum.decs_kappa"} <= methods
     bad = []
     for reg in REGISTRIES:
         if reg not in g:
@@ -137,18 +137,18 @@ def test_registries_import_no_method():
         seen = reachable(g, reg)
         for m in sorted(methods & set(seen)):
             bad.append(chain(seen, reg, m))
-    assert not bad, "registry modules must not import a method (load it in rl.methods.load_methods):\n" + "\n".join(bad)
+    assert not bad, "registry modules must not import a method (load it in rl.presets.load_methods):\n" + "\n".join(bad)
 
 
 def test_the_trainer_core_imports_no_method():
-    """The config, the loop and the CLI dispatcher reach the methods only through rl.methods.load_methods
+    """The config, the loop and the CLI dispatcher reach the methods only through rl.presets.load_methods
     (by module name at run time), never by an import: a new method edits none of them."""
-    from rl.methods import BUILTIN_METHOD_MODULES
+    from rl.presets import BUILTIN_METHOD_MODULES
 
     g = graph()
     methods = method_modules()
     assert set(BUILTIN_METHOD_MODULES) <= set(g)
-    core = ("rl.config", "rl.methods", "rl.grpo_trainer", "rl.trainer_base", "rl.rewarding", "rl.batch", "rl.cli",
+    core = ("rl.config", "rl.presets", "rl.grpo_trainer", "rl.trainer_base", "rl.rewarding", "rl.batch", "rl.commands.cli",
             "rl.training_run", "rl.sft_trainer")
     bad = []
     for mod in core:

@@ -22,7 +22,7 @@ trace tries the candidates in order until one fits, states the answer, and then 
 The necessary prefix has ``x`` tries and cannot be shortened without guessing: a sequence-level
 length penalty pays for skipping tries, DECS (which penalises only the tokens after the first
 chunk that states the right answer) does not. Only the opening line and the redundant phrases
-start with a chunk split word, so the chunker (:mod:`rewards.chunking`) recovers exactly the
+start with a chunk split word, so the chunker (:mod:`rewards.decs.chunking`) recovers exactly the
 1 + k chunks, and the rule judge finds the NRP at chunk 0, whose answer statement is explicit.
 Failing tries never state an answer and never end in ``=`` plus a number, so no try line can be
 mistaken for an answer.

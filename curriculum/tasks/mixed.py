@@ -14,7 +14,7 @@ component      weight  problem                difficulty   teacher
 =============  ======  =====================  ===========  ============================
 
 ``extra_info.difficulty`` is the component's reasoning intensity on the 1-5 rubric of
-:mod:`curriculum.difficulty` (so ``score-difficulty --scorer column`` reads it), and
+:mod:`curriculum.dereason.difficulty` (so ``score-difficulty --scorer column`` reads it), and
 ``extra_info.component`` its name.
 
 RL headroom (the embedded-world principle: RL's gain must come from choosing among behaviours the

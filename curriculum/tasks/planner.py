@@ -59,7 +59,7 @@ def _call(name: str, **arguments: Any) -> str:
 
 
 def _schemas() -> dict[str, Any]:
-    from rollout.agents import executor
+    from rollout.mgrpo.agents import executor
     from rollout.tools import calculator, tool_schema
 
     return {k: json.loads(json.dumps(tool_schema(f))) for k, f in (("executor", executor), ("calculator", calculator))}
@@ -101,7 +101,7 @@ def generate_examples(
     rows): the single agent's teacher also guesses, on the same draws as the executor's teacher: a guessed
     product is written inline (``7*23=163``) before its next turn instead of a calculator call, a guessed sum
     is boxed off by 1-2 without a call; False (the default): it calls the calculator every time."""
-    from rollout.agents import EXECUTOR_SYSTEM_PROMPT, PLANNER_SYSTEM_PROMPT
+    from rollout.mgrpo.agents import EXECUTOR_SYSTEM_PROMPT, PLANNER_SYSTEM_PROMPT
 
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")

@@ -28,7 +28,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from rl.leaderboard import load_run, plot_frontier, render_doc, task_sections
+    from rl.experiments.leaderboard import load_run, plot_frontier, render_doc, task_sections
 
     args = parse_args(argv)
     out = Path(args.out)

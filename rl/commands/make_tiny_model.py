@@ -10,7 +10,7 @@ import json
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from rl.embedded import MODEL_SIZES
+    from rl.experiments.tiny_model import MODEL_SIZES
 
     p = argparse.ArgumentParser(prog="parsimony make-tiny-model", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output directory (created if missing)")
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
 
     from transformers import AutoConfig
 
-    from rl.embedded import MODEL_SIZES, make_tiny_model
+    from rl.experiments.tiny_model import MODEL_SIZES, make_tiny_model
 
     args = parse_args(argv)
     t0 = time.time()

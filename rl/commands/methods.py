@@ -4,7 +4,7 @@
     parsimony methods --json     # machine-readable: {"methods": {...}, "rewards": {...}, ...}
 
 Built-in methods and the ``parsimony.methods`` entry points are loaded first
-(:func:`rl.methods.load_methods`); a plugin that failed to load is listed with its error.
+(:func:`rl.presets.load_methods`); a plugin that failed to load is listed with its error.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _module_of(obj: Any) -> str:
 
 
 def collect() -> dict[str, Any]:
-    from rl.methods import METHODS, PLUGIN_ERRORS, load_methods, piece_settings, registries
+    from rl.presets import METHODS, PLUGIN_ERRORS, load_methods, piece_settings, registries
 
     load_methods()
     regs = registries()

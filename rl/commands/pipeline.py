@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from rl.config import ConfigError
+from rl.errors import ConfigError
 from rl.eval.report import fmt_pct
 
 STAGES = ("model", "score", "sft", "rl", "eval")
@@ -166,7 +166,7 @@ class Pipeline:
             done = self.state.get("score", {}).get("status") in ("done", "skipped")
             return done and all((d / f).is_file() for f in ("report.json", "sft.parquet", "rl.parquet"))
         if stage in ("sft", "rl"):
-            from rl.dereason import stage_done
+            from rl.methods.dereason import stage_done
 
             return stage_done(d)
         return (d / "results.json").is_file()
@@ -176,7 +176,7 @@ class Pipeline:
             model = str(self.recipe["model"])
             if not model.startswith(EMBEDDED):
                 return "given"
-            from rl.embedded import make_tiny_model
+            from rl.experiments.tiny_model import make_tiny_model
 
             make_tiny_model(self.stage_dir("model"), size=model[len(EMBEDDED):] or "tiny", seed=self.seed)
             return "done"
@@ -189,13 +189,13 @@ class Pipeline:
                                   "re-run to retry them, or set score.allow_failures: true")
             return "done"
         if stage == "sft":
-            from rl.dereason import train_sft_stage
+            from rl.methods.dereason import train_sft_stage
 
             section = {"seed": self.seed, **self.recipe["sft"]}
             train_sft_stage(section, self.start_model, str(self.stage_dir("score") / "sft.parquet"), self.stage_dir("sft"))
             return "done"
         if stage == "rl":
-            from rl.dereason import train_rl_stage
+            from rl.methods.dereason import train_rl_stage
 
             section = {"seed": self.seed, **self.recipe["rl"]}
             train_rl_stage(section, self.stage_dir("sft") / "final", str(self.stage_dir("score") / "rl.parquet"),
@@ -205,7 +205,7 @@ class Pipeline:
 
     def run_eval(self) -> str:
         from curriculum.data import load_dataset_spec
-        from rl.dereason import evaluate_buckets
+        from rl.methods.dereason import evaluate_buckets
 
         ev, data = self.recipe["eval"], self.recipe["data"]
         spec = str(ev.get("dataset", data["dataset"]))
@@ -269,7 +269,7 @@ class Pipeline:
                 try:
                     status = self.run_stage(stage)
                 except (Exception, KeyboardInterrupt) as e:
-                    from rl.dereason import StageInterrupted
+                    from rl.methods.dereason import StageInterrupted
 
                     interrupted = isinstance(e, (StageInterrupted, KeyboardInterrupt))
                     self.state[stage] = {"status": "interrupted" if interrupted else "failed", "settings": self.settings(stage),

@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from curriculum.difficulty import SCORERS
+    from curriculum.dereason.difficulty import SCORERS
 
     p = argparse.ArgumentParser(prog="parsimony score-difficulty", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_scorer(args: argparse.Namespace):
-    from curriculum.difficulty import ColumnScorer, JudgeScorer
+    from curriculum.dereason.difficulty import ColumnScorer, JudgeScorer
 
     if args.scorer == "judge":
         rubric = Path(args.rubric_file).read_text() if args.rubric_file else None
@@ -83,7 +83,7 @@ def build_scorer(args: argparse.Namespace):
     if args.scorer == "pass_rate":
         import torch
 
-        from rl.config import ConfigError
+        from rl.errors import ConfigError
         from rl.eval.pass_rate import PassRateScorer
         from rl.modeling import load_model, load_tokenizer
 
@@ -102,7 +102,7 @@ def build_scorer(args: argparse.Namespace):
 
 def main(argv=None) -> int:
     from curriculum.data import load_dataset_spec
-    from curriculum.difficulty import score_dataset, split_by_difficulty
+    from curriculum.dereason.difficulty import score_dataset, split_by_difficulty
 
     args = build_parser().parse_args(argv)
     out = Path(args.out)

@@ -116,7 +116,7 @@ def evaluate_episodes(
                     "truncated": bool(t.truncated), "finish_reason": t.finish_reason, "gen_seconds": seconds,
                     "tool_calls": int(meta.get("tool_calls", 0) or 0), "turns": int(meta.get("turns", 1)),
                     "episode_end": meta.get("episode_end"), "completion": t.text,
-                    # sub-episodes (M-GRPO executor calls: rollout/agents.py): their count, format and local score
+                    # sub-episodes (M-GRPO executor calls: rollout/mgrpo/agents.py): their count, format and local score
                     "executor_calls": len(kids), "executor_format_ok": [bool(c.meta.get("executor_format_ok")) for c in kids],
                     "executor_r_local": [c.meta.get("executor_r_local") for c in kids],
                 })

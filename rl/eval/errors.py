@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rl.config import ConfigError
+from rl.errors import ConfigError
 
 
 class EvalError(ConfigError):

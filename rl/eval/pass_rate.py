@@ -1,6 +1,6 @@
 """The ``pass_rate`` difficulty scorer: sample ``k`` answers per problem with the current model
 (the HF engine of :mod:`rl.eval`), grade them, and map the pass rate to a 1-5 difficulty with
-:func:`curriculum.difficulty.difficulty_from_pass_rate`. It lives here, not in ``curriculum``,
+:func:`curriculum.dereason.difficulty.difficulty_from_pass_rate`. It lives here, not in ``curriculum``,
 because it generates with the evaluation code (``curriculum`` never imports ``rl``)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import hashlib
 import json
 from typing import Any, Iterator, Sequence
 
-from curriculum.difficulty import DifficultyScorer, Score, difficulty_from_pass_rate, row_prompt
+from curriculum.dereason.difficulty import DifficultyScorer, Score, difficulty_from_pass_rate, row_prompt
 
 
 # --- pass rate -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from curriculum.difficulty import (
+from curriculum.dereason.difficulty import (
     ColumnScorer,
     JudgeScorer,
     ScoreCache,

@@ -9,7 +9,7 @@ import pytest
 
 from curriculum.tasks import TASK_ROLLOUTS, get_task_dataset
 from curriculum.tasks.planner import generate_examples
-from rollout.agents import EXECUTOR_SYSTEM_PROMPT, PLANNER_SYSTEM_PROMPT, ExecutorEnvironment, make_planner_environment
+from rollout.mgrpo.agents import EXECUTOR_SYSTEM_PROMPT, PLANNER_SYSTEM_PROMPT, ExecutorEnvironment, make_planner_environment
 from rollout.episodes import render_messages
 from rollout.tools import calculator
 

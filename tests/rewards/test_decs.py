@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from curriculum.tasks.overthink import REDUNDANT_PHRASES, generate_examples
-from rewards.decs import (
+from rewards.decs.reward import (
     DEFAULT_SPLIT_WORDS,
     Chunk,
     DECSRedundancyReward,
@@ -20,7 +20,7 @@ from rewards.decs import (
     redundant_token_fraction,
     token_char_offsets,
 )
-from rewards.judges import RuleJudge
+from rewards.decs.judges import RuleJudge
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_chunks_multibyte_tokens(tok):
 def test_token_straddling_boundary_goes_where_it_starts(tok):
     # "é" = 2 bytes; find a token that starts inside a chunk and ends in the next one by
     # using synthetic offsets: token starts [0, 3, 5, 9], boundary at char 4
-    from rewards.decs import _chunks_from
+    from rewards.decs.reward import _chunks_from
 
     text = "abc\nd\nWait\ne\n"
     chunks = _chunks_from(text, [0, 3, 5, 9, 12], DEFAULT_SPLIT_WORDS, True)
@@ -295,9 +295,9 @@ def _registry() -> dict:
     except ImportError:
         import importlib.util
 
-        import rewards.decs
+        import rewards.decs.reward
 
-        init = Path(rewards.decs.__file__).with_name("__init__.py")
+        init = Path(rewards.decs.reward.__file__).with_name("__init__.py")
         spec = importlib.util.spec_from_file_location("_parsimony_rewards_init", init)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
@@ -422,7 +422,7 @@ def test_reward_setup_and_validation(tok, math_grader, monkeypatch):
     assert r.split_words == ("Wait", "Hmm") and isinstance(r.judge, RuleJudge)
     monkeypatch.setenv("PARSIMONY_DECS_JUDGE_URL", "http://127.0.0.1:9/v1")
     r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_judge": "endpoint", "decs_judge_timeout": 2}))
-    from rewards.judges import EndpointJudge
+    from rewards.decs.judges import EndpointJudge
 
     assert isinstance(r.judge, EndpointJudge)
     assert r.judge.url == "http://127.0.0.1:9/v1/chat/completions" and r.judge.timeout == 2.0

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import rewards.efficiency  # noqa: F401  registers the rewards (rl.methods.load_methods does it for the trainer)
+import rewards.length.published  # noqa: F401  registers the rewards (rl.presets.load_methods does it for the trainer)
 from rewards import REWARDS, get_reward_func
-from rewards.efficiency import (
+from rewards.length.published import (
     CosineLengthReward,
     DLERTruncationReward,
     GRPOLeadReward,

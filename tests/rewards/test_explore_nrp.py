@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from curriculum.tasks.explore import all_problems, count_tries, generate_examples, try_line
-from rewards.decs import DECSRedundancyReward, analyze_completions
-from rewards.judges import JudgeItem, RuleJudge
+from rewards.decs.reward import DECSRedundancyReward, analyze_completions
+from rewards.decs.judges import JudgeItem, RuleJudge
 
 
 @pytest.fixture(scope="module")

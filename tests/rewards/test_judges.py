@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import closed_port_url, local_http_server
 
-from rewards.judges import (
+from rewards.decs.judges import (
     DEFAULT_JUDGE_TEMPLATE,
     EndpointJudge,
     JudgeItem,
@@ -347,7 +347,7 @@ def _overthink(tok, k_wanted=2):
 
 
 def test_reward_with_endpoint_judge(server, tok, math_grader):
-    from rewards.decs import DECSRedundancyReward
+    from rewards.decs.reward import DECSRedundancyReward
 
     row, text, ids, a, b = _overthink(tok)
     r = DECSRedundancyReward(grader=math_grader)
@@ -367,7 +367,7 @@ def test_reward_with_endpoint_judge(server, tok, math_grader):
 
 @pytest.mark.parametrize("fallback", ["rule", "no_penalty"])
 def test_reward_with_dead_endpoint(tok, math_grader, fallback):
-    from rewards.decs import DECSRedundancyReward
+    from rewards.decs.reward import DECSRedundancyReward
 
     row, text, ids, a, b = _overthink(tok)
     r = DECSRedundancyReward(grader=math_grader)

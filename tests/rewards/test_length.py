@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import rewards.length  # noqa: F401  registers the length rewards (rl.methods.load_methods does it for the trainer)
+import rewards.length.penalties  # noqa: F401  registers the length rewards (rl.presets.load_methods does it for the trainer)
 from rewards import REWARDS, get_reward_func
-from rewards.length import L1TargetLengthReward, LengthPenaltyReward, ThinkPruneReward
+from rewards.length.penalties import L1TargetLengthReward, LengthPenaltyReward, ThinkPruneReward
 from rewards.math import GradeResult
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_grpo_mgrpo import PlannerExecutorEngine, dataset  # noqa: E402
 from tests_helpers_grpo import make_cfg  # noqa: E402
 
-import rl.decoupled as decoupled  # noqa: E402
+import rl.methods.mgrpo_two_process as decoupled  # noqa: E402
 from rl.grpo_trainer import GRPOTrainer  # noqa: E402
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rl.commands import compare_agents as ca
+from rl.experiments import compare_agents as ca
 from test_grpo_mgrpo import PlannerExecutorEngine, dataset
 
 
@@ -119,9 +119,9 @@ def test_a_trained_arm_from_another_start_is_not_reused(tmp_path):
 
 
 def test_compare_agents_is_a_subcommand_with_a_script_wrapper(capsys):
-    from rl.cli import SUBCOMMANDS, main
+    from rl.commands.cli import SUBCOMMANDS, main
 
-    assert SUBCOMMANDS["compare-agents"][0] == "compare_agents"
+    assert SUBCOMMANDS["compare-agents"][0] == "rl.experiments.compare_agents"
     assert main(["compare-agents", "--help"]) == 0 and "mgrpo_separate" in capsys.readouterr().out
     script = Path(__file__).resolve().parents[2] / "scripts" / "compare_agents.py"
-    assert "from rl.commands.compare_agents import main" in script.read_text()
+    assert "from rl.experiments.compare_agents import main" in script.read_text()

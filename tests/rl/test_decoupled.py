@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from curriculum.samplers import ScoredGroup
-from rl.decoupled import StoreExecutorTrainer, group_from_record, push_executor_step
+from rl.methods.mgrpo_two_process import StoreExecutorTrainer, group_from_record, push_executor_step
 from rl.grpo_trainer import GRPOTrainer
-from rollout.store import InProcessStore, RedisServer, RedisStore
+from rollout.mgrpo.store import InProcessStore, RedisServer, RedisStore
 from rollout.types import Trajectory
 from tests.helpers import require_redis_server
 from tests_helpers_grpo import make_cfg, params
@@ -139,7 +139,7 @@ def test_separate_models_the_executor_serves_its_own_model(tiny_model_dir, tmp_p
     HTTP; the planner's executor calls go there; the executor then trains on those rows."""
     from transformers import AutoTokenizer
 
-    from rollout.agents import EXECUTOR_SYSTEM_PROMPT
+    from rollout.mgrpo.agents import EXECUTOR_SYSTEM_PROMPT
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     ecfg = _executor_cfg(tiny_model_dir, tmp_path / "e", "memory", "sep", max_steps=1, max_completion_length=40)
@@ -169,8 +169,8 @@ def test_separate_models_the_executor_serves_its_own_model(tiny_model_dir, tmp_p
 def test_role_flag_of_parsimony_train(tiny_model_dir, capsys):
     import json as _json
 
-    from rl.config import ConfigError
-    from rl.decoupled import pop_role
+    from rl.errors import ConfigError
+    from rl.methods.mgrpo_two_process import pop_role
 
     assert pop_role(["--x", "1"]) == (["--x", "1"], None)
     assert pop_role(["--role", "executor", "--x", "1"]) == (
@@ -181,7 +181,7 @@ def test_role_flag_of_parsimony_train(tiny_model_dir, capsys):
     assert _json.loads(out[0].split("=", 1)[1]) == {"mgrpo_d_max": 2, "mgrpo_train_roles": "executor"}
     with pytest.raises(ConfigError, match="--role"):
         pop_role(["--role", "judge"])
-    from rl.cli import main
+    from rl.commands.cli import main
 
     assert main(["train", "--role", "executor", "--method", "mgrpo", "--model", str(tiny_model_dir),
                  "--method_kwargs", '{"mgrpo_store": "redis://127.0.0.1:1/0", "mgrpo_run": "r"}', "--dry_run"]) == 0
@@ -194,7 +194,7 @@ def test_role_flag_of_parsimony_train(tiny_model_dir, capsys):
 def test_run_separate_trains_two_models_at_once_and_frozen_executor_trains_one(tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from rl.decoupled import run_separate
+    from rl.methods.mgrpo_two_process import run_separate
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     env = {"executor_max_episode_tokens": 40, "executor_max_turns": 1}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.store import RedisServer, RedisStore
+from rollout.mgrpo.store import RedisServer, RedisStore
 from tests.helpers import require_redis_server
 
 WORKER = Path(__file__).resolve().parent / "mgrpo_role_worker.py"

@@ -26,7 +26,7 @@ import torch
 from rl.advantages import ADVANTAGES, get_advantage
 from rl.batch import RolloutBatch
 from rl.config import ConfigError, GRPOConfig, load_config
-from rl.decs import DECSSettings, decs, decs_token_rewards, position_group_mean_std
+from rl.methods.decs import DECSSettings, decs, decs_token_rewards, position_group_mean_std
 
 REPO = Path(__file__).resolve().parents[2]
 S3, S2 = 3**0.5, 2**0.5

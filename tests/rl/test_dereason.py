@@ -1,4 +1,4 @@
-"""rl/dereason.py: stage configs, token budgets (SFT steps for a budget; GRPO stopping at one, across
+"""rl/methods/dereason.py: stage configs, token budgets (SFT steps for a budget; GRPO stopping at one, across
 a resume), token counts from metrics, and the evaluation by difficulty bucket."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from rl.config import ConfigError, GRPOConfig, SFTConfig
-from rl.dereason import (
+from rl.methods.dereason import (
     StageInterrupted,
     build_config,
     evaluate_buckets,
@@ -85,7 +85,7 @@ def _interrupt_after(cls, step):
 
 def test_rl_stops_at_the_token_budget_and_resumes_the_count(tmp_path, tiny_model_dir, monkeypatch):
     from curriculum.tasks import get_task_dataset
-    from rl.dereason import budget_grpo_trainer
+    from rl.methods.dereason import budget_grpo_trainer
 
     data = get_task_dataset("mixed", 16, seed=0)
     budget = 90  # 4 rollouts x <= 12 tokens per step: a few steps

@@ -12,8 +12,8 @@ import torch
 
 from curriculum.samplers import ScoredGroup, get_assembler
 from rl.config import ConfigError, GRPOConfig
-from rl.efficiency_methods import batch_normalized_advantage, dler, merge_groups, select_subset
-from rl.methods import get_method
+from rl.methods.length import batch_normalized_advantage, dler, merge_groups, select_subset
+from rl.presets import get_method
 from rollout.types import Trajectory
 from tests_helpers_grpo import make_cfg, make_dataset
 
@@ -150,25 +150,25 @@ class ParityGrader:
 
 @pytest.fixture
 def parity_grader(monkeypatch):
-    import rewards.decs
-    import rewards.length
+    import rewards.decs.reward
+    import rewards.length.penalties
     import rewards.math
 
     g = ParityGrader()
-    for mod in (rewards.length, rewards.math, rewards.decs):
+    for mod in (rewards.length.penalties, rewards.math, rewards.decs.reward):
         monkeypatch.setattr(mod, "get_default_grader", lambda mode="math": g)
     return g
 
 
 def _leaderboard_methods():
-    from rl.commands.compare import EFFICIENCY_METHODS
+    from rl.experiments.compare import EFFICIENCY_METHODS
 
     return EFFICIENCY_METHODS
 
 
 @pytest.mark.parametrize("name", _leaderboard_methods())
 def test_two_step_smoke(tiny_model_dir, tmp_path, parity_grader, name):
-    from rl.commands.compare import method_settings
+    from rl.experiments.compare import method_settings
     from rl.grpo_trainer import GRPOTrainer
 
     cfg = make_cfg(tiny_model_dir, tmp_path, max_steps=2, logging_steps=1,

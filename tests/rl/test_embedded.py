@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from curriculum.tasks import get_task_dataset
-from rl.embedded import (
+from rl.experiments.tiny_model import (
     IM_END,
     IM_START,
     PAD_TOKEN,
@@ -163,7 +163,7 @@ def test_param_counts(tokenizer):
 def test_the_half_billion_size_has_qwen25_05b_layers(tokenizer):
     from transformers import Qwen2ForCausalLM
 
-    from rl.embedded import model_config
+    from rl.experiments.tiny_model import model_config
 
     config = model_config(tokenizer, "0.5b")
     with torch.device("meta"):  # the shapes without allocating 1.4 GB

@@ -11,7 +11,7 @@ import torch
 from datasets import Dataset
 
 from rl.grpo_trainer import GRPOTrainer
-from rollout.agents import EXECUTOR_SYSTEM_PROMPT
+from rollout.mgrpo.agents import EXECUTOR_SYSTEM_PROMPT
 from rollout.types import Trajectory
 from tests_helpers_grpo import make_cfg, params
 

@@ -178,7 +178,7 @@ def test_fused_adamw_takes_the_same_step_as_the_loop(tiny_model_dir, tmp_path):
 def test_an_unknown_optimizer_is_refused_by_name(tiny_model_dir, tmp_path):
     import pytest
 
-    from rl.config import ConfigError
+    from rl.errors import ConfigError
 
     with pytest.raises(ConfigError, match="optim.*adamw_8bit.*adamw_torch_fused"):
         make_cfg(tiny_model_dir, tmp_path, optim="adamw_8bit")

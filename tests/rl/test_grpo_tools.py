@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from rl.config import ConfigError
+from rl.errors import ConfigError
 from rl.grpo_trainer import GRPOTrainer
 from rollout.types import Trajectory
 from tests_helpers_grpo import make_cfg, make_dataset, params, token_sum_reward

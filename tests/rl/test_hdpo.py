@@ -12,8 +12,8 @@ import torch
 from datasets import Dataset
 
 from rl.batch import collate
-from rl.config import ConfigError
-from rl.hdpo import TOOL_SIGNAL_MASK, dual, hdpo
+from rl.errors import ConfigError
+from rl.methods.hdpo import TOOL_SIGNAL_MASK, dual, hdpo
 from rl.losses import compute_policy_loss
 from rollout.types import Trajectory
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rl.leaderboard import (
+from rl.experiments.leaderboard import (
     aggregate_seeds,
     findings,
     frontier_methods,
@@ -105,7 +105,7 @@ def test_leaderboard_command_writes_the_doc(tmp_path):
 
 
 def test_compare_expands_the_efficiency_group():
-    from rl.commands.compare import EFFICIENCY_METHODS, expand_methods, method_settings
+    from rl.experiments.compare import EFFICIENCY_METHODS, expand_methods, method_settings
 
     assert expand_methods("efficiency") == list(EFFICIENCY_METHODS)
     assert expand_methods("grpo,efficiency,decs_plain") == list(EFFICIENCY_METHODS) + ["decs_plain"]
@@ -121,7 +121,7 @@ def test_compare_expands_the_efficiency_group():
 def test_compare_seeds_mode_end_to_end(tmp_path):
     """`parsimony compare --seeds 2` on a 3-step SFT start: two seed directories, then one row per cell with
     mean and std, the leaderboard files, and GFPO's doubled generation counted against its budget."""
-    from rl.commands.compare import main
+    from rl.experiments.compare import main
 
     out = tmp_path / "lb"
     args = ["--out", str(out), "--sft-steps", "3", "--grpo-steps", "1", "--eval-problems", "2", "--methods",
@@ -151,7 +151,7 @@ def test_compare_seeds_mode_end_to_end(tmp_path):
 
 
 def test_approx_rounds_weighs_each_log_row_by_the_steps_it_covers():
-    from rl.commands.compare import approx_rounds
+    from rl.experiments.compare import approx_rounds
 
     # logged every 5 steps plus the last one (7): 5 + 2 steps, not 2 rows x 5
     rows = [{"step": 5, "loss": 0.1}, {"step": 7, "loss": 0.1}, {"step": 7, "eval/accuracy": 0.5}]
@@ -165,7 +165,7 @@ def test_leaderboard_command_keeps_other_tasks_sections(tmp_path):
     """Regenerating one task's section keeps the other tasks' sections of the page verbatim (their runs
     may be gone), replaces the rerun task's, and --replace drops the rest."""
     from rl.commands.leaderboard import main
-    from rl.leaderboard import task_sections
+    from rl.experiments.leaderboard import task_sections
 
     out = tmp_path / "docs" / "leaderboard.md"
     out.parent.mkdir()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rl.config import ConfigError, GRPOConfig, SFTConfig, load_config
-from rl.methods import METHODS, MethodPreset, get_method, load_methods, register_method
+from rl.presets import METHODS, MethodPreset, get_method, load_methods, register_method
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -185,7 +185,7 @@ def test_reward_resolutions_do_not_share_state():
 
 
 def test_two_trainers_in_one_process_keep_their_own_reward_settings(tiny_model_dir, tmp_path, monkeypatch):
-    from rewards.judges import EndpointJudge, RuleJudge
+    from rewards.decs.judges import EndpointJudge, RuleJudge
     from rl.grpo_trainer import GRPOTrainer
     from tests_helpers_grpo import make_cfg, make_dataset
 
@@ -264,13 +264,13 @@ def test_num_train_epochs_sets_max_steps(tiny_model_dir, tmp_path):
 def test_entry_points_are_loaded_and_a_broken_plugin_is_reported(monkeypatch, tmp_path):
     import importlib.metadata as md
 
-    import rl.methods as m
+    import rl.presets as m
 
     (tmp_path / "good_plugin_x.py").write_text(
-        "from rl.methods import register_method\nregister_method('_ep_good', reward_funcs=['accuracy'])\n")
+        "from rl.presets import register_method\nregister_method('_ep_good', reward_funcs=['accuracy'])\n")
     (tmp_path / "bad_plugin_x.py").write_text("raise ImportError('missing dependency foo')\n")
     (tmp_path / "func_plugin_x.py").write_text(
-        "def register():\n    from rl.methods import register_method\n"
+        "def register():\n    from rl.presets import register_method\n"
         "    register_method('_ep_func', reward_funcs=['format'])\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     eps = [md.EntryPoint("good", "good_plugin_x", m.ENTRY_POINT_GROUP),

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from curriculum.samplers import ScoredGroup
-from rewards.agents import MGRPOReward, executor_reward, main_reward
+from rewards.mgrpo import MGRPOReward, executor_reward, main_reward
 from rl.config import ConfigError, GRPOConfig
-from rl.mgrpo import align_group, align_positions, alignment_rng, hierarchical_advantage, prepare_groups, resolve_d_max
+from rl.methods.mgrpo import align_group, align_positions, alignment_rng, hierarchical_advantage, prepare_groups, resolve_d_max
 from rollout.types import Trajectory
 
 

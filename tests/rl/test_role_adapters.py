@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from rl.config import ConfigError
+from rl.errors import ConfigError
 from rl.grpo_trainer import GRPOTrainer
 from rl.role_adapters import active_adapter, clip_role_groups, role_parts
-from rollout.agents import ExecutorRunner
+from rollout.mgrpo.agents import ExecutorRunner
 from rollout.episodes import StepResult, row_messages
 from tests_helpers_grpo import make_cfg, make_dataset, token_sum_reward
 

@@ -99,7 +99,7 @@ def test_a_step_with_pieces_equals_a_step_without(tiny_model_dir, tmp_path):
 
 
 def test_config_checks_the_performance_options(tiny_model_dir, tmp_path):
-    from rl.config import ConfigError
+    from rl.errors import ConfigError
 
     with pytest.raises(ConfigError, match="split_by_length"):
         make_cfg(tiny_model_dir, tmp_path, split_by_length=0)

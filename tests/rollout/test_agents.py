@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rl.batch import collate
-from rollout.agents import EXECUTOR_SYSTEM_PROMPT, NO_RESULT, make_planner_environment, parse_result, same_number
+from rollout.mgrpo.agents import EXECUTOR_SYSTEM_PROMPT, NO_RESULT, make_planner_environment, parse_result, same_number
 from rollout.episodes import get_environment, run_episodes
 from rollout.types import SamplingConfig, Trajectory
 
@@ -75,7 +75,7 @@ class AgentEngine:
 
 def run(tok, rows, n=2):
     engine = AgentEngine(tok)
-    make = lambda: get_environment("planner")()  # noqa: E731  (registered by rollout.agents)
+    make = lambda: get_environment("planner")()  # noqa: E731  (registered by rollout.mgrpo.agents)
     groups = run_episodes(engine, tok, rows, make, n, SamplingConfig(max_new_tokens=150), max_turns=4,
                           max_episode_tokens=600)
     return engine, groups
@@ -159,8 +159,8 @@ def test_roles_parents_and_groups_reach_the_batch_tensors(tok):
 
 def test_executor_calls_can_go_to_the_executors_own_server(tok):
     """Separate models: the executor episodes generate on another engine behind a real HTTP server
-    (rollout/agent_server.py, the OpenAI completions subset), the planner's on its own."""
-    from rollout.agent_server import CompletionServer
+    (rollout/mgrpo/agent_server.py, the OpenAI completions subset), the planner's on its own."""
+    from rollout.mgrpo.agent_server import CompletionServer
 
     planner_engine, executor_engine = AgentEngine(tok), AgentEngine(tok)
     with CompletionServer(executor_engine) as srv:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.helpers import require_redis_server
-from rollout.store import InProcessStore, RedisServer, RedisStore, make_store
+from rollout.mgrpo.store import InProcessStore, RedisServer, RedisStore, make_store
 
 
 @pytest.fixture(scope="module")

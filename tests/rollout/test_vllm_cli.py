@@ -26,7 +26,7 @@ def test_parsimony_train_with_colocated_vllm(tiny_model_dir, tmp_path):
     require_vllm()
     out = tmp_path / "run"
     args = _train_args(tiny_model_dir, out, 2, extra=["--engine", "vllm", "--vllm_is_cap", "2.0", "--vllm_dtype", "bfloat16"])
-    proc = subprocess.run([sys.executable, "-m", "rl.cli", "train", *args],
+    proc = subprocess.run([sys.executable, "-m", "rl.commands.cli", "train", *args],
                           capture_output=True, text=True, env=_env(), cwd=REPO, timeout=400)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -127,7 +127,7 @@ def test_a_plain_openai_server_is_refused():
 def test_parsimony_eval_with_vllm(tiny_model_dir, tmp_path):
     require_vllm()
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "rl.cli", "eval", "--models", f"base={tiny_model_dir}", "--benchmarks", "task:overthink",
+    cmd = [sys.executable, "-m", "rl.commands.cli", "eval", "--models", f"base={tiny_model_dir}", "--benchmarks", "task:overthink",
            "--limit", "3", "--max-new-tokens", "8", "--n", "2", "--temperature", "1.0", "--output-dir", str(out),
            "--task-examples", "10", "--threads", "1", "--engine", "vllm"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)

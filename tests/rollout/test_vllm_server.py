@@ -45,7 +45,7 @@ class Server:
 
     def start(self, timeout: float = 240.0) -> "Server":
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "rl.cli", "vllm-serve", "--model", str(self.model_dir), "--port", str(self.port),
+        cmd = [sys.executable, "-m", "rl.commands.cli", "vllm-serve", "--model", str(self.model_dir), "--port", str(self.port),
                "--dtype", "float32", "--max-model-len", "512"]
         self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.time() + timeout
@@ -202,7 +202,7 @@ def test_server_killed_mid_rollout_then_restart_resumes(vllm_model_dir, tmp_path
 def test_the_same_server_answers_the_decs_judge(server, vllm_model_dir):
     """`decs_judge: endpoint` can point at the rollout server: real chat completions, no fallback.
     (The tiny random model's verdicts are noise; what is checked is the wiring.)"""
-    from rewards.judges import EndpointJudge, JudgeItem
+    from rewards.decs.judges import EndpointJudge, JudgeItem
 
     judge = EndpointJudge(server.url + "/v1", model=str(vllm_model_dir), timeout=60, retries=0, max_tokens=8)
     items = [JudgeItem("What is 3+4?", "3+4=7, so the answer is 7.", "7"), JudgeItem("What is 2+2?", "2+2=4", "4")]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rl.bench_grpo import BREAKDOWN
+from rl.bench.grpo_step import BREAKDOWN
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,8 +80,8 @@ def test_bench_parts_writes_each_before_after_on_the_same_work(tmp_path):
 
 
 def test_scaling_slopes_are_log_log_least_squares():
-    from rl.bench_flops import update_flops
-    from rl.bench_scaling import growth_slope, slope
+    from rl.bench.flops import update_flops
+    from rl.bench.scaling import growth_slope, slope
 
     assert slope([4, 8, 16], [1.0, 2.0, 4.0]) == pytest.approx(1.0)  # linear
     assert slope([4, 8, 16], [1.0, 4.0, 16.0]) == pytest.approx(2.0)  # quadratic

@@ -32,7 +32,7 @@ def _train_args(model_dir, out, steps=1, extra=()):
 
 
 def test_help_lists_subcommands():
-    out = subprocess.run([sys.executable, "-m", "rl.cli", "--help"], capture_output=True, text=True, env=_env(),
+    out = subprocess.run([sys.executable, "-m", "rl.commands.cli", "--help"], capture_output=True, text=True, env=_env(),
                          cwd=REPO, check=True).stdout
     for cmd in ("make-tiny-model", "sft", "train", "eval", "quickstart"):
         assert cmd in out
@@ -40,7 +40,7 @@ def test_help_lists_subcommands():
 
 def test_parsimony_train_smoke(tiny_model_dir, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "rl.cli", "train", *_train_args(tiny_model_dir, out, 2)],
+    proc = subprocess.run([sys.executable, "-m", "rl.commands.cli", "train", *_train_args(tiny_model_dir, out, 2)],
                           capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -49,12 +49,12 @@ def test_parsimony_train_smoke(tiny_model_dir, tmp_path):
 
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rl.cli", "train", "--model", str(tmp_path / "nope"),
+    proc = subprocess.run([sys.executable, "-m", "rl.commands.cli", "train", "--model", str(tmp_path / "nope"),
                            "--num_generations", "3", "--per_device_train_batch_size", "8"],
                           capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: per_device_train_batch_size")
-    proc = subprocess.run([sys.executable, "-m", "rl.cli", "train", "--model", str(tmp_path / "nope"),
+    proc = subprocess.run([sys.executable, "-m", "rl.commands.cli", "train", "--model", str(tmp_path / "nope"),
                            "--dataset_num_examples", "8"],
                           capture_output=True, text=True, env=_env(), cwd=REPO, timeout=120)
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rl.commands.compare_schedules import SCHEDULES, main, schedule_sets
+from rl.experiments.compare_schedules import SCHEDULES, main, schedule_sets
 
 REPO = Path(__file__).resolve().parents[2]
 

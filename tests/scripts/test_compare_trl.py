@@ -19,7 +19,7 @@ def test_trl_reward_adapter_grades_like_the_accuracy_reward():
     """TRL passes conversational completions as message lists and the other columns (plus its
     own extras) as keyword arguments; the adapter gives the same scores as our reward."""
     from rewards import get_reward_func
-    from rl.commands.compare_trl import trl_reward
+    from rl.experiments.compare_trl import trl_reward
 
     ours = get_reward_func("accuracy")
     adapter = trl_reward("accuracy")
@@ -39,7 +39,7 @@ def test_trl_reward_adapter_grades_like_the_accuracy_reward():
 
 @pytest.mark.slow
 def test_compare_trl_smoke(tiny_model_dir, tmp_path, capsys):
-    from rl.commands.compare_trl import main
+    from rl.experiments.compare_trl import main
 
     out = tmp_path / "cmp"
     code = main([
@@ -82,7 +82,7 @@ def test_compare_trl_smoke(tiny_model_dir, tmp_path, capsys):
 
 
 def test_compare_trl_rejects_bad_options(tmp_path):
-    from rl.commands.compare_trl import main
+    from rl.experiments.compare_trl import main
 
     with pytest.raises(SystemExit, match="frameworks"):
         main(["--frameworks", "parsimony,verl", "--out", str(tmp_path)])
@@ -97,6 +97,6 @@ def test_compare_trl_rejects_bad_options(tmp_path):
 
 
 def test_compare_trl_is_a_subcommand():
-    from rl.cli import SUBCOMMANDS
+    from rl.commands.cli import SUBCOMMANDS
 
-    assert SUBCOMMANDS["compare-trl"][0] == "compare_trl"
+    assert SUBCOMMANDS["compare-trl"][0] == "rl.experiments.compare_trl"

@@ -80,7 +80,7 @@ def test_cli_two_models_end_to_end(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, copy)
     out = tmp_path / "eval"
     local = _local_jsonl(tmp_path)
-    cmd = [sys.executable, "-m", "rl.cli", "eval", "--models", f"base={tiny_model_dir}", f"tuned={copy}",
+    cmd = [sys.executable, "-m", "rl.commands.cli", "eval", "--models", f"base={tiny_model_dir}", f"tuned={copy}",
            "--benchmarks", "task:overthink", str(local), "--limit", "3", "--max-new-tokens", "8", "--n", "2",
            "--temperature", "1.0", "--output-dir", str(out), "--task-examples", "10", "--threads", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=300)

@@ -87,7 +87,7 @@ def test_compare_on_the_tool_task_runs_episodes_and_reports_tool_calls(tmp_path)
 
 
 def test_compare_runs_any_registered_preset_and_rejects_a_typo():
-    from rl.commands.compare import method_settings
+    from rl.experiments.compare import method_settings
 
     assert method_settings("coupled_large", 10, 64) == {"method": "coupled_large"}
     assert method_settings("hdpo", 10, 64) == {"method": "hdpo"}
@@ -100,8 +100,8 @@ def test_compare_runs_any_registered_preset_and_rejects_a_typo():
 def test_compare_variants_run_a_method_with_changed_settings_and_fail_fast(tmp_path):
     import pytest
 
-    from rl.commands.compare import main, method_settings, parse_variants
-    from rl.config import ConfigError
+    from rl.experiments.compare import main, method_settings, parse_variants
+    from rl.errors import ConfigError
 
     variants = parse_variants(['hdpo_w05=hdpo:{"hdpo_w_tool": 0.5}', 'dler_short=dler:{"dler_length_cap": 20}'])
     assert method_settings("hdpo_w05", 10, 64, variants=variants) == {"method": "hdpo", "method_kwargs": {"hdpo_w_tool": 0.5}}

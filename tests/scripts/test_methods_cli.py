@@ -18,7 +18,7 @@ def _run(*args: str, cwd: Path = REPO, env_extra: dict | None = None) -> subproc
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", WANDB_MODE="offline")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "rl.cli", *args], capture_output=True, text=True, env=env, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "rl.commands.cli", *args], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=300)
 
 
@@ -29,8 +29,8 @@ def test_methods_lists_every_method_and_piece():
     out = proc.stdout
     for section in ("methods", "rewards:", "advantage estimators:", "losses:", "compositions:", "samplers:", "engines:"):
         assert section in out
-    for name in ("decs  [rl.decs]", "grpo  [rl.methods]", "length_penalty", "thinkprune", "l1",
-                 "decs_redundancy  [rewards.decs]", "accuracy", "dr_grpo", "clipped", "single", "decs_kappa", "hf"):
+    for name in ("decs  [rl.methods.decs]", "grpo  [rl.presets]", "length_penalty", "thinkprune", "l1",
+                 "decs_redundancy  [rewards.decs.reward]", "accuracy", "dr_grpo", "clipped", "single", "decs_kappa", "hf"):
         assert name in out, name
     info = json.loads(_run("methods", "--json").stdout)
     assert info["methods"]["decs"]["sampler"] == "decs_kappa"

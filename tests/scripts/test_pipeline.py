@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from rl.commands.pipeline import load_recipe, main, score_argv
-from rl.config import ConfigError
+from rl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,7 @@ def test_the_scale_recipe_resolves():
     recipe = load_recipe(str(REPO / "recipes/dereason/qwen3-4b-base.yaml"), [])
     assert recipe["score"]["scorer"] == "judge"
     from rl.config import GRPOConfig, SFTConfig
-    from rl.dereason import build_config
+    from rl.methods.dereason import build_config
 
     build_config(SFTConfig, recipe["sft"], "sft", model="m", dataset="d", output_dir="o")
     build_config(GRPOConfig, recipe["rl"], "rl", model="m", dataset="d", output_dir="o")
@@ -135,7 +135,7 @@ def test_pipeline_runs_skips_and_resumes_mid_stage(tmp_path, tiny_model_dir, mon
 
 
 def test_cli_dispatch_lists_the_commands(capsys):
-    from rl.cli import main as cli_main
+    from rl.commands.cli import main as cli_main
 
     assert cli_main(["--help"]) == 0
     out = capsys.readouterr().out

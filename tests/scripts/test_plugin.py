@@ -51,7 +51,7 @@ def _env(site: Path) -> dict:
 
 
 def _cli(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rl.cli", *args], capture_output=True, text=True, env=_env(site),
+    return subprocess.run([sys.executable, "-m", "rl.commands.cli", *args], capture_output=True, text=True, env=_env(site),
                           cwd=cwd, timeout=300)
 
 
@@ -94,7 +94,7 @@ def test_installed_plugin_is_listed_and_resolves(plugin_site, tmp_path):
     # without the plugin on the path, the method is unknown: nothing of it lives in parsimony
     env = _env(plugin_site)
     env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run([sys.executable, "-m", "rl.cli", "train", "--config", str(recipe), "--dry_run"],
+    proc = subprocess.run([sys.executable, "-m", "rl.commands.cli", "train", "--config", str(recipe), "--dry_run"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 2 and "unknown method 'brief'" in proc.stderr
 

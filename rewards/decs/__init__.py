@@ -1,0 +1,13 @@
+"""DECS's reward pieces (arXiv 2509.25827), one layer of the method whose front door is
+``rl/methods/decs.py``:
+
+- :mod:`rewards.decs.chunking`: token character offsets and reasoning chunks;
+- :mod:`rewards.decs.rule_judge` / :mod:`rewards.decs.judges`: the NRP judges (rule, endpoint);
+- :mod:`rewards.decs.settings`: the reward's ``method_kwargs`` settings;
+- :mod:`rewards.decs.reward`: the token-level ``decs_redundancy`` reward.
+
+``from rewards.decs import DECSRedundancyReward`` (the path before the layout of issue 28) keeps working.
+"""
+
+from rewards.decs.reward import *  # noqa: F401,F403
+from rewards.decs.reward import __all__  # noqa: F401

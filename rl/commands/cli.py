@@ -1,0 +1,75 @@
+"""``parsimony`` console entry point.
+
+Each subcommand is a module with ``main(argv) -> int``: a command of :mod:`rl.commands`, or a proof
+harness of :mod:`rl.experiments`; this module only dispatches. ``scripts/<name>.py`` wrap the same modules, so ``accelerate launch scripts/train_grpo.py``
+works the same way from a checkout, and a plain wheel install has every subcommand.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "make-tiny-model": ("rl.commands.make_tiny_model", "build the embedded tiny Qwen2 model + tokenizer"),
+    "sft": ("rl.commands.train_sft", "supervised fine-tuning (full or LoRA)"),
+    "train": ("rl.commands.train_grpo", "GRPO training (and the methods that plug into it)"),
+    "eval": ("rl.commands.evaluate", "evaluate checkpoints on math benchmarks or a task split"),
+    "quickstart": ("rl.experiments.quickstart", "tiny model -> SFT -> GRPO -> before/after report, on CPU"),
+    "compare": ("rl.experiments.compare", "accuracy vs tokens: GRPO, length baselines and DECS on the same budget"),
+    "leaderboard": ("rl.commands.leaderboard", "regenerate docs/leaderboard.md (tables, Pareto plots) from `compare` summary.json files"),
+    "compare-agents": ("rl.experiments.compare_agents", "M-GRPO's proof: single agent, frozen executor, M-GRPO shared / separate at one budget"),
+    "compare-trl": ("rl.experiments.compare_trl", "learning parity: the same GRPO run in TRL and in parsimony, evaluated alike"),
+    "methods": ("rl.commands.methods", "list the registered methods (presets) and pieces: rewards, advantages, losses, ..."),
+    "vllm-serve": ("rl.commands.vllm_serve", "vLLM generation/judge server with a weight-update endpoint"),
+    "score-difficulty": ("rl.commands.score_difficulty", "DeReason: score reasoning intensity 1-5 (judge, pass_rate, column), split SFT/RL"),
+    "pipeline": ("rl.commands.pipeline", "DeReason, resumable: score -> split -> SFT (easy) -> GRPO (hard) -> eval, from one recipe"),
+    "compare-schedules": ("rl.experiments.compare_schedules", "DeReason vs SFT-only, RL-only, SFT->RL and a random split at equal tokens"),
+}
+
+USAGE = "usage: parsimony <command> [options]   (parsimony <command> --help for its options)\n\ncommands:\n"
+
+
+def print_help() -> None:
+    width = max(len(k) for k in SUBCOMMANDS)
+    lines = [f"  {name:<{width}}  {desc}" for name, (_, desc) in SUBCOMMANDS.items()]
+    print(USAGE + "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print_help()
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"parsimony: unknown command {name!r}\n", file=sys.stderr)
+        print_help()
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    sys.argv = [f"parsimony {name}"] + rest
+    try:
+        run_cli(module.main, rest)
+    except SystemExit as e:
+        return int(e.code or 0) if not isinstance(e.code, str) else (print(e.code, file=sys.stderr) or 1)
+    return 0
+
+
+def run_cli(fn, argv=None) -> None:
+    """Run a script's ``fn(argv)``; user errors become one clear line and exit code 2."""
+    from curriculum.data import DatasetError
+    from rl.errors import ConfigError
+    from rl.modeling import ModelLoadError
+    from rollout.vllm import VLLMUnavailable
+    from rollout.vllm_server import RolloutServerError
+
+    try:
+        code = fn(argv)
+    except (ConfigError, DatasetError, ModelLoadError, FileNotFoundError, VLLMUnavailable, RolloutServerError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

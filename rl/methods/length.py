@@ -1,0 +1,227 @@
+"""The leaderboard's length-efficiency methods: DLER's advantage, GFPO's group filter, and presets.
+
+    N = rollouts in the batch, T = padded completion length, G = num_generations
+
+Rewards live in :mod:`rewards.length.published`; this module adds the two non-reward pieces and the
+presets (docs/efficiency-methods.md has each method's formula, settings and paper result):
+
+- advantage ``dler`` (DLER, arXiv 2510.15110, batch-wise reward normalisation):
+  ``A_i = r_i - mean_g(r)`` (group baseline), then ``(A_i - mean_B(A)) / (std_B(A) + eps)`` over
+  the whole batch ``B`` (unbiased std; ``eps = advantage_eps``), instead of GRPO's per-group std:
+  a strict length budget makes many groups' std tiny, and dividing by it inflates their advantages.
+  ``B`` is this process's batch (with several processes, each normalises its own rows).
+- sampler ``gfpo`` (GFPO, arXiv 2508.09726): each drawn prompt is rolled out
+  ``gfpo_sample_factor`` times (``factor x G`` completions per prompt, scored as usual), the
+  rollouts of a prompt are merged into one group, and only the ``gfpo_keep`` (default ``G``) best
+  by ``gfpo_metric`` enter the batch: ``length`` keeps the shortest, ``token_efficiency`` the
+  highest ``reward / length``. Advantages are then computed over the kept subset only (its own
+  mean and std), which is GFPO's rule; the rejected rollouts are not trained on at all.
+
+  **Budget.** GFPO trains on as many rollouts per step as every other method (``step_prompts x
+  gfpo_keep``, with ``gfpo_keep = G``), but *generates* ``factor`` times as many; the metric
+  ``sampling/rollouts_per_prompt`` records it, and ``parsimony compare`` counts the generated
+  rollouts and reports the wall time, so the extra sampling shows as cost, not as a free lunch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+import rewards.length.penalties  # noqa: F401  registers length_penalty, l1_target_length, thinkprune
+import rewards.length.published  # noqa: F401  registers cosine, soft_overlong, linear_pass_rate, grpo_lead, dler_truncation
+from curriculum.samplers import BatchAssembler, DrawFn, RolloutFn, ScoredGroup, register_assembler
+from rl.advantages import _eps, _rewards, broadcast_to_tokens, group_mean_std, register_advantage
+from rl.batch import RolloutBatch
+from rl.presets import register_method, setting_error
+
+GFPO_METRICS = ("length", "token_efficiency")
+
+
+# --- DLER: batch-wise normalisation -----------------------------------------------------------
+
+
+def batch_normalized_advantage(r: Tensor, group_index: Tensor, eps: float = 1e-6) -> Tensor:
+    """``r`` [N], ``group_index`` [N] -> [N]: group-centred, then standardised over the batch.
+
+    A batch whose centred rewards are all equal (e.g. every group zero-variance) gets 0."""
+    mean, _ = group_mean_std(r, group_index)
+    a = r - mean  # [N]
+    if a.numel() < 2:
+        return torch.zeros_like(a)
+    std = a.std()
+    if not torch.isfinite(std) or float(std) == 0.0:
+        return torch.zeros_like(a)
+    return (a - a.mean()) / (std + eps)
+
+
+@register_advantage("dler")
+def dler(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
+    """DLER: ``(A - mean_B A) / (std_B A + eps)`` with ``A = r - mean_g r`` (batch-wise normalisation)."""
+    adv = batch_normalized_advantage(_rewards(batch), batch.group_index, _eps(cfg))
+    return {"main": broadcast_to_tokens(adv, batch.completion_mask)}
+
+
+# --- GFPO: sample a larger group, train on the best k ----------------------------------------
+
+
+def _int_setting(kwargs: Mapping[str, Any], key: str, default: Any, minimum: int) -> Any:
+    v = kwargs.get(key, default)
+    if v is None and default is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise setting_error(key, f"must be an integer >= {minimum}, got {v!r}")
+    return v
+
+
+def validate_gfpo(kwargs: Mapping[str, Any]) -> None:
+    kwargs = kwargs or {}
+    _int_setting(kwargs, "gfpo_sample_factor", 2, 1)
+    _int_setting(kwargs, "gfpo_keep", None, 2)
+    metric = kwargs.get("gfpo_metric", "length")
+    if metric not in GFPO_METRICS:
+        raise setting_error("gfpo_metric", f"must be one of {list(GFPO_METRICS)}, got {metric!r}")
+
+
+def gfpo_scores(group: ScoredGroup, metric: str) -> list[float]:
+    """Lower is better: the length, or minus the token efficiency ``total reward / max(1, length)``."""
+    lengths = [len(t.completion_ids) for t in group.trajectories]
+    if metric == "length":
+        return [float(L) for L in lengths]
+    return [-(r if math.isfinite(r) else -math.inf) / max(1, L) for r, L in zip(group.total, lengths)]
+
+
+def select_subset(group: ScoredGroup, keep: int, metric: str) -> ScoredGroup:
+    """The ``keep`` rollouts of ``group`` with the lowest :func:`gfpo_scores` (ties: earlier first),
+    in their original order, with their rewards."""
+    scores = gfpo_scores(group, metric)
+    order = sorted(range(len(scores)), key=lambda i: (scores[i], i))[:keep]
+    idx = sorted(order)
+    return ScoredGroup(
+        prompt_index=group.prompt_index,
+        trajectories=[group.trajectories[i] for i in idx],
+        rewards={k: [v[i] for i in idx] for k, v in group.rewards.items()},
+        total=[group.total[i] for i in idx],
+        meta=dict(group.meta),
+    )
+
+
+def merge_groups(groups: list[ScoredGroup]) -> ScoredGroup:
+    """One group from several rollout groups of the same prompt: the first group's id for all."""
+    gid = groups[0].trajectories[0].group_index if groups[0].trajectories else 0
+    trajs = [t for g in groups for t in g.trajectories]
+    for t in trajs:
+        t.group_index = gid
+    return ScoredGroup(
+        prompt_index=groups[0].prompt_index,
+        trajectories=trajs,
+        rewards={k: [x for g in groups for x in g.rewards[k]] for k in groups[0].rewards},
+        total=[x for g in groups for x in g.total],
+        meta=dict(groups[0].meta),
+    )
+
+
+@register_assembler("gfpo")
+class GFPOAssembler(BatchAssembler):
+    """GFPO: ``gfpo_sample_factor x G`` rollouts per prompt, the best ``gfpo_keep`` of them trained on."""
+
+    method_settings = {"gfpo_sample_factor": 2, "gfpo_keep": None, "gfpo_metric": "length"}
+    validate_method_settings = staticmethod(validate_gfpo)
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        kw = dict(getattr(cfg, "method_kwargs", None) or {})
+        validate_gfpo(kw)
+        G = int(getattr(cfg, "num_generations", 2))
+        self.factor = int(kw.get("gfpo_sample_factor", 2))
+        self.keep = int(kw.get("gfpo_keep") or G)
+        self.metric = kw.get("gfpo_metric", "length")
+        if self.keep > self.factor * G:
+            raise setting_error("gfpo_keep", f"keeps {self.keep} of only {self.factor} x {G} sampled rollouts per prompt")
+
+    def assemble(self, draw: DrawFn, rollout: RolloutFn, num_groups: int) -> tuple[list[ScoredGroup], dict]:
+        indices = draw(num_groups)
+        rolled = rollout([i for i in indices for _ in range(self.factor)])  # factor rollout groups per prompt
+        kept: list[ScoredGroup] = []
+        sampled_tokens = kept_tokens = sampled = 0
+        for j in range(len(indices)):
+            group = merge_groups(rolled[j * self.factor : (j + 1) * self.factor])
+            sub = select_subset(group, self.keep, self.metric)
+            sampled += len(group.trajectories)
+            sampled_tokens += sum(len(t.completion_ids) for t in group.trajectories)
+            kept_tokens += sum(len(t.completion_ids) for t in sub.trajectories)
+            kept.append(sub)
+        n_kept = sum(len(g.trajectories) for g in kept)
+        return kept, {
+            "sampling/zero_std_frac": sum(not g.has_variance for g in kept) / max(1, len(kept)),
+            "sampling/generation_rounds": 1,
+            "sampling/rollouts_per_prompt": sampled / max(1, len(indices)),
+            "gfpo/sampled_mean_tokens": sampled_tokens / max(1, sampled),
+            "gfpo/kept_mean_tokens": kept_tokens / max(1, n_kept),
+        }
+
+
+# --- presets ----------------------------------------------------------------------------------
+
+register_method(
+    "cosine",
+    reward_funcs=["cosine"],
+    description="cosine-scaled length reward by correctness (Demystifying Long CoT): short correct > long correct, "
+                "long wrong > short wrong, truncated -10",
+)
+register_method(
+    "soft_overlong",
+    reward_funcs=["soft_overlong"],
+    description="DAPO's soft overlong punishment: +1/-1 correctness, a linear penalty over the last 20% of the budget",
+)
+register_method(
+    "linear_pass_rate",
+    reward_funcs=["linear_pass_rate"],
+    method_kwargs={"pass_rate_alpha": 0.5},
+    description="correct 1 - alpha * pass_rate_g * L / L_ref, wrong 0: a linear length penalty scaled by the group's pass rate",
+)
+register_method(
+    "grpo_lead",
+    reward_funcs=["grpo_lead"],
+    method_kwargs={"lead_alpha": 0.1},
+    description="GRPO-LEAD: correct exp(-alpha z), z = length z-score among the group's correct completions; wrong -1",
+)
+register_method(
+    "gfpo",
+    reward_funcs=["accuracy"],
+    sampler="gfpo",
+    method_kwargs={"gfpo_sample_factor": 2, "gfpo_metric": "length"},
+    description="GFPO: sample factor x G per prompt, train on the G shortest (or most token-efficient)",
+)
+register_method(
+    "dler",
+    reward_funcs=["dler_truncation"],
+    advantage_estimator="dler",
+    sampler="dynamic",
+    fields={"epsilon_high": 0.28},
+    description="DLER: truncation penalty + batch-wise reward normalisation + clip-higher (0.28) + dynamic sampling",
+)
+
+# --- the length family's first presets (rewards/length/penalties.py) ---------------------------------
+
+register_method(
+    "length_penalty",
+    reward_funcs=["length_penalty"],
+    method_kwargs={"length_alpha": 0.5, "length_ref": "max_completion_length", "length_penalty_mode": "linear"},
+    description="sequence-level length penalty: correct 1 - alpha * L / L_ref (or Kimi k1.5's group-relative form)",
+)
+register_method(
+    "l1",
+    reward_funcs=["l1_target_length"],
+    method_kwargs={"length_l1_alpha": 0.5, "length_target_column": "target_length"},
+    description="L1 / LCPO-exact: accuracy - alpha * |L_target - L| / L_target (per-row target column or length_target)",
+)
+register_method(
+    "thinkprune",
+    reward_funcs=["thinkprune"],
+    method_kwargs={"thinkprune_require_think_close": True},
+    description="ThinkPrune: accuracy, 0 past a (scheduled) token cap, when truncated or without </think>",
+)

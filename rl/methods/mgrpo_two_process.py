@@ -1,0 +1,297 @@
+"""Decoupled M-GRPO training: the planner and the executor train in their own processes, each with
+its own model and optimizer, and share only what crosses the store (``rollout/mgrpo/store.py``).
+
+    planner process:  method: mgrpo, method_kwargs: {mgrpo_store: redis://..., mgrpo_run: R,
+                                                     mgrpo_train_roles: planner}
+    executor process: StoreExecutorTrainer(model, args), the same mgrpo_store / mgrpo_run and
+                      mgrpo_train_roles: executor
+
+**Planner side** (``rl.methods.mgrpo.prepare_groups``): at its step ``s`` the planner writes, per prompt, one
+record keyed ``(run, s, prompt)``: its planner rollouts' ``R_M`` (and call counts) and the *raw*
+executor trajectories of that prompt (prompt and completion ids, masks, sampling log-probs, and the
+executor's scalar meta: format, local score, call index, task), then commits the step; it trains on
+its planner rows only. No gradient and no weight crosses.
+
+**Executor side** (:class:`StoreExecutorTrainer`): at its step ``s`` it waits for step ``s`` to be
+committed, rebuilds the executor rows, computes ``R_S`` from the stored ``R_M`` (``rewards/mgrpo.py``),
+aligns (``rl/methods/mgrpo.py``, seeded by the step: identical on a replay) and trains, then moves its cursor.
+
+**Generation.** With ``serve_port`` the executor's process serves generation from its own model on
+127.0.0.1 (``rollout/mgrpo/agent_server.py``, the OpenAI completions subset; ``vllm serve`` where vLLM is
+installed), and the planner's ``environment_kwargs.executor_engine_url`` points its executor calls
+there: two models, possibly of different sizes, two optimizers, each process with its own config.
+
+**Exactly once.** Both processes number steps the same way (their ``global_step``), and a step is
+committed once and never changes (``commit_step``). A planner that dies and resumes from its
+checkpoint replays steps whose commit is kept, so nothing is written twice; an executor that dies
+resumes from its checkpoint's step and reads that step again: a step it had trained on but not
+checkpointed is trained on once in the resumed run, a checkpointed one is never read again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from typing import Any, Mapping, Sequence
+
+from curriculum.samplers import ScoredGroup
+from rewards.mgrpo import executor_reward
+from rl.errors import ConfigError
+from rl.grpo_trainer import GRPOTrainer
+from rl.methods.mgrpo import MGRPOSettings
+from rollout.mgrpo.store import InProcessStore, RedisStore, make_store
+from rollout.types import Trajectory
+
+EXECUTOR_CURSOR = "executor"
+ROLES = ("planner", "executor")
+_STORES: dict[str, Any] = {}
+
+
+def pop_role(argv: Sequence[str]) -> tuple[list[str], str | None]:
+    """``parsimony train --role planner|executor``: take ``--role`` out of ``argv`` and merge
+    ``mgrpo_train_roles: <role>`` into its ``--method_kwargs`` JSON (added when absent)."""
+    out: list[str] = []
+    role = None
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        key, eq, val = args[i].partition("=")
+        if key == "--role":
+            if not eq:
+                if i + 1 >= len(args):
+                    raise ConfigError("--role: expects planner or executor")
+                val, i = args[i + 1], i + 1
+            if val not in ROLES:
+                raise ConfigError(f"--role: expects one of {list(ROLES)}, got {val!r}")
+            role = val
+        else:
+            out.append(args[i])
+        i += 1
+    if role is None:
+        return out, None
+    for j, tok in enumerate(out):
+        key, eq, val = tok.partition("=")
+        if key != "--method_kwargs":
+            continue
+        raw = val if eq else (out[j + 1] if j + 1 < len(out) else "{}")
+        try:
+            kw = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--method_kwargs: not JSON ({e})") from None
+        kw["mgrpo_train_roles"] = role
+        if eq:
+            out[j] = "--method_kwargs=" + json.dumps(kw)
+        else:
+            out[j + 1] = json.dumps(kw)
+        return out, role
+    return out + ["--method_kwargs", json.dumps({"mgrpo_train_roles": role})], role
+
+
+def require_one_process(what: str) -> None:
+    """Decoupled roles run one process each for now: under DDP every rank would commit (or read) the
+    step with only its own prompts, and the first commit would hide the others' groups."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        raise NotImplementedError(f"{what} runs in one process (no DDP yet): a step is committed by one writer")
+
+
+def get_store(spec: str) -> InProcessStore | RedisStore:
+    """One store object per spec and process (so ``memory`` is shared by the trainers of a process)."""
+    if spec not in _STORES:
+        _STORES[spec] = make_store(spec)
+    return _STORES[spec]
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def executor_record(group: ScoredGroup) -> dict[str, Any]:
+    """What crosses the store for one prompt: its planner rollouts' ``R_M`` and its raw executor rows."""
+    parents, executors = [], []
+    calls: dict[Any, int] = {}
+    for t in group.trajectories:
+        if t.role != 0:
+            calls[t.sub_group] = calls.get(t.sub_group, 0) + 1
+    for t, r in zip(group.trajectories, group.total):
+        if t.role == 0:
+            parents.append({"sub_group": t.sub_group, "main_reward": float(r), "executor_calls": calls.get(t.sub_group, 0)})
+    for t in group.trajectories:
+        if t.role == 0:
+            continue
+        m = t.meta
+        executors.append({
+            "prompt_ids": list(t.prompt_ids), "completion_ids": list(t.completion_ids),
+            "completion_mask": list(t.completion_mask), "logprobs": None if t.logprobs is None else list(t.logprobs),
+            "finish_reason": t.finish_reason, "role": int(t.role), "sub_group": t.sub_group,
+            "call_index": int(m.get("call_index", 0)), "format_ok": bool(m.get("executor_format_ok")),
+            "r_local": _num(m.get("executor_r_local")), "task": str(m.get("task", "")),
+        })
+    return {"prompt_index": int(group.prompt_index), "parents": parents, "executors": executors}
+
+
+def push_executor_step(store: Any, run: str, step: int, groups: list[ScoredGroup]) -> bool:
+    """Write every prompt's record of planner step ``step`` and commit it; False when the step was
+    already committed (a replay after a restart: the first commit is kept)."""
+    if store.committed(run, step) is not None:
+        return False
+    prompts = []
+    for g in groups:
+        key = str(g.prompt_index)
+        store.put_group(run, step, key, executor_record(g))
+        prompts.append(key)
+    return store.commit_step(run, step, prompts)
+
+
+def group_from_record(record: Mapping[str, Any], w_main: float = 1.0, w_local: float = 0.0) -> ScoredGroup:
+    """An executor-only group from a store record; ``R_S`` from the stored parents' ``R_M``."""
+    main = {p["sub_group"]: float(p["main_reward"]) for p in record["parents"]}
+    trajs, rs = [], []
+    for e in record["executors"]:
+        parent = main[e["sub_group"]]
+        t = Trajectory(prompt_ids=list(e["prompt_ids"]), completion_ids=list(e["completion_ids"]),
+                       completion_mask=list(e["completion_mask"]), logprobs=e.get("logprobs"),
+                       finish_reason=e.get("finish_reason", "stop"), group_index=int(record["prompt_index"]),
+                       role=int(e.get("role", 1)), sub_group=e["sub_group"],
+                       meta={"call_index": e["call_index"], "executor_format_ok": e["format_ok"],
+                             "executor_r_local": e["r_local"], "task": e["task"], "parent_rollout": e["sub_group"],
+                             "parent_main_reward": parent, "prompt_index": int(record["prompt_index"])})
+        trajs.append(t)
+        rs.append(executor_reward(e["format_ok"], parent, e["r_local"], w_main, w_local))
+    return ScoredGroup(prompt_index=int(record["prompt_index"]), trajectories=trajs, rewards={"mgrpo_reward": list(rs)},
+                       total=list(rs), meta={"parent_rollouts": [p["sub_group"] for p in record["parents"]]})
+
+
+class StoreExecutorTrainer(GRPOTrainer):
+    """The executor's process: each step trains on the executor rows of the planner's step of the same
+    number, pulled from the store (``method_kwargs.mgrpo_store`` / ``mgrpo_run``). The dataset is only a
+    placeholder (rows come from the store); rewards are ``R_S`` from the stored ``R_M``."""
+
+    def __init__(self, model: Any, args: Any, store: Any = None, wait_timeout: float = 600.0,
+                 serve_port: int | None = None, **kwargs: Any) -> None:
+        if kwargs.get("train_dataset") is None:
+            from datasets import Dataset
+
+            kwargs["train_dataset"] = Dataset.from_list([{"prompt": "store", "reward_model": {"ground_truth": "0"}}])
+        super().__init__(model, args=args, **kwargs)
+        if self.accelerator.num_processes > 1:
+            require_one_process("StoreExecutorTrainer")
+        self.mgrpo = MGRPOSettings.from_args(args)
+        if self.mgrpo.store is None and store is None:
+            raise ValueError("StoreExecutorTrainer needs method_kwargs.mgrpo_store (or store=)")
+        if self.mgrpo.train_roles != "executor":
+            raise ValueError("StoreExecutorTrainer trains the executor: set method_kwargs.mgrpo_train_roles: executor")
+        self.store = store if store is not None else get_store(self.mgrpo.store)
+        self.run_name = self.mgrpo.run
+        self.wait_timeout = float(wait_timeout)
+        kw = dict(getattr(args, "method_kwargs", None) or {})
+        self.w_main, self.w_local = float(kw.get("mgrpo_w_main", 1.0)), float(kw.get("mgrpo_w_local", 0.0))
+        self._pulled: tuple[int, list[ScoredGroup]] | None = None  # (step, its groups): the last store read
+        self.consumed: list[int] = []  # steps trained on by this object (tests, logs)
+        self.trained_steps: list[int] = []  # every store step in this model's weights (kept in its checkpoints)
+        # serve_port (0 = a free one): generation for the planner's executor calls from this model, on
+        # 127.0.0.1 (rollout/mgrpo/agent_server.py); the lock keeps requests out of the update
+        self.update_lock = threading.Lock()
+        self.server = None
+        if serve_port is None:
+            serve_port = self.mgrpo.serve_port
+        if serve_port is not None:
+            from rollout.mgrpo.agent_server import CompletionServer
+
+            self.server = CompletionServer(self.engine, port=serve_port, lock=self.update_lock).start()
+            self.log_line(f"[parsimony] executor: serving generation at {self.server.url}")
+
+    def _pull(self, step: int) -> list[ScoredGroup]:
+        """The executor groups of store step ``step`` (waits for its commit; read once per step)."""
+        if self._pulled is not None and self._pulled[0] == step:
+            return self._pulled[1]
+        got = self.store.wait_step(self.run_name, step, timeout=self.wait_timeout)
+        if got is None:
+            raise TimeoutError(f"store run {self.run_name!r}: planner step {step} not committed after {self.wait_timeout} s")
+        groups = [group_from_record(r, self.w_main, self.w_local) for r in got.values()]
+        self._pulled = (step, [g for g in groups if g.trajectories])  # prompts whose rollouts made no call add no row
+        return self._pulled[1]
+
+    def rollout_and_score(self, indices: list[int]) -> list[ScoredGroup]:
+        return self._pull(self.global_step)
+
+    def _update(self, batch: Any) -> dict[str, float]:
+        with self.update_lock:
+            return super()._update(batch)
+
+    def stop_serving(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def training_step(self) -> dict[str, float]:
+        step = self.global_step
+        if not self._pull(step):
+            # no planner rollout of the step called the executor: an empty step (no update, the lr schedule
+            # does not move) that still counts, so both processes stay at the same step number
+            self.log_line(f"[parsimony] executor: store step {step} has no executor call; nothing to train on")
+            metrics = {"mgrpo/empty_store_step": 1.0}
+        else:
+            metrics = super().training_step()
+        if not metrics.get("skipped"):
+            self.consumed.append(step)
+            self.trained_steps.append(step)
+            self.store.set_cursor(self.run_name, EXECUTOR_CURSOR, step)
+        return metrics
+
+    def extra_state(self):
+        shared, local = super().extra_state()
+        return {**shared, "store_trained_steps": list(self.trained_steps)}, local
+
+    def load_extra_state(self, shared, local):
+        super().load_extra_state(shared, local)
+        self.trained_steps = list(shared.get("store_trained_steps", []))
+
+
+def run_separate(planner_args: Any, executor_args: Any, *, train_dataset: Any = None, planner_engine: Any = None,
+                 train_executor: bool = True, timeout: float = 600.0) -> dict[str, Any]:
+    """**separate** models in one process: two trainers, two models (possibly of different sizes), two
+    optimizers, each with its own config. The executor's trainer serves generation from its model
+    (``serve_port=0``) and, with ``train_executor``, trains in a thread on what the planner commits
+    to their shared store (``mgrpo_store: memory`` in both configs, one ``mgrpo_run``); the planner's
+    executor calls go to that server. ``train_executor=False`` is the ``frozen_executor`` baseline:
+    the executor model only serves (give the planner ``mgrpo_train_roles: planner`` and no store).
+    Returns ``{"planner": summary, "executor": summary or None, "trainers": (planner, executor)}``."""
+    import dataclasses
+
+    ex = StoreExecutorTrainer(executor_args.model, executor_args, serve_port=0, wait_timeout=timeout)
+    out: dict[str, Any] = {"executor": None}
+    errors: list[BaseException] = []
+    thread = None
+    try:
+        kw = {**dict(planner_args.environment_kwargs or {}), "executor_engine_url": ex.server.url}
+        pargs = dataclasses.replace(planner_args, environment_kwargs=kw)
+        planner = GRPOTrainer(pargs.model, args=pargs, train_dataset=train_dataset, engine=planner_engine)
+        out["trainers"] = (planner, ex)
+        if train_executor:
+            def train_executor_thread() -> None:
+                try:
+                    out["executor"] = ex.train()
+                except BaseException as e:  # re-raised in the caller's thread
+                    errors.append(e)
+
+            thread = threading.Thread(target=train_executor_thread, name="parsimony-executor", daemon=True)
+            thread.start()
+        out["planner"] = planner.train()
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise RuntimeError(f"the executor's training did not finish within {timeout} s of the planner's")
+        if errors:
+            raise errors[0]
+        return out
+    finally:
+        ex.stop_serving()
+
+
+__all__ = ["StoreExecutorTrainer", "run_separate", "executor_record", "get_store", "group_from_record", "push_executor_step"]
