@@ -29,7 +29,7 @@ def test_methods_lists_every_method_and_piece():
     out = proc.stdout
     for section in ("methods", "rewards:", "advantage estimators:", "losses:", "compositions:", "samplers:", "engines:"):
         assert section in out
-    for name in ("decs  [rl.methods.decs]", "grpo  [rl.presets]", "length_penalty", "thinkprune", "l1",
+    for name in ("decs  [rl.methods.decs]", "grpo  [rl.methods.grpo]", "length_penalty", "thinkprune", "l1",
                  "decs_redundancy  [rewards.decs.reward]", "accuracy", "dr_grpo", "clipped", "single", "decs_kappa", "hf"):
         assert name in out, name
     info = json.loads(_run("methods", "--json").stdout)
