@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 
@@ -129,7 +129,16 @@ DrawFn = Callable[[int], list[int]]
 
 
 class BatchAssembler:
-    """Base assembler: one generation round, keep every group."""
+    """Base assembler: one generation round, keep every group.
+
+    A subclass that reads ``cfg.method_kwargs`` declares the keys (``method_settings``: key ->
+    default) and their check (``validate_method_settings``), which the config runs before any model loads."""
+
+    method_settings: ClassVar[Mapping[str, Any]] = {}
+
+    @staticmethod
+    def validate_method_settings(method_kwargs: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` naming a bad key (nothing to check here)."""
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg

@@ -221,8 +221,9 @@ def _is_collection(s: str) -> bool:
 _MV: Any = None
 
 
-def _mv():
-    """math_verify objects, imported on first use (keeps ``import rewards`` cheap)."""
+def load_math_verify():
+    """math_verify's ``(parse, verify, extraction config)``, imported on first use (keeps
+    ``import rewards`` cheap; a grader worker calls it once at start-up to warm up)."""
     global _MV
     if _MV is None:
         logging.getLogger("math_verify").setLevel(logging.ERROR)
@@ -236,14 +237,14 @@ def _mv():
 
 @lru_cache(maxsize=8192)
 def _mv_parse(s: str):
-    parse, _, config = _mv()
+    parse, _, config = load_math_verify()
     # timeouts are enforced by the grader (signals / killing the worker), not math_verify
     return parse("\\boxed{" + s + "}", extraction_config=config, parsing_timeout=None)
 
 
 @lru_cache(maxsize=16384)
 def _mv_equal(gold: str, pred: str) -> bool:
-    _, verify, _ = _mv()
+    _, verify, _ = load_math_verify()
     g = _mv_parse(gold)
     p = _mv_parse(pred)
     if not g or not p:

@@ -4,7 +4,8 @@ worker processes with a hard per-item timeout.
 Workers are fresh interpreters (the spawn model: nothing is forked from the caller, which
 may hold torch/CUDA state, and unlike ``multiprocessing``'s spawn the caller's ``__main__`` is
 *not* re-imported in them, so a training script's top-level ``import torch`` is not paid per
-worker). Each runs :func:`_worker_main`, which grades with :func:`rewards.equivalence.grade_one`.
+worker). Each runs :func:`rewards.grader_worker.worker_main`, which grades with
+:func:`rewards.equivalence.grade_one`.
 They talk to the parent over ``multiprocessing.connection`` pipes, start lazily once and are
 reused. :func:`get_default_grader` is the process-wide shared pool per grading mode.
 """
@@ -26,100 +27,16 @@ from multiprocessing.connection import Connection, wait as _mp_wait
 from typing import Any, Sequence
 
 from rewards.answers import completion_text, normalize_ground_truth
-from rewards.equivalence import _mv, grade_one
+
+# workers spawned by code loaded before the worker moved to rewards.grader_worker run
+# ``from rewards.grader_pool import _worker_main``: keep that import working
+from rewards.grader_worker import worker_main as _worker_main  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["STATUSES", "GradeResult", "MathGrader", "get_default_grader"]
 
 STATUSES = ("correct", "wrong", "no_answer", "timeout", "error")
-# ``GradeResult.extracted`` is cut to this many characters (it crosses a pipe).
-_MAX_REPORTED_EXTRACTED = 2_000
-
-
-# ---------------------------------------------------------------------------------------
-# Worker process
-# ---------------------------------------------------------------------------------------
-
-
-class _SoftTimeout(BaseException):
-    """Raised by SIGALRM inside a worker. BaseException: ``except Exception`` won't eat it."""
-
-
-def _on_alarm(signum, frame):
-    raise _SoftTimeout()
-
-
-def _set_parent_death_signal() -> None:
-    """Linux: the worker is SIGKILLed when the parent (thread) dies, even while stuck in C
-    code. Idle workers also exit on EOF when the parent goes away."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def _worker_main(fd: int, parent_pid: int, die_with_parent: bool = True) -> None:
-    """Entry point of a grader worker (``python -c``). Protocol over the connection:
-    parent -> ``(mode, soft_timeout_or_0, [(idx, completion, gt), ...])`` or None;
-    worker -> ``("ready", pid)`` once, then ``(idx, score, extracted, status, seconds)``
-    per item, in order."""
-    import signal
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    if die_with_parent:
-        _set_parent_death_signal()
-    if os.getppid() != parent_pid:
-        return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    signal.signal(signal.SIGALRM, _on_alarm)
-    conn = Connection(fd)
-    try:
-        _mv()
-        grade_one("so \\boxed{\\frac{1}{2}}", "0.5")  # warm sympy / latex2sympy up
-        grade_one("so \\boxed{(1, 2)}", "(1,2]")
-    except Exception:
-        pass
-    try:
-        conn.send(("ready", os.getpid()))
-    except (EOFError, OSError):
-        return
-    perf = time.perf_counter
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        mode, soft, items = msg
-        for idx, completion, gt in items:
-            t0 = perf()
-            try:
-                try:
-                    if soft:
-                        signal.setitimer(signal.ITIMER_REAL, soft)
-                    score, extracted, status = grade_one(completion, gt, mode)
-                finally:
-                    if soft:
-                        signal.setitimer(signal.ITIMER_REAL, 0)
-            except _SoftTimeout:
-                score, extracted, status = 0.0, None, "timeout"
-            except Exception:
-                score, extracted, status = 0.0, None, "error"
-            if extracted is not None and len(extracted) > _MAX_REPORTED_EXTRACTED:
-                extracted = extracted[:_MAX_REPORTED_EXTRACTED]
-            try:
-                conn.send((idx, score, extracted, status, perf() - t0))
-            except (EOFError, OSError):
-                return
 
 
 # ---------------------------------------------------------------------------------------
@@ -235,7 +152,7 @@ class MathGrader:
         # PR_SET_PDEATHSIG fires when the *thread* that started the worker ends: only the
         # main thread lives as long as the process (others: EOF on the pipe ends workers)
         die_with_parent = threading.current_thread() is threading.main_thread()
-        code = f"from rewards.grader_pool import _worker_main; _worker_main({child_fd}, {os.getpid()}, {die_with_parent})"
+        code = f"from rewards.grader_worker import worker_main; worker_main({child_fd}, {os.getpid()}, {die_with_parent})"
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-c", code],

@@ -13,7 +13,8 @@ works for all of them):
   :func:`extract_choice_letter`, :func:`gold_choice_letter`, :func:`completion_text`);
 * :mod:`rewards.equivalence`: :func:`verify_answer`, :func:`verify_choice`, :func:`grade_one`;
 * :mod:`rewards.grader_pool`: :class:`MathGrader` (worker pool with per-item timeouts),
-  :class:`GradeResult`, :func:`get_default_grader`.
+  :class:`GradeResult`, :func:`get_default_grader` (its worker processes run
+  :mod:`rewards.grader_worker`).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from rewards.answers import (
 )
 from rewards.equivalence import grade_one, verify_answer, verify_choice
 from rewards.grader_pool import STATUSES, GradeResult, MathGrader, get_default_grader
+from rewards.hooks import RewardHooks
 
 # workers spawned by code loaded before the grader moved to rewards.grader_pool run
 # ``from rewards.math import _worker_main``: keep that import working
-from rewards.grader_pool import _worker_main  # noqa: F401
+from rewards.grader_worker import worker_main as _worker_main  # noqa: F401
 
 __all__ = [
     "GradeResult",
@@ -81,7 +83,7 @@ def ground_truths_from_columns(n: int, columns: dict[str, Any]) -> list[str | li
     return [ground_truth_of({name: col[i] for name, col in cols.items()}) for i in range(n)]
 
 
-class AccuracyReward:
+class AccuracyReward(RewardHooks):
     """1.0 if the completion's final answer matches the ground truth, else 0.0; None for
     rows without a ground truth. Grades through a :class:`MathGrader` (the shared default
     one unless given). ``pop_metrics()`` returns and resets the grader counters."""

@@ -26,6 +26,7 @@ import math
 from typing import Any, Mapping
 
 from rewards.answers import completion_text, extract_boxed
+from rewards.hooks import RewardHooks
 from rewards.math import ground_truths_from_columns
 from rewards.registry import register_reward
 
@@ -78,7 +79,7 @@ def validate_settings(kwargs: Mapping[str, Any]) -> None:
 
 
 @register_reward("mgrpo_reward", settings=SETTINGS, validate=validate_settings)
-class MGRPOReward:
+class MGRPOReward(RewardHooks):
     """``R_M`` for planner rows, ``R_S`` for executor rows (see the module docstring)."""
 
     def __init__(self, w_main: float = 1.0, w_local: float = 0.0) -> None:

@@ -73,10 +73,7 @@ def register_reward(
     def add(target: Any, make: Callable[[], Any]) -> None:
         if name in REWARDS and not replace:
             raise ValueError(f"reward function {name!r} is already registered")
-        s = settings if settings is not None else getattr(target, "method_settings", None) or {}
-        v = validate if validate is not None else getattr(target, "validate_method_settings", None)
-        REWARDS[name] = RewardEntry(name=name, factory=make, settings=dict(s), validate=v, doc=_first_line(target),
-                                    module=getattr(target, "__module__", "") or "")
+        REWARDS[name] = _entry(name, target, make, settings, validate)
 
     if factory is not None:
         if not callable(factory):
@@ -97,6 +94,23 @@ def register_reward(
         return target
 
     return deco
+
+
+def _entry(name: str, target: Any, make: Callable[[], Any], settings: Mapping[str, Any] | None,
+           validate: Callable[[Mapping[str, Any]], None] | None) -> RewardEntry:
+    """The entry of ``target`` (a class, function or factory): ``settings`` / ``validate`` as given, else
+    the target's declared ``method_settings`` / ``validate_method_settings`` (read once, here)."""
+    s = settings if settings is not None else getattr(target, "method_settings", None) or {}
+    v = validate if validate is not None else getattr(target, "validate_method_settings", None)
+    return RewardEntry(name=name, factory=make, settings=s if not isinstance(s, Mapping) else dict(s), validate=v,
+                       doc=_first_line(target), module=getattr(target, "__module__", "") or "")
+
+
+def imported_reward_entry(name: str) -> RewardEntry:
+    """The entry of a ``"module.path:attr"`` reward (imported, not instantiated), with the settings
+    it declares, as registered rewards have."""
+    obj = import_reward(name)
+    return _entry(name, obj, lambda: obj, None, None)
 
 
 def get_reward_entry(name: str) -> RewardEntry:

@@ -26,48 +26,73 @@ Conventions (documented because papers and libraries differ):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import Tensor
 
 from rl.batch import RolloutBatch
+from rl.pieces import RegisteredPiece, registering
 
 AdvantageFn = Callable[[RolloutBatch, Any], "dict[str, Tensor]"]
-
-ADVANTAGES: dict[str, AdvantageFn] = {}
+# an estimator's optional step on the scored groups before they are collated (M-GRPO's alignment):
+# (groups, cfg, step) -> (groups, metrics)
+PrepareGroupsFn = Callable[[list, Any, int], "tuple[list, dict[str, float]]"]
 
 DEFAULT_ADVANTAGE_EPS = 1e-6
 SCALE_MODES = ("group", "batch", "none")
 
 
+class AdvantageEstimator(Protocol):
+    """What the trainer calls on the configured estimator (``advantage_estimator``)."""
+
+    name: str
+
+    def __call__(self, batch: RolloutBatch, cfg: Any) -> "dict[str, Tensor]":
+        """The finished batch -> advantage channels, each ``[N, T]`` and already masked."""
+        ...
+
+    def prepare_groups(self, groups: list, cfg: Any, step: int) -> "tuple[list, dict[str, float]]":
+        """The step's scored groups -> the groups to collate, plus metrics (identity by default)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RegisteredEstimator(RegisteredPiece):
+    """An estimator function with its declared settings and optional group preparation."""
+
+    prepare: PrepareGroupsFn | None = None
+
+    def prepare_groups(self, groups: list, cfg: Any, step: int) -> "tuple[list, dict[str, float]]":
+        if self.prepare is None:
+            return groups, {}
+        return self.prepare(groups, cfg, step)
+
+
+ADVANTAGES: dict[str, RegisteredEstimator] = {}
+
+
 def register_advantage(
     name: str,
     *,
-    settings: "dict[str, Any] | None" = None,
+    settings: Any = None,
     validate: "Callable[[Any], None] | None" = None,
+    prepare_groups: PrepareGroupsFn | None = None,
 ) -> Callable[[AdvantageFn], AdvantageFn]:
     """Decorator: register ``fn(batch, cfg) -> dict[str, Tensor [N, T]]`` under ``name``.
 
     ``settings``: the ``cfg.method_kwargs`` keys the estimator reads, with their defaults;
     ``validate(method_kwargs)`` raises ``ValueError`` naming a bad key. Both are checked when
-    the config is built (``rl/presets.py``); they are kept on the function as
-    ``method_settings`` / ``validate_method_settings``."""
-
-    def deco(fn: AdvantageFn) -> AdvantageFn:
-        if name in ADVANTAGES:
-            raise ValueError(f"advantage estimator {name!r} is already registered")
-        if settings is not None:
-            fn.method_settings = dict(settings)  # type: ignore[attr-defined]
-        if validate is not None:
-            fn.validate_method_settings = validate  # type: ignore[attr-defined]
-        ADVANTAGES[name] = fn
-        return fn
-
-    return deco
+    the config is built (``rl/presets.py``). ``prepare_groups(groups, cfg, step) -> (groups,
+    metrics)``: a step the trainer runs on the scored groups before it collates them (e.g. M-GRPO's
+    trajectory alignment). The registry keeps a :class:`RegisteredEstimator`; ``fn`` is returned
+    unchanged."""
+    return registering(ADVANTAGES, "advantage estimator", name, lambda fn: RegisteredEstimator(
+        name, fn, settings if settings is not None else {}, validate, prepare_groups))
 
 
-def get_advantage(name: str) -> AdvantageFn:
+def get_advantage(name: str) -> RegisteredEstimator:
     try:
         return ADVANTAGES[name]
     except KeyError:

@@ -15,6 +15,7 @@ import torch
 
 from curriculum.data import get_ground_truth, render_prompt, validate_dataset
 from curriculum.samplers import PromptSampler, ScoredGroup, get_assembler
+from rewards.hooks import hooks_of
 from rl.advantages import get_advantage
 from rl.batch import RolloutBatch, collate, reward_tensor
 from rl.batch_metrics import batch_metrics
@@ -27,7 +28,7 @@ from rl.role_adapters import RoleEngines
 from rl.rollouts_ahead import RolloutsAhead
 from rl.trainer_base import BaseTrainer
 from rollout.episodes import episode_factory, run_episodes
-from rollout.types import RolloutEngine, SamplingConfig
+from rollout.types import RolloutEngine, SamplingConfig, as_rollout_engine
 
 RewardFunc = Callable[..., list]
 
@@ -71,9 +72,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         self.reward_weights = [float(w) for w in weights]
         super().__init__(model, args, processing_class)
         for fn in self.reward_funcs:  # rewards that need the tokenizer or config get them once
-            setup = getattr(fn, "setup", None)
-            if callable(setup):
-                setup(tokenizer=self.tokenizer, args=args)
+            hooks_of(fn).setup(tokenizer=self.tokenizer, args=args)
         self.args: GRPOConfig = args
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
@@ -82,7 +81,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         load_methods()  # a config that was unpickled rather than built has not loaded the methods yet
         self.advantage_fn = get_advantage(args.advantage_estimator)
         self.loss_terms: list[LossTerm] = get_composition(args.loss_composition)(args)
-        self.engine = engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator)
+        self.engine = as_rollout_engine(engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator))
         if engine is not None:  # an engine the caller built may hold other weights (a shared server, an earlier run)
             self.engine.sync_weights(self.model)
             if args.async_rollouts:
@@ -199,7 +198,8 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
     def build_batch(self, groups: list[ScoredGroup]) -> RolloutBatch:
         # group_index was set where the groups were formed (rollout_and_score) and is kept as is
         trajs = [t for g in groups for t in g.trajectories]
-        batch = collate(trajs, self.engine.pad_token_id if hasattr(self.engine, "pad_token_id") else self.tokenizer.pad_token_id)
+        pad = self.engine.pad_token_id
+        batch = collate(trajs, pad if pad is not None else self.tokenizer.pad_token_id)
         batch.rewards = {
             name: reward_tensor([x for g in groups for x in g.rewards[name]], batch.completion_ids.shape[1])
             for name in groups[0].rewards
@@ -217,9 +217,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         self._timing = {"rollout": 0.0, "reward": 0.0, "logprobs": 0.0, "update": 0.0, "weight_sync": 0.0}
         self._reward_metrics: dict[str, float] = {}
         for fn in self.reward_funcs:  # rewards with a schedule (e.g. a shrinking length cap)
-            set_step = getattr(fn, "set_step", None)
-            if callable(set_step):
-                set_step(self.global_step)
+            hooks_of(fn).set_step(self.global_step)
         # Every process decides locally (ok / skip / failed), then all of them agree in one collective
         # call: a skip or a failure on one process is a skip or a failure on every process, so none of
         # them draws an extra batch or waits forever in a collective the others never reach.
@@ -231,7 +229,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         groups: list[ScoredGroup] = []
         sampling_metrics: dict[str, float] = {}
         try:  # sharded + HF engine: generation on gathered weights, no collective however many rounds each makes
-            with self.gathered_weights(getattr(self.engine, "model", None) is self.model):
+            with self.gathered_weights(self.engine.generates_from(self.model)):
                 groups, sampling_metrics = self.assembler.assemble(self._draw, self.rollout_and_score, args.step_prompts)
         except SkipBatch as e:
             status, reason = _SKIP, str(e)
@@ -251,13 +249,10 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
             collect_reward_metrics(self.reward_funcs)  # drop the skipped batch's counters
             return self._skip(reason)
         self._reward_metrics.update(collect_reward_metrics(self.reward_funcs))
-        prepare = getattr(self.advantage_fn, "prepare_groups", None)  # an estimator's step before collation (M-GRPO)
-        groups, prepared = prepare(groups, args, self.global_step) if callable(prepare) else (groups, {})
+        groups, prepared = self.advantage_fn.prepare_groups(groups, args, self.global_step)  # e.g. M-GRPO's alignment
         sampling_metrics = {**sampling_metrics, **prepared}
         batch = self.build_batch(groups)
-        sleep = getattr(self.engine, "sleep", None)
-        if callable(sleep):  # colocated engines may free their memory during the update
-            sleep()
+        self.engine.sleep()  # a colocated engine may free its memory during the update
         t0 = time.time()
         self._add_reference_logprobs(batch)
         self._timing["logprobs"] += time.time() - t0  # old / reference log-prob passes (0 when none is needed)
@@ -380,6 +375,4 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
 
     def close(self) -> None:
         """Stop what the engine started (the async rollout thread and process; idempotent)."""
-        close = getattr(self.engine, "close", None)
-        if callable(close):
-            close()
+        self.engine.close()

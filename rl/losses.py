@@ -25,10 +25,13 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-LossFn = Callable[..., "tuple[Tensor, dict[str, Tensor]]"]
+from rl.pieces import RegisteredPiece, registering
 
-LOSSES: dict[str, LossFn] = {}
-COMPOSITIONS: dict[str, Callable[[Any], "list[LossTerm]"]] = {}
+LossFn = Callable[..., "tuple[Tensor, dict[str, Tensor]]"]
+CompositionFn = Callable[[Any], "list[LossTerm]"]
+
+LOSSES: dict[str, RegisteredPiece] = {}
+COMPOSITIONS: dict[str, RegisteredPiece] = {}
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 
@@ -38,32 +41,16 @@ LOG_RATIO_CLAMP = 20.0
 # --- registries ----------------------------------------------------------------------------------
 
 
-def _attach_settings(fn: Any, settings: "dict[str, Any] | None", validate: "Callable[[Any], None] | None") -> None:
-    """Keep a piece's ``method_kwargs`` keys (with defaults) and validator on it (``rl/presets.py`` reads them)."""
-    if settings is not None:
-        fn.method_settings = dict(settings)
-    if validate is not None:
-        fn.validate_method_settings = validate
-
-
 def register_loss(
-    name: str, *, settings: "dict[str, Any] | None" = None, validate: "Callable[[Any], None] | None" = None
+    name: str, *, settings: Any = None, validate: "Callable[[Any], None] | None" = None
 ) -> Callable[[LossFn], LossFn]:
     """Decorator: register a per-token policy loss under ``name``. ``settings`` / ``validate``:
     the ``method_kwargs`` keys it reads (with defaults) and their check, as for
-    :func:`rl.advantages.register_advantage`."""
-
-    def deco(fn: LossFn) -> LossFn:
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} is already registered")
-        _attach_settings(fn, settings, validate)
-        LOSSES[name] = fn
-        return fn
-
-    return deco
+    :func:`rl.advantages.register_advantage`. The registry keeps a :class:`rl.pieces.RegisteredPiece`."""
+    return registering(LOSSES, "loss", name, lambda fn: RegisteredPiece(name, fn, settings if settings is not None else {}, validate))
 
 
-def get_loss(name: str) -> LossFn:
+def get_loss(name: str) -> RegisteredPiece:
     try:
         return LOSSES[name]
     except KeyError:
@@ -71,22 +58,15 @@ def get_loss(name: str) -> LossFn:
 
 
 def register_composition(
-    name: str, *, settings: "dict[str, Any] | None" = None, validate: "Callable[[Any], None] | None" = None
-):
+    name: str, *, settings: Any = None, validate: "Callable[[Any], None] | None" = None
+) -> Callable[[CompositionFn], CompositionFn]:
     """Decorator: register a composition ``fn(cfg) -> list[LossTerm]`` under ``name``.
     ``settings`` / ``validate``: as for :func:`register_loss`."""
-
-    def deco(fn):
-        if name in COMPOSITIONS:
-            raise ValueError(f"loss composition {name!r} is already registered")
-        _attach_settings(fn, settings, validate)
-        COMPOSITIONS[name] = fn
-        return fn
-
-    return deco
+    return registering(COMPOSITIONS, "loss composition", name,
+                       lambda fn: RegisteredPiece(name, fn, settings if settings is not None else {}, validate))
 
 
-def get_composition(name: str) -> Callable[[Any], "list[LossTerm]"]:
+def get_composition(name: str) -> RegisteredPiece:
     try:
         return COMPOSITIONS[name]
     except KeyError:

@@ -1,29 +1,46 @@
 """The GRPO policy update: one scored batch -> old / reference log-probs -> the loss of every
 micro-batch (accumulated with whole-batch denominators) -> optimizer steps -> weight sync.
 
-A mixin of :class:`rl.grpo_trainer.GRPOTrainer` (the rollout half lives there). It reads the
-trainer's ``args``, ``model``, ``accelerator``, ``loss_terms``, ``ref_model``, ``engine``,
-``role_adapters`` and ``_timing``.
+A mixin of :class:`rl.grpo_trainer.GRPOTrainer` (the rollout half lives there). What it reads from
+its host is declared on the class (``PolicyUpdate``'s annotations): the attributes and the methods that
+:class:`rl.trainer_base.BaseTrainer` and the GRPO trainer provide.
 """
 
 from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from rl.batch import RolloutBatch
-from rl.losses import aggregate, aggregation_denominator, compute_policy_loss, importance_correct, k3_kl, term_denominators
+from rl.config import GRPOConfig
+from rl.losses import LossTerm, aggregate, aggregation_denominator, compute_policy_loss, importance_correct, k3_kl, term_denominators
 from rl.modeling import completion_logprobs
 from rl.role_adapters import role_parts
 from rl.sharding import empty_forward, empty_micro_batch_backward
 from rl.update_padding import length_sorted_chunks, pad_columns, trim_padding
+from rollout.types import RolloutEngine
 
 
 class PolicyUpdate:
     """``_update(batch) -> metrics`` and its parts (see the module docstring)."""
+
+    # what the host trainer provides (BaseTrainer: args, model, unwrapped_model, accelerator, tokenizer,
+    # role_adapters, role_grad_norms, clip_and_step; GRPOTrainer: the rest)
+    args: GRPOConfig
+    model: Any
+    unwrapped_model: Any
+    ref_model: Any
+    accelerator: Any
+    tokenizer: Any
+    engine: RolloutEngine
+    loss_terms: list[LossTerm]
+    role_adapters: list[str]
+    role_grad_norms: dict[str, float]
+    _timing: dict[str, float]
+    clip_and_step: Callable[[], Any]
 
     @torch.no_grad()
     def _add_reference_logprobs(self, batch: RolloutBatch) -> None:
@@ -109,7 +126,7 @@ class PolicyUpdate:
             k: maxes[k] if k in maxes else sums[k] / iters if _is_loss_key(k) else sums[k] / counts[k] for k in sums
         }
         out["grad_norm"] = sum(grad_norms) / len(grad_norms)
-        out.update({f"grad_norm/{k}": v for k, v in getattr(self, "role_grad_norms", {}).items()})  # the last step's
+        out.update({f"grad_norm/{k}": v for k, v in self.role_grad_norms.items()})  # the last step's
         return out
 
     def _accumulate(self, batch: RolloutBatch, chunks, denominators, kl_denominator, sums, counts, maxes,

@@ -38,7 +38,7 @@ import logging
 import math
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rl.errors import ConfigError
 
@@ -242,20 +242,30 @@ def _engines() -> dict[str, Any] | None:
 
 
 def piece_settings(piece: Any) -> dict[str, Any]:
-    """The ``method_kwargs`` keys a registered piece reads, with defaults."""
-    s = getattr(piece, "settings", None) if _is_reward_entry(piece) else getattr(piece, "method_settings", None)
-    return dict(s or {})
+    """The ``method_kwargs`` keys a registered piece reads, with defaults. A piece is a reward entry
+    (:class:`rewards.registry.RewardEntry`), an estimator / loss / composition entry
+    (:class:`rl.pieces.RegisteredPiece`) or a sampler class (:class:`curriculum.samplers.BatchAssembler`);
+    each declares ``settings`` (the sampler: ``method_settings``)."""
+    from curriculum.samplers import BatchAssembler
+    from rewards.registry import RewardEntry
+    from rl.pieces import RegisteredPiece
+
+    if isinstance(piece, (RewardEntry, RegisteredPiece)):
+        return dict(piece.settings or {})
+    if isinstance(piece, type) and issubclass(piece, BatchAssembler):
+        return dict(piece.method_settings or {})
+    raise TypeError(f"not a registered piece: {piece!r}")
 
 
-def _piece_validator(piece: Any) -> Callable[[Mapping[str, Any]], Any] | None:
-    v = getattr(piece, "validate", None) if _is_reward_entry(piece) else getattr(piece, "validate_method_settings", None)
-    return v if callable(v) else None
-
-
-def _is_reward_entry(piece: Any) -> bool:
+def _piece_validator(piece: Any) -> Callable[[Mapping[str, Any]], Any]:
+    """The piece's config-time check of ``method_kwargs`` (raises ``ValueError`` naming the key)."""
     from rewards.registry import RewardEntry
 
-    return isinstance(piece, RewardEntry)
+    if isinstance(piece, RewardEntry):
+        return piece.validate or (lambda kwargs: None)
+    if isinstance(piece, type):  # a sampler class
+        return piece.validate_method_settings
+    return piece.validate
 
 
 def active_pieces(cfg: Any) -> list[tuple[str, str, Any]]:
@@ -270,13 +280,13 @@ def active_pieces(cfg: Any) -> list[tuple[str, str, Any]]:
         if isinstance(name, str) and name in regs["rewards"]:
             out.append(("reward", name, regs["rewards"][name]))
         elif isinstance(name, str) and ":" in name:
-            from rewards.registry import import_reward
+            from rewards.registry import imported_reward_entry
 
             try:
-                obj = import_reward(name)
+                entry = imported_reward_entry(name)
             except ValueError as e:
                 raise ConfigError(f"reward_funcs: {e}") from None
-            out.append(("reward", name, obj))
+            out.append(("reward", name, entry))
         else:
             raise _unknown("reward function", name, regs["rewards"], "reward_funcs")
     for kind, field_name, reg in (
@@ -346,8 +356,6 @@ def validate_method_settings(cfg: Any) -> None:
         )
     for kind, name, piece in active_pieces(cfg):
         check = _piece_validator(piece)
-        if check is None:
-            continue
         try:
             check(kw)
         except ConfigError:
@@ -373,3 +381,55 @@ def apply_method(cfg: Any, explicit: Iterable[str]) -> MethodPreset | None:
         raise ConfigError(f"method_kwargs: must be a mapping of setting: value, got {type(kw).__name__}")
     cfg.method_kwargs = {**copy.deepcopy(dict(preset.method_kwargs)), **dict(kw)}
     return preset
+
+
+# --- `parsimony train --role NAME`: a method's processes with their own trainer ---------------------
+
+
+@dataclass(frozen=True)
+class RoleFlag:
+    """A method's ``--role`` flag: the role names, ``pop(argv) -> (argv, role | None)`` that takes the
+    flag out of the command line (and turns it into the method's settings), and the trainer class of a
+    role as ``"module:Class"`` (imported when used; a role not listed trains with the GRPO trainer)."""
+
+    roles: tuple[str, ...]
+    pop: Callable[[list[str]], tuple[list[str], str | None]]
+    trainers: Mapping[str, str]
+    source: str = ""
+
+
+ROLE_FLAGS: list[RoleFlag] = []
+
+
+def register_role_flag(roles: Iterable[str], pop: Callable[[list[str]], tuple[list[str], str | None]],
+                       trainers: Mapping[str, str] | None = None) -> RoleFlag:
+    """Register a ``--role`` flag of ``parsimony train`` (one method may own it)."""
+    import inspect
+
+    frame = inspect.currentframe()
+    caller = frame.f_back if frame is not None else None
+    flag = RoleFlag(tuple(roles), pop, dict(trainers or {}), caller.f_globals.get("__name__", "") if caller else "")
+    if any(f.source == flag.source for f in ROLE_FLAGS):
+        return next(f for f in ROLE_FLAGS if f.source == flag.source)
+    if ROLE_FLAGS:
+        raise ValueError(f"--role is already registered by {ROLE_FLAGS[0].source}")
+    ROLE_FLAGS.append(flag)
+    return flag
+
+
+def pop_role_flag(argv: Sequence[str]) -> tuple[list[str], Any | None]:
+    """``argv`` without ``--role`` and the trainer class its role asks for (None: the default trainer).
+    A ``--role`` that no method registered is a :class:`ConfigError`."""
+    argv = list(argv)
+    if not any(a == "--role" or a.startswith("--role=") for a in argv):
+        return argv, None
+    load_methods()
+    if not ROLE_FLAGS:
+        raise ConfigError("--role: no method registered roles (M-GRPO's decoupled training does: planner | executor)")
+    flag = ROLE_FLAGS[0]
+    argv, role = flag.pop(argv)
+    target = flag.trainers.get(role) if role is not None else None
+    if target is None:
+        return argv, None
+    module, _, attr = target.partition(":")
+    return argv, getattr(importlib.import_module(module), attr)

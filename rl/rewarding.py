@@ -10,12 +10,9 @@ A *token-level* reward returns one list of floats per completion (one value per 
 token). It does not enter the scalar total; it is collated into a ``[N, T]`` tensor in
 ``batch.rewards[name]`` for token-level advantage estimators (e.g. DECS).
 
-Optional hooks on a reward object (all generic; the trainer never names a reward):
-- ``setup(tokenizer=..., args=...)``: called once (e.g. to map character spans to tokens);
-- ``set_step(step)``: called before each optimizer step's rollouts (0-based), for schedules;
-- ``pop_metrics() -> dict``: counters since the last call, logged with the step;
-- ``pop_meta() -> list[dict]``: one record per completion of the last call, merged into the
-  rollout's ``meta`` (e.g. DECS chunk spans and NRP position, read by its sampler).
+A reward object may offer lifecycle hooks (``setup``, ``set_step``, ``pop_metrics``, ``pop_meta``), declared
+by :class:`rewards.hooks.RewardHooks` / :class:`rewards.hooks.LifecycleReward`; they are called through
+:func:`rewards.hooks.hooks_of`, and the trainer never names a reward.
 """
 
 from __future__ import annotations
@@ -23,6 +20,8 @@ from __future__ import annotations
 import inspect
 import math
 from typing import Any, Callable, Sequence
+
+from rewards.hooks import check_hooks, hooks_of
 
 RewardFunc = Callable[..., list]
 
@@ -57,6 +56,8 @@ def resolve_reward_funcs(funcs: Sequence[RewardFunc | str] | RewardFunc | str) -
         if not callable(f):
             raise TypeError(f"reward function {f!r} is not callable")
     names = [reward_name(f) for f in resolved]
+    for f, n in zip(resolved, names):
+        check_hooks(f, n)
     seen: dict[str, int] = {}
     unique = []
     for n in names:  # two functions with the same name get distinct metric keys
@@ -135,8 +136,7 @@ def score_completions(
         out[name] = clean
         if pop_metrics:
             metrics.update(collect_reward_metrics([fn]))
-        pop_meta = getattr(fn, "pop_meta", None)
-        extra = pop_meta() if callable(pop_meta) else None
+        extra = hooks_of(fn).pop_meta()
         if extra:
             if len(extra) != n:
                 raise RewardError(f"reward function {name!r} returned {len(extra)} meta records for {n} completions")
@@ -171,16 +171,14 @@ def accepted_kwargs(fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect_reward_metrics(funcs: list[RewardFunc]) -> dict[str, float]:
-    """Drain ``pop_metrics()`` of every reward object that has one."""
+    """Drain ``pop_metrics()`` of every reward's hooks."""
     metrics: dict[str, float] = {}
     for fn in funcs:
-        pop = getattr(fn, "pop_metrics", None)
-        if callable(pop):
-            metrics.update({k: float(v) for k, v in pop().items()})
+        metrics.update({k: float(v) for k, v in hooks_of(fn).pop_metrics().items()})
     return metrics
 
 
 def reward_meta(t: Any) -> dict[str, Any]:
     """What a reward function gets as a completion's ``meta``: the trajectory's record (tool calls,
     turns, parent, prompt_index, ground_truth, ...) plus its ``role``, ``group_index`` and ``sub_group``."""
-    return {"role": t.role, "group_index": t.group_index, "sub_group": getattr(t, "sub_group", None), **t.meta}
+    return {"role": t.role, "group_index": t.group_index, "sub_group": t.sub_group, **t.meta}

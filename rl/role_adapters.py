@@ -25,6 +25,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from rollout.types import EngineBase, as_rollout_engine
+
 
 def add_role_adapters(model: Any, names: Sequence[str], r: int, alpha: int, dropout: float,
                       target_modules: Sequence[str]) -> Any:
@@ -93,12 +95,12 @@ def split_by_role(roles: torch.Tensor, idx: torch.Tensor) -> list[tuple[int, tor
     return [(int(role), idx[r == role]) for role in torch.unique(r).tolist()]
 
 
-class _RoleEngine:
+class _RoleEngine(EngineBase):
     """The engine, generating with one role's adapter."""
 
     def __init__(self, engines: "RoleEngines", name: str) -> None:
         self._engines, self.name = engines, name
-        self.pad_token_id = getattr(engines.engine, "pad_token_id", None)
+        self.pad_token_id = engines.engine.pad_token_id
 
     def generate(self, prompt_ids, n, sampling):
         with active_adapter(self._engines.model, self.name):
@@ -108,13 +110,13 @@ class _RoleEngine:
         self._engines.sync_weights(model)
 
 
-class RoleEngines:
+class RoleEngines(EngineBase):
     """The loop's engine (role 0's adapter) and, through ``for_role(r)``, the same engine with role
     ``r``'s adapter."""
 
     def __init__(self, engine: Any, model: Any, names: Sequence[str]) -> None:
-        self.engine, self.model, self.names = engine, model, list(names)
-        self.pad_token_id = getattr(engine, "pad_token_id", None)
+        self.engine, self.model, self.names = as_rollout_engine(engine), model, list(names)
+        self.pad_token_id = self.engine.pad_token_id
         self._roles = [_RoleEngine(self, name) for name in self.names]
 
     def for_role(self, role: int) -> _RoleEngine:
@@ -127,6 +129,15 @@ class RoleEngines:
 
     def sync_weights(self, model: Any) -> None:
         self.engine.sync_weights(model)
+
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def generates_from(self, model: Any) -> bool:
+        return self.model is model
 
 
 def export_role_models(model: Any, names: Sequence[str], tokenizer: Any, out) -> None:

@@ -57,6 +57,7 @@ class BaseTrainer:
             model.gradient_checkpointing_enable()
             model.config.use_cache = False
         self.role_adapters = list(getattr(args, "role_adapters", None) or [])
+        self.role_grad_norms: dict[str, float] = {}  # per role adapter, the last step's (logged by the GRPO update)
         if args.use_peft and self.role_adapters:  # one adapter, one optimizer group per role (rl/role_adapters.py)
             model = role_adapters.add_role_adapters(model, self.role_adapters, args.lora_r, args.lora_alpha,
                                                     args.lora_dropout, list(args.lora_target_modules))
@@ -231,6 +232,9 @@ class BaseTrainer:
     # --- the loop ------------------------------------------------------------------------------
     def training_step(self) -> dict[str, float]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop what the trainer started (engines with threads or processes); idempotent. Nothing here."""
 
     def set_eval_fn(self, fn: Callable[[], dict[str, float]]) -> None:
         """Held-out evaluation run every ``eval_steps`` (see ``rl.eval.training.attach_eval``)."""

@@ -68,9 +68,7 @@ def train_from_config(config_cls: type, trainer_cls: Any, argv: Sequence[str] | 
     try:
         summary = trainer.train()
     finally:
-        close = getattr(trainer, "close", None)  # engines that started threads or processes
-        if callable(close):
-            close()
+        trainer.close()  # engines that started threads or processes
     if trainer.is_main:
         print(json.dumps({k: v for k, v in summary.items() if k != "last_metrics"}))
     close_process_group(trainer.accelerator)

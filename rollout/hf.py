@@ -10,10 +10,10 @@ from typing import Any, Sequence
 
 import torch
 
-from rollout.types import SamplingConfig, Trajectory
+from rollout.types import EngineBase, SamplingConfig, Trajectory
 
 
-class HFEngine:
+class HFEngine(EngineBase):
     """Generate with a ``transformers`` causal LM.
 
     ``model`` may be wrapped (DDP / accelerate); generation uses the unwrapped module.
@@ -36,6 +36,9 @@ class HFEngine:
 
     def sync_weights(self, model: Any) -> None:  # the engine generates from the live model
         self.model = model
+
+    def generates_from(self, model: Any) -> bool:
+        return self.model is model
 
     @torch.no_grad()
     def generate(

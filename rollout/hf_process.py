@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import torch
 
-from rollout.types import SamplingConfig, Trajectory
+from rollout.types import EngineBase, SamplingConfig, Trajectory
 
 _START_TIMEOUT_S = 300.0  # spawning imports torch + transformers in the child
 
@@ -50,7 +50,7 @@ def _serve(conn: Any, model: Any, tokenizer: Any, decode: str, threads: int) -> 
             conn.send(("error", traceback.format_exc()))
 
 
-class HFProcessEngine:
+class HFProcessEngine(EngineBase):
     """``HFEngine`` in a spawned child over a shared-memory copy of ``model``.
 
     ``threads``: torch threads of the child (it runs beside the trainer's own threads).

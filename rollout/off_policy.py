@@ -22,17 +22,17 @@ from typing import Any, Sequence
 
 import torch
 
-from rollout.types import SamplingConfig, Trajectory
+from rollout.types import EngineBase, SamplingConfig, Trajectory, as_rollout_engine
 
 
-class OffPolicyEngine:
+class OffPolicyEngine(EngineBase):
     """``close_engine``: whether :meth:`close` also closes the wrapped engine (False for an engine the
     caller built and keeps, e.g. one shared by several trainers)."""
 
     def __init__(self, engine: Any, close_engine: bool = True) -> None:
-        self.engine = engine
+        self.engine = as_rollout_engine(engine)
         self.close_engine = close_engine
-        self.pad_token_id = getattr(engine, "pad_token_id", None)
+        self.pad_token_id = self.engine.pad_token_id
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parsimony-rollouts")
         self._inflight: Future | None = None
         self._pending: Any = None
@@ -81,6 +81,5 @@ class OffPolicyEngine:
     def close(self) -> None:
         self.wait()
         self._pool.shutdown(wait=True)
-        close = getattr(self.engine, "close", None)
-        if self.close_engine and callable(close):
-            close()
+        if self.close_engine:
+            self.engine.close()

@@ -67,9 +67,17 @@ class Trajectory:
         return self.finish_reason == "length"
 
 
+OPTIONAL_ENGINE_METHODS = ("sleep", "close", "generates_from")
+
+
 @runtime_checkable
 class RolloutEngine(Protocol):
-    """What the trainer needs from a generator (HF ``generate``, colocated vLLM, vLLM server)."""
+    """What the trainer needs from a generator (HF ``generate``, colocated vLLM, vLLM server).
+
+    ``generate`` and ``sync_weights`` are the minimum; :class:`EngineBase` gives the rest defaults,
+    and the trainer takes a minimal engine through :func:`as_rollout_engine`."""
+
+    pad_token_id: int | None
 
     def generate(
         self, prompt_ids: Sequence[Sequence[int]], n: int, sampling: SamplingConfig
@@ -80,3 +88,61 @@ class RolloutEngine(Protocol):
     def sync_weights(self, model: Any) -> None:
         """Make the engine generate from ``model``'s current weights (no-op when shared)."""
         ...
+
+    def sleep(self) -> None:
+        """Free what the engine holds during the policy update (a colocated vLLM's KV cache)."""
+        ...
+
+    def close(self) -> None:
+        """Stop what the engine started (threads, processes, servers); idempotent."""
+        ...
+
+    def generates_from(self, model: Any) -> bool:
+        """Whether the engine generates with ``model`` itself (not a copy): a sharded trainer then
+        gathers the weights around generation."""
+        ...
+
+
+class EngineBase:
+    """Defaults for :class:`RolloutEngine`'s optional parts: nothing to free, nothing to stop, and
+    generation from a copy of the weights. Engines subclass it and override what they have."""
+
+    pad_token_id: int | None = None
+
+    def sleep(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def generates_from(self, model: Any) -> bool:
+        return False
+
+
+class _MinimalEngine(EngineBase):
+    """A user's engine with only ``generate`` and ``sync_weights``, with :class:`EngineBase`'s defaults."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def generate(self, prompt_ids: Sequence[Sequence[int]], n: int, sampling: SamplingConfig) -> list[list[Trajectory]]:
+        return self.engine.generate(prompt_ids, n, sampling)
+
+    def sync_weights(self, model: Any) -> None:
+        self.engine.sync_weights(model)
+
+
+def as_rollout_engine(engine: Any) -> Any:
+    """``engine`` itself when it is an :class:`EngineBase` or implements all of :class:`RolloutEngine`;
+    a minimal engine (``generate`` + ``sync_weights``) wrapped with the defaults. An engine that
+    defines some optional methods without declaring the protocol is refused (they would be ignored)."""
+    if isinstance(engine, EngineBase) or isinstance(engine, RolloutEngine):
+        return engine
+    for required in ("generate", "sync_weights"):
+        if not callable(getattr(engine, required, None)):
+            raise TypeError(f"rollout engine {type(engine).__name__} has no {required}() (see rollout.types.RolloutEngine)")
+    partial = [m for m in OPTIONAL_ENGINE_METHODS if callable(getattr(engine, m, None))]
+    if partial:
+        raise TypeError(f"rollout engine {type(engine).__name__} defines {partial} but not all of "
+                        f"{list(OPTIONAL_ENGINE_METHODS)}: subclass rollout.types.EngineBase")
+    return _MinimalEngine(engine)

@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any, Sequence
 
-from rollout.types import SamplingConfig, Trajectory
+from rollout.types import EngineBase, SamplingConfig, Trajectory
 from rollout.weights import policy_weights
 
 # the range whose weight-sync API (Worker.reload_weights) this module is written and tested against
@@ -108,7 +108,7 @@ def trajectories_from_outputs(
     return groups
 
 
-class VLLMEngine:
+class VLLMEngine(EngineBase):
     """A colocated ``vllm.LLM``.
 
     Args:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rollout.http import HTTPClient, HTTPRequestError
-from rollout.types import SamplingConfig, Trajectory
+from rollout.types import EngineBase, SamplingConfig, Trajectory
 
 
 class RolloutServerError(RuntimeError):
@@ -40,7 +40,7 @@ def _default_weights_dir() -> str:
     return tempfile.mkdtemp(prefix="parsimony-weights-", dir=base)
 
 
-class VLLMServerEngine:
+class VLLMServerEngine(EngineBase):
     """A ``RolloutEngine`` backed by a running ``parsimony vllm-serve``.
 
     Args:

@@ -1,6 +1,6 @@
-"""``parsimony pipeline``: a thin wrapper over :mod:`rl.commands.pipeline` (the code lives in the package)."""
+"""``parsimony pipeline``: a thin wrapper over :mod:`rl.methods.dereason_pipeline` (the code lives in the package)."""
 
-from rl.commands.pipeline import main
+from rl.methods.dereason_pipeline import main
 
 if __name__ == "__main__":
     from rl.commands.cli import run_cli

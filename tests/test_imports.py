@@ -1,9 +1,16 @@
 """The import graph of the library (rl/, rewards/, curriculum/, rollout/), read with ``ast``:
-top-level and function-level imports, and ``importlib.import_module("literal")`` calls.
+top-level and function-level imports (``if TYPE_CHECKING:`` ones too), and
+``importlib.import_module("literal")`` calls.
 
 - ``rewards/`` and ``rollout/`` never import ``rl``; nothing imports ``scripts``;
 - no registry module imports a method module, directly or through other modules;
-- no import cycle among the four packages.
+- no module of ``rl/`` outside ``rl/methods/`` and ``rl/experiments/`` imports a method's front door;
+- no import cycle among the four packages, and none among the modules (inside packages too).
+
+``import a.b.c`` loads ``a`` and ``a.b`` first, so it is an edge to them too, except where the importer
+lives inside them: Python initialises a package before its children, so a child's edge to its own
+ancestor package is no import of that package's code (only ``from a.b import name`` of a name that is
+not a submodule is).
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ def imports_of(name: str, path: Path) -> list[tuple[str, int]]:
             found.append((mod, node.lineno))
             for a in node.names:  # `from pkg import submodule`
                 found.append((f"{mod}.{a.name}", node.lineno))
+                if a.name != "*":
+                    found.append((f"{mod}:{a.name}", node.lineno))  # a name taken from `mod` itself
         elif isinstance(node, ast.Call):
             f = node.func
             fname = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
@@ -62,17 +71,28 @@ def imports_of(name: str, path: Path) -> list[tuple[str, int]]:
 
 
 def graph() -> dict[str, set[str]]:
-    """module -> library modules it imports (only names that are modules of the four packages)."""
+    """module -> library modules it imports (only names that are modules of the four packages).
+
+    ``import a.b.c`` loads a, a.b and a.b.c; a prefix that is an ancestor package of the importer is
+    left out (it is initialised before the importer in any case), unless the importer takes a name
+    defined in that package itself (``from a.b import f``, f not a submodule)."""
     mods = modules()
     g: dict[str, set[str]] = {}
     for name, path in mods.items():
+        ancestors = {".".join(name.split(".")[:i]) for i in range(1, len(name.split(".")))}
+        if path.name == "__init__.py":
+            ancestors.add(name)
         deps = set()
         for mod, _ in imports_of(name, path):
-            # `import a.b.c` loads a, a.b and a.b.c
+            if ":" in mod:  # `from pkg import name`: an edge to pkg when name is not a submodule
+                pkg, attr = mod.split(":")
+                if pkg in mods and f"{pkg}.{attr}" not in mods and pkg != name:
+                    deps.add(pkg)
+                continue
             parts = mod.split(".")
             for i in range(1, len(parts) + 1):
                 cand = ".".join(parts[:i])
-                if cand in mods and cand != name:
+                if cand in mods and cand != name and cand not in ancestors:
                     deps.add(cand)
         g[name] = deps
     return g
@@ -138,6 +158,70 @@ def test_registries_import_no_method():
         for m in sorted(methods & set(seen)):
             bad.append(chain(seen, reg, m))
     assert not bad, "registry modules must not import a method (load it in rl.presets.load_methods):\n" + "\n".join(bad)
+
+
+def strongly_connected(g: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles: strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(g.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(g):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle_among_the_modules():
+    g = graph()
+    circles = strongly_connected(g)
+    assert not circles, "import circles (each a set of modules that import each other):\n" + "\n".join(
+        " <-> ".join(c) for c in circles)
+
+
+def test_the_cycle_finder_finds_a_circle():
+    g = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert strongly_connected(g) == [["a", "b", "c"]]
+    assert strongly_connected({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_engine_never_imports_a_method():
+    """No module of rl/ outside rl/methods/ (the front doors) and rl/experiments/ (the proof harnesses,
+    which drive named methods by design) imports a method's front door, directly or through others.
+    The engine reaches methods only through rl.presets.load_methods (by name, at run time)."""
+    g = graph()
+    front_doors = {m for m in g if m.startswith("rl.methods.") or m == "rl.methods"}
+    assert {"rl.methods.decs", "rl.methods.hdpo", "rl.methods.mgrpo", "rl.methods.dereason"} <= front_doors
+    bad = []
+    for mod in sorted(g):
+        if not mod.startswith("rl.") or mod.startswith(("rl.methods", "rl.experiments")):
+            continue
+        seen = reachable(g, mod)
+        bad += [chain(seen, mod, m) for m in sorted(front_doors & set(seen))]
+    assert not bad, "\n".join(bad)
 
 
 def test_the_trainer_core_imports_no_method():

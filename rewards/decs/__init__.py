@@ -2,7 +2,9 @@
 ``rl/methods/decs.py``:
 
 - :mod:`rewards.decs.chunking`: token character offsets and reasoning chunks;
+- :mod:`rewards.decs.judge_types`: what every judge speaks (the item, the protocol);
 - :mod:`rewards.decs.rule_judge` / :mod:`rewards.decs.judges`: the NRP judges (rule, endpoint);
+- :mod:`rewards.decs.nrp`: the NRP detection over a batch (which tokens are redundant);
 - :mod:`rewards.decs.settings`: the reward's ``method_kwargs`` settings;
 - :mod:`rewards.decs.reward`: the token-level ``decs_redundancy`` reward.
 

@@ -49,6 +49,7 @@ __all__ = [
     "Chunk",
     "chunk_completion",
     "chunk_spans",
+    "chunks_from",
     "reasoning_end",
     "token_char_offsets",
 ]
@@ -272,10 +273,12 @@ def chunk_completion(
     """The reasoning chunks of a completion given as token ids (``offsets`` = a precomputed
     :func:`token_char_offsets` result)."""
     text, starts = offsets if offsets is not None else token_char_offsets(tokenizer, ids)
-    return _chunks_from(text, starts, split_words, split_inline)
+    return chunks_from(text, starts, split_words, split_inline)
 
 
-def _chunks_from(text: str, starts: list[int], split_words: Sequence[str], split_inline: bool) -> list[Chunk]:
+def chunks_from(text: str, starts: list[int], split_words: Sequence[str], split_inline: bool) -> list[Chunk]:
+    """The chunks of ``text`` (:func:`chunk_spans`) with their token spans, ``starts`` being each
+    token's first character (:func:`token_char_offsets`)."""
     out = []
     for a, b in chunk_spans(text, split_words, split_inline):
         out.append(Chunk(a, b, bisect.bisect_left(starts, a), bisect.bisect_left(starts, b), text[a:b]))

@@ -6,7 +6,8 @@ judged "yes" closes the necessary reasoning prefix (NRP); everything after it is
 This module holds the judges; :mod:`rewards.decs.reward` does the chunking and the reward.
 
 Every judge implements one batch method (so that all chunks of all responses of a rollout
-batch go out in a single call, concurrently where the judge allows)::
+batch go out in a single call, concurrently where the judge allows; the item type and the
+protocol are :mod:`rewards.decs.judge_types`', re-exported here)::
 
     class Judge(Protocol):
         def judge(self, items: list[JudgeItem]) -> list[bool | None]: ...
@@ -36,11 +37,11 @@ import re
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Sequence
 
+from rewards.decs.judge_types import Judge, JudgeItem  # re-exported, with the rule judge: the judges' one import path
+from rewards.decs.rule_judge import RuleJudge, rule_candidates
 from rewards.math import format_ground_truth
-from rewards.decs.rule_judge import RuleJudge, rule_candidates  # re-exported: the judges' one import path
 
 logger = logging.getLogger(__name__)
 
@@ -82,22 +83,6 @@ DEFAULT_JUDGE_TEMPLATE = (
 
 _PLACEHOLDER = re.compile(r"\{(problem|segment|ground_truth)\}")
 _VERDICT = re.compile(r"\\boxed\s*\{\s*(?:\\text(?:bf)?\s*\{\s*)?(yes|no)\s*\}", re.I)
-
-
-@dataclass(frozen=True)
-class JudgeItem:
-    """One question to a judge: does ``segment`` present the correct final answer to ``problem``?"""
-
-    problem: str
-    segment: str
-    ground_truth: str | list[str]  # a list: accepted answers, any of them (rewards.answers.normalize_ground_truth)
-
-
-@runtime_checkable
-class Judge(Protocol):
-    def judge(self, items: list[JudgeItem]) -> list[bool | None]: ...
-
-    def pop_stats(self) -> dict[str, float]: ...
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Answer extraction, no model: a segment's candidate answers (:func:`rule_candidates`) are compared
 with the ground truth, in-process or through a :class:`~rewards.math.MathGrader` pool. The judge
-protocol and the endpoint judge are in :mod:`rewards.decs.judges`, which re-exports this one.
+protocol is in :mod:`rewards.decs.judge_types`, the endpoint judge in :mod:`rewards.decs.judges`, which
+re-exports this one.
 """
 
 from __future__ import annotations
@@ -10,13 +11,11 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
+from rewards.decs.judge_types import JudgeItem
 from rewards.equivalence import matches_ground_truth
 from rewards.math import MathGrader, extract_answer, normalize_ground_truth
-
-if TYPE_CHECKING:  # the item type only; rewards.decs.judges imports this module
-    from rewards.decs.judges import JudgeItem
 
 __all__ = ["RuleJudge", "rule_candidates"]
 

@@ -7,6 +7,7 @@ import math
 import threading
 from typing import Any, Mapping, Sequence
 
+from rewards.hooks import RewardHooks
 from rewards.math import completion_text, get_default_grader, ground_truths_from_columns
 
 __all__ = ["GradedLengthReward", "bad_setting", "bool_setting", "number_setting", "positive_int_setting"]
@@ -36,7 +37,7 @@ def bool_setting(key: str, v: Any) -> bool:
     return v
 
 
-class GradedLengthReward:
+class GradedLengthReward(RewardHooks):
     """Shared machinery: settings resolution, grading, lengths, metrics."""
 
     name = "length"

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rl.bench.grpo_step import _dataset, _min_new_tokens, settings
+from rl.bench.common import bench_dataset, min_new_tokens, settings
 
 
 def bench_parts(args, model_dir: Path, repeats: int = 5) -> dict[str, Any]:
@@ -34,8 +34,8 @@ def bench_parts(args, model_dir: Path, repeats: int = 5) -> dict[str, Any]:
     cfg = GRPOConfig(model=str(model_dir), dataset=f"task:{args.task}", reward_funcs=["accuracy"], loss_type="clipped",
                      output_dir=tempfile.mkdtemp(prefix="bench-parts-"), report_to=[], save_final=False,
                      disable_progress_bar=True, num_threads=args.threads, **s)
-    trainer = GRPOTrainer(cfg.model, args=cfg, train_dataset=_dataset(args))
-    sampling = dataclasses.replace(trainer.sampling, min_new_tokens=_min_new_tokens(args))
+    trainer = GRPOTrainer(cfg.model, args=cfg, train_dataset=bench_dataset(args))
+    sampling = dataclasses.replace(trainer.sampling, min_new_tokens=min_new_tokens(args))
     rows = [trainer.train_dataset[i] for i in trainer.sampler.draw(args.prompts_per_step)]
     prompt_ids = trainer._prompt_ids(rows)
     gen: dict[str, list[float]] = {"generate": [], "compact": []}

@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "methods": ("rl.commands.methods", "list the registered methods (presets) and pieces: rewards, advantages, losses, ..."),
     "vllm-serve": ("rl.commands.vllm_serve", "vLLM generation/judge server with a weight-update endpoint"),
     "score-difficulty": ("rl.commands.score_difficulty", "DeReason: score reasoning intensity 1-5 (judge, pass_rate, column), split SFT/RL"),
-    "pipeline": ("rl.commands.pipeline", "DeReason, resumable: score -> split -> SFT (easy) -> GRPO (hard) -> eval, from one recipe"),
+    "pipeline": ("rl.methods.dereason_pipeline", "DeReason, resumable: score -> split -> SFT (easy) -> GRPO (hard) -> eval, from one recipe"),
     "compare-schedules": ("rl.experiments.compare_schedules", "DeReason vs SFT-only, RL-only, SFT->RL and a random split at equal tokens"),
 }
 

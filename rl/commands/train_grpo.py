@@ -1,7 +1,9 @@
 """GRPO training: ``parsimony train --config recipes/grpo/tiny.yaml [--key value ...]``.
 
 Also ``accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml scripts/train_grpo.py ...``.
-``--role planner|executor``: one role of decoupled M-GRPO (``rl/methods/mgrpo_two_process.py``, docs/mgrpo.md).
+``--role NAME``: a flag a method registers (``rl.presets.register_role_flag``), e.g. M-GRPO's
+``planner | executor`` for decoupled training (docs/mgrpo.md): the role's process may train with a
+trainer of its own.
 """
 
 from __future__ import annotations
@@ -12,12 +14,8 @@ def main(argv=None) -> int:
 
     from rl.config import GRPOConfig
     from rl.grpo_trainer import GRPOTrainer
+    from rl.presets import pop_role_flag
     from rl.training_run import train_from_config
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a == "--role" or a.startswith("--role=") for a in args):  # decoupled roles (rl/methods/mgrpo_two_process.py)
-        from rl.methods.mgrpo_two_process import StoreExecutorTrainer, pop_role
-
-        args, role = pop_role(args)
-        return train_from_config(GRPOConfig, StoreExecutorTrainer if role == "executor" else GRPOTrainer, args)
-    return train_from_config(GRPOConfig, GRPOTrainer, args)
+    args, role_trainer = pop_role_flag(sys.argv[1:] if argv is None else argv)
+    return train_from_config(GRPOConfig, role_trainer or GRPOTrainer, args)

@@ -122,7 +122,7 @@ def main(argv=None) -> int:
 
     from curriculum.data import load_dataset_spec
     from curriculum.tasks import task_text_metrics
-    from rl.commands.pipeline import EMBEDDED, load_recipe
+    from rl.methods.dereason_pipeline import EMBEDDED, load_recipe
     from rl.methods.dereason import evaluate_buckets, sft_loss_tokens, sft_steps_for_tokens, trained_tokens, train_rl_stage, train_sft_stage
 
     args = parse_args(argv)

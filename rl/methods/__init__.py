@@ -7,7 +7,7 @@ names every file of the method that lives in another layer:
 | DECS | :mod:`rl.methods.decs` | ``rewards/decs/``, ``curriculum/decs_kappa.py`` |
 | HDPO | :mod:`rl.methods.hdpo` | ``rewards/tools.py``, ``rollout/tools.py``, ``rollout/sandbox.py`` |
 | M-GRPO | :mod:`rl.methods.mgrpo` (+ :mod:`rl.methods.mgrpo_two_process`) | ``rewards/mgrpo.py``, ``rollout/mgrpo/``, ``curriculum/tasks/planner.py`` |
-| DeReason | :mod:`rl.methods.dereason` | ``curriculum/dereason/``, ``rl/commands/pipeline.py`` |
+| DeReason | :mod:`rl.methods.dereason` | ``curriculum/dereason/``, ``rl/methods/dereason_pipeline.py`` |
 | length efficiency | :mod:`rl.methods.length` | ``rewards/length/`` |
 
 The engine never imports these modules: :func:`rl.presets.load_methods` imports them by name

@@ -162,10 +162,10 @@ def test_chunks_multibyte_tokens(tok):
 def test_token_straddling_boundary_goes_where_it_starts(tok):
     # "é" = 2 bytes; find a token that starts inside a chunk and ends in the next one by
     # using synthetic offsets: token starts [0, 3, 5, 9], boundary at char 4
-    from rewards.decs.reward import _chunks_from
+    from rewards.decs.chunking import chunks_from
 
     text = "abc\nd\nWait\ne\n"
-    chunks = _chunks_from(text, [0, 3, 5, 9, 12], DEFAULT_SPLIT_WORDS, True)
+    chunks = chunks_from(text, [0, 3, 5, 9, 12], DEFAULT_SPLIT_WORDS, True)
     assert [(c.start_char, c.end_char) for c in chunks] == [(0, 6), (6, 13)]
     # token 2 starts at 5 (< 6) and straddles the boundary: it stays in chunk 0
     assert [(c.start_token, c.end_token) for c in chunks] == [(0, 3), (3, 5)]

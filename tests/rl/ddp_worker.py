@@ -24,15 +24,17 @@ from pathlib import Path
 
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests_helpers_grpo import make_dataset  # noqa: E402
 
+from rewards.hooks import RewardHooks  # noqa: E402
 from rl.config import GRPOConfig  # noqa: E402
 from rl.grpo_trainer import GRPOTrainer  # noqa: E402
 
 
-class FlakyReward:
+class FlakyReward(RewardHooks):
     """Token-sum reward; on rank ``bad_rank`` at step ``bad_step`` its first call fails (NaN or raise)."""
 
     __name__ = "flaky"

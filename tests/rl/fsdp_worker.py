@@ -21,14 +21,16 @@ from pathlib import Path
 
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests_helpers_grpo import make_dataset, token_sum_reward  # noqa: E402
 
+from rewards.hooks import RewardHooks  # noqa: E402
 from rl.sharding import full_state_dict, is_sharded  # noqa: E402
 
 
-class UnevenReward:
+class UnevenReward(RewardHooks):
     """Rank 0: constant rewards in the first two rounds of a step (every group dropped), then variance
     in the first group only; rank 1: variance in every group from the first round."""
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from curriculum.samplers import ScoredGroup
-from rl.methods.mgrpo_two_process import StoreExecutorTrainer, group_from_record, push_executor_step
+from rl.methods.mgrpo_exchange import group_from_record, push_executor_step
+from rl.methods.mgrpo_two_process import StoreExecutorTrainer
 from rl.grpo_trainer import GRPOTrainer
 from rollout.mgrpo.store import InProcessStore, RedisServer, RedisStore
 from rollout.types import Trajectory
@@ -170,7 +171,7 @@ def test_role_flag_of_parsimony_train(tiny_model_dir, capsys):
     import json as _json
 
     from rl.errors import ConfigError
-    from rl.methods.mgrpo_two_process import pop_role
+    from rl.methods.mgrpo_exchange import pop_role
 
     assert pop_role(["--x", "1"]) == (["--x", "1"], None)
     assert pop_role(["--role", "executor", "--x", "1"]) == (

@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+from rewards.hooks import RewardHooks
 from rl.rewarding import RewardError, SkipBatch, resolve_reward_funcs, score_completions
 
 ROWS = [{"prompt": "p", "answer": "1", "data_source": "x"}, {"prompt": "q", "answer": "2", "data_source": "y"}]
@@ -76,7 +77,7 @@ def test_duplicate_names_get_distinct_keys():
     assert names == ["length_reward", "length_reward_2"]
 
 
-class WithMeta:
+class WithMeta(RewardHooks):
     __name__ = "with_meta"
 
     def __call__(self, prompts, completions, **kw):
@@ -85,6 +86,23 @@ class WithMeta:
 
     def pop_meta(self):
         return self._meta
+
+
+class HalfHooked:
+    """Defines a hook without declaring the protocol: its hook would be ignored, so it is refused."""
+
+    __name__ = "half_hooked"
+
+    def __call__(self, prompts, completions, **kw):
+        return [1.0] * len(completions)
+
+    def pop_meta(self):
+        return [{}] * 2
+
+
+def test_a_reward_with_undeclared_hooks_is_refused_by_name():
+    with pytest.raises(TypeError, match="half_hooked.*pop_meta.*RewardHooks"):
+        resolve_reward_funcs([HalfHooked()])
 
 
 def test_pop_meta_is_merged_per_completion():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rl.commands.pipeline import load_recipe, main, score_argv
+from rl.methods.dereason_pipeline import load_recipe, main, score_argv
 from rl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
