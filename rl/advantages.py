@@ -145,7 +145,7 @@ def broadcast_to_tokens(adv: Tensor, mask: Tensor) -> Tensor:
     return adv.to(dtype)[:, None] * mask.to(dtype)
 
 
-def _rewards(batch: RolloutBatch) -> Tensor:
+def outcome_rewards(batch: RolloutBatch) -> Tensor:
     """batch.total_reward as a detached float64 [N] (float64 for exact group statistics)."""
     r = batch.total_reward
     if r is None:
@@ -155,7 +155,7 @@ def _rewards(batch: RolloutBatch) -> Tensor:
     return r.detach().to(torch.float64)
 
 
-def _eps(cfg: Any) -> float:
+def advantage_eps(cfg: Any) -> float:
     eps = getattr(cfg, "advantage_eps", None)
     return DEFAULT_ADVANTAGE_EPS if eps is None else float(eps)
 
@@ -166,7 +166,7 @@ def _eps(cfg: Any) -> float:
 @register_advantage("grpo")
 def grpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """GRPO: ``(r - mean_g) / (std + eps)``; std per group, over the batch, or none (scale_rewards)."""
-    r = _rewards(batch)  # [N]
+    r = outcome_rewards(batch)  # [N]
     mode = getattr(cfg, "scale_rewards", "group") or "group"
     if mode is True:  # TRL's old boolean form
         mode = "group"
@@ -175,12 +175,12 @@ def grpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     mean, std = group_mean_std(r, batch.group_index)  # [N], [N]
     centered = r - mean  # [N]
     if mode == "group":
-        adv = centered / (std + _eps(cfg))
+        adv = centered / (std + advantage_eps(cfg))
     elif mode == "batch":
         # TRL's scale_rewards="batch": mean per group, std over the whole step's batch (every process)
         pool = batch.global_total_reward.detach().double() if batch.global_total_reward is not None else r  # [M]
         batch_std = pool.std() if pool.numel() > 1 else torch.ones((), dtype=r.dtype, device=r.device)
-        adv = centered / (batch_std + _eps(cfg))
+        adv = centered / (batch_std + advantage_eps(cfg))
     elif mode == "none":
         adv = centered
     else:
@@ -191,7 +191,7 @@ def grpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
 @register_advantage("dr_grpo")
 def dr_grpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """Dr.GRPO: ``r - mean_g`` (never divided by a std, whatever scale_rewards says)."""
-    r = _rewards(batch)
+    r = outcome_rewards(batch)
     mean, _ = group_mean_std(r, batch.group_index)
     return {"main": broadcast_to_tokens(r - mean, batch.completion_mask)}
 
@@ -199,7 +199,7 @@ def dr_grpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
 @register_advantage("rloo")
 def rloo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """RLOO: ``r_i - mean_{j != i} r_j = G / (G - 1) * (r_i - mean_g)``; 0 for a singleton group."""
-    r = _rewards(batch)
+    r = outcome_rewards(batch)
     mean, _ = group_mean_std(r, batch.group_index)
     g = group_sizes(batch.group_index).to(r.dtype)  # [N]
     scale = torch.where(g > 1, g / (g - 1).clamp(min=1), torch.zeros_like(g))

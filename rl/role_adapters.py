@@ -115,7 +115,7 @@ class RoleEngines(EngineBase):
     ``r``'s adapter."""
 
     def __init__(self, engine: Any, model: Any, names: Sequence[str]) -> None:
-        self.engine, self.model, self.names = as_rollout_engine(engine), model, list(names)
+        self.engine, self.model, self.names = as_rollout_engine(engine), model, list(names)  # the trainer's engine
         self.pad_token_id = self.engine.pad_token_id
         self._roles = [_RoleEngine(self, name) for name in self.names]
 

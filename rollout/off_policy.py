@@ -30,9 +30,10 @@ class OffPolicyEngine(EngineBase):
     caller built and keeps, e.g. one shared by several trainers)."""
 
     def __init__(self, engine: Any, close_engine: bool = True) -> None:
-        self.engine = as_rollout_engine(engine)
+        self.engine = engine  # called as given: its generate() may take a seed
+        self._declared = as_rollout_engine(engine)  # its close() and pad_token_id, with the protocol's defaults
         self.close_engine = close_engine
-        self.pad_token_id = self.engine.pad_token_id
+        self.pad_token_id = self._declared.pad_token_id
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parsimony-rollouts")
         self._inflight: Future | None = None
         self._pending: Any = None
@@ -82,4 +83,4 @@ class OffPolicyEngine(EngineBase):
         self.wait()
         self._pool.shutdown(wait=True)
         if self.close_engine:
-            self.engine.close()
+            self._declared.close()

@@ -48,7 +48,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from curriculum.tasks.overthink import REDUNDANT_PHRASES, _choose_phrases, _redundancy_weights
+from curriculum.tasks.overthink import REDUNDANT_PHRASES, choose_phrases, redundancy_weights
 
 DATA_SOURCE = "parsimony/explore"
 OPENING_LINE = "Let me try x from 1."
@@ -164,7 +164,7 @@ def generate_examples(
         raise ValueError(f"ops must be a non-empty subset of ('+', '-'), got {ops!r}")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    ks, ws = _redundancy_weights(redundancy)
+    ks, ws = redundancy_weights(redundancy)
     pool = [p for p in all_problems(max_a, max_b, ops) if problem_split(format_problem(*p[:4]), test_fraction) == split]
     if not pool:
         raise RuntimeError("no problems in this split; widen max_a/max_b/ops")
@@ -175,7 +175,7 @@ def generate_examples(
         a, op, b, c, x = rng.choice(pool)
         problem = format_problem(a, op, b, c)
         k = rng.choices(ks, weights=ws)[0]
-        phrases = _choose_phrases(rng, k, shuffle_phrases)
+        phrases = choose_phrases(rng, k, shuffle_phrases)
         guess = None
         if slips.draw(x):
             guess = slips.rng.choice([g for g in range(1, MAX_X + 1) if g != x])

@@ -241,7 +241,9 @@ def is_quick(text: str) -> bool:
     return QUICK_OPENING_LINE in text.split("</think>", 1)[0]
 
 
-def _redundancy_weights(redundancy: str | Mapping[int, float]) -> tuple[list[int], list[float]]:
+def redundancy_weights(redundancy: str | Mapping[int, float]) -> tuple[list[int], list[float]]:
+    """A redundancy preset name or a ``{k: weight}`` dict -> (the chunk counts k, their weights),
+    checked (known preset, non-negative, at most twice the phrases)."""
     if isinstance(redundancy, str):
         if redundancy not in REDUNDANCY_PRESETS:
             raise ValueError(f"unknown redundancy {redundancy!r}; known: {sorted(REDUNDANCY_PRESETS)} or a {{k: weight}} dict")
@@ -255,7 +257,7 @@ def _redundancy_weights(redundancy: str | Mapping[int, float]) -> tuple[list[int
     return ks, ws
 
 
-def _choose_phrases(rng: random.Random, k: int, shuffle: bool = False) -> list[str]:
+def choose_phrases(rng: random.Random, k: int, shuffle: bool = False) -> list[str]:
     """k phrases, distinct while k <= len(REDUNDANT_PHRASES): in the fixed order of
     REDUNDANT_PHRASES (default), or in a random order per trace when ``shuffle``."""
     out: list[str] = []
@@ -292,7 +294,7 @@ def generate_examples(
         raise ValueError(f"need 1 <= min_ops <= max_ops, got min_ops={min_ops}, max_ops={max_ops}")
     if not 1 <= max_operand <= 9:
         raise ValueError(f"max_operand must be in 1..9 (single-digit operands), got {max_operand}")
-    ks, ws = _redundancy_weights(redundancy)
+    ks, ws = redundancy_weights(redundancy)
     rng = random.Random(f"overthink/{seed}/{split}")
     slips = slip_policy(slip_rate, slip_kind, SLIP_KINDS, f"overthink-slip/{seed}/{split}")
     rows: list[dict[str, Any]] = []
@@ -307,7 +309,7 @@ def generate_examples(
         if problem_split(problem) != split:
             continue
         k = rng.choices(ks, weights=ws)[0]
-        phrases = _choose_phrases(rng, k, shuffle_phrases)
+        phrases = choose_phrases(rng, k, shuffle_phrases)
         answer = solve_steps(operands, ops)[-1][3]
         slip = slipped_steps(slips.rng, operands, ops, slip_kind) if slips.draw(num_ops) else None
         if slip is None:

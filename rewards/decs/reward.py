@@ -35,6 +35,7 @@ from rewards.decs.chunking import (
 from rewards.decs.judges import EndpointJudge, Judge, RuleJudge
 from rewards.decs.nrp import DECSResult, analyze_completions, redundant_token_fraction
 from rewards.decs.settings import SETTING_KEYS, SETTINGS, parse_settings
+from rewards.hooks import RewardHooks
 from rewards.math import MathGrader, get_default_grader, ground_truths_from_columns
 from rewards.registry import register_reward
 
@@ -82,7 +83,7 @@ def problem_text(prompt: Any) -> str:
 
 
 @register_reward("decs_redundancy")
-class DECSRedundancyReward:
+class DECSRedundancyReward(RewardHooks):
     """Token-level DECS redundancy indicator (registered as ``decs_redundancy``).
 
     ``f(prompts, completions, completion_ids, **columns) -> list[list[float]]``: per completion

@@ -11,9 +11,8 @@ The presets that use them are in ``rl/methods/length.py``; importing this packag
 rewards (``rl.presets.load_methods`` does it through that front door).
 """
 
+from rewards.length import penalties, published
 from rewards.length.penalties import *  # noqa: F401,F403
-from rewards.length.penalties import __all__ as _penalties
 from rewards.length.published import *  # noqa: F401,F403
-from rewards.length.published import __all__ as _published
 
-__all__ = [*_penalties, *_published]
+__all__ = [*penalties.__all__, *published.__all__]

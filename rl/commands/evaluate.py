@@ -94,7 +94,8 @@ def load_requested_benchmarks(args: argparse.Namespace) -> list:
 
 
 def main(argv=None, generator_factory=None) -> int:
-    from rl.eval.evaluate import EvalError, EvalSettings, RunOptions, parse_model_specs, run_eval
+    from rl.eval.generation import EvalError, EvalSettings
+    from rl.eval.run import RunOptions, parse_model_specs, run_eval
 
     args = build_parser().parse_args(argv)
     if args.limit is not None and args.limit < 1:

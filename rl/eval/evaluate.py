@@ -18,10 +18,10 @@ depend on which other problems share its batch, on the batch size or on where an
 interrupted run resumed. Torch is also seeded before each batch with ``seed + index of the
 batch's first problem`` for engines that sample with torch's global generator.
 
-This module is also the evaluation's import point: the generation side
-(:mod:`rl.eval.generation`: :class:`EvalSettings`, :class:`EvalGenerator`,
-:class:`SeededSampler`, ...) and ``parsimony eval``'s orchestration (:mod:`rl.eval.run`:
-:func:`run_eval`, :func:`parse_model_specs`, ...) are re-exported here.
+The generation side (:mod:`rl.eval.generation`: :class:`EvalSettings`, :class:`EvalGenerator`,
+:class:`SeededSampler`, ...) is re-exported here. ``parsimony eval``'s orchestration
+(:func:`rl.eval.run.run_eval`, :func:`rl.eval.run.parse_model_specs`, ...) sits on top of this
+module, in :mod:`rl.eval.run`.
 """
 
 from __future__ import annotations
@@ -43,32 +43,18 @@ from rl.eval.generation import (
     stream_uniform,
 )
 from rl.eval.metrics import dataset_metrics
-from rl.eval.run import (
-    ModelSpec,
-    RunOptions,
-    load_model_for_eval,
-    make_vllm_generator,
-    parse_model_specs,
-    run_eval,
-)
 from rollout.types import RolloutEngine
 
 __all__ = [
     "EvalError",
     "EvalGenerator",
     "EvalSettings",
-    "ModelSpec",
     "RecordSink",
-    "RunOptions",
     "SeededSampler",
     "evaluate_benchmark",
     "evaluate_dataset",
     "evaluate_problems",
-    "load_model_for_eval",
-    "make_vllm_generator",
-    "parse_model_specs",
     "render_eval_prompt",
-    "run_eval",
     "sample_key",
     "stream_uniform",
 ]

@@ -78,7 +78,7 @@ def evaluate_checkpoint(
                 row_metrics=row_metrics,
             )
             stats = {k: v for k, v in res.items() if isinstance(v, (int, float)) or v is None or k == "tool_calls_by_bucket"}
-            stats["accuracy_se"] = _binomial_se(stats.get("accuracy", 0.0), len(res["samples"]))
+            stats["accuracy_se"] = binomial_se(stats.get("accuracy", 0.0), len(res["samples"]))
             stats.update(redundant_fraction=None, redundant_chunks=None)
             out[decoding] = stats
         return out
@@ -88,7 +88,7 @@ def evaluate_checkpoint(
             max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, text_metrics=text_metrics,
         )
         stats = {k: v for k, v in res.items() if isinstance(v, (int, float))}
-        stats["accuracy_se"] = _binomial_se(stats.get("accuracy", 0.0), len(res["samples"]))
+        stats["accuracy_se"] = binomial_se(stats.get("accuracy", 0.0), len(res["samples"]))
         stats.update(redundancy_stats(tok, rows, res["samples"]))
         out[decoding] = stats
     return out
@@ -138,6 +138,9 @@ def grpo_speed_fields(args: Any) -> dict[str, Any]:
     return {"hf_decode": args.hf_decode, "split_by_length": args.update_split}
 
 
-def _binomial_se(p: float, n: int) -> float:
+def binomial_se(p: float, n: int) -> float:
     """Standard error of an accuracy over ``n`` independent samples."""
     return (p * (1 - p) / n) ** 0.5 if n > 0 else float("nan")
+
+
+_binomial_se = binomial_se  # the old name, until rl/methods/dereason.py imports binomial_se

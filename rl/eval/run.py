@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from rl.eval.benchmarks import Benchmark
+from rl.eval.evaluate import evaluate_benchmark
 from rl.eval.generation import EvalError, EvalGenerator, EvalSettings
 
 
@@ -202,7 +203,6 @@ def _generate_all(
 ) -> None:
     """Load each model that has unfinished problems, one at a time, and generate them."""
     from rl.eval import report
-    from rl.eval.evaluate import evaluate_benchmark  # imports this module: not at the top
 
     for spec in models:
         todo = [b for b in benchmarks if not {p.index for p in b.problems} <= store.finished(spec.name, b.name, settings.n)]

@@ -232,7 +232,7 @@ def evaluate_arm(args, arm: str, planner_path: Path, executor_path: Path | None,
     executor calls' valid-format rate and accuracy (``r_local``), the calls per episode. A two-model
     arm's executor serves the planner's calls from its own model (``rollout/mgrpo/agent_server.py``)."""
     from curriculum.tasks.planner import SINGLE_ENVIRONMENT
-    from rl.eval.heldout import _binomial_se
+    from rl.eval.heldout import binomial_se
     from rl.eval.episodes import evaluate_episodes
     from rl.modeling import load_model, load_tokenizer
     from rollout.mgrpo.agents import PLANNER_SYSTEM_PROMPT
@@ -262,7 +262,7 @@ def evaluate_arm(args, arm: str, planner_path: Path, executor_path: Path | None,
             )
             n = len(res["samples"])
             out[decoding] = {
-                "accuracy": res["accuracy"], "accuracy_se": _binomial_se(res["accuracy"], n),
+                "accuracy": res["accuracy"], "accuracy_se": binomial_se(res["accuracy"], n),
                 "executor_accuracy": res["executor_accuracy"], "executor_format_ok": res["executor_format_ok"],
                 # calls per episode: to the executor (multi-agent), to the calculator (single agent)
                 "mean_calls": res["mean_tool_calls"] if single else res["mean_executor_calls"],

@@ -34,7 +34,7 @@ from torch import Tensor
 import rewards.length.penalties  # noqa: F401  registers length_penalty, l1_target_length, thinkprune
 import rewards.length.published  # noqa: F401  registers cosine, soft_overlong, linear_pass_rate, grpo_lead, dler_truncation
 from curriculum.samplers import BatchAssembler, DrawFn, RolloutFn, ScoredGroup, register_assembler
-from rl.advantages import _eps, _rewards, broadcast_to_tokens, group_mean_std, register_advantage
+from rl.advantages import advantage_eps, broadcast_to_tokens, outcome_rewards, group_mean_std, register_advantage
 from rl.batch import RolloutBatch
 from rl.presets import register_method, setting_error
 
@@ -61,7 +61,7 @@ def batch_normalized_advantage(r: Tensor, group_index: Tensor, eps: float = 1e-6
 @register_advantage("dler")
 def dler(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """DLER: ``(A - mean_B A) / (std_B A + eps)`` with ``A = r - mean_g r`` (batch-wise normalisation)."""
-    adv = batch_normalized_advantage(_rewards(batch), batch.group_index, _eps(cfg))
+    adv = batch_normalized_advantage(outcome_rewards(batch), batch.group_index, advantage_eps(cfg))
     return {"main": broadcast_to_tokens(adv, batch.completion_mask)}
 
 

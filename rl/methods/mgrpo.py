@@ -54,7 +54,7 @@ from torch import Tensor
 
 from rewards.mgrpo import MGRPOReward  # noqa: F401  (importing it registers the "mgrpo_reward" reward)
 from curriculum.samplers import ScoredGroup
-from rl.advantages import _eps, broadcast_to_tokens, group_mean_std, register_advantage
+from rl.advantages import advantage_eps, broadcast_to_tokens, group_mean_std, register_advantage
 from rl.batch import RolloutBatch
 from rl.methods.mgrpo_exchange import ROLES, get_store, pop_role, push_executor_step, require_one_process
 from rl.methods.mgrpo_settings import SETTINGS, MGRPOSettings
@@ -240,7 +240,7 @@ def mgrpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
         raise ValueError("batch.total_reward is None: compute rewards before advantages")
     mode = getattr(cfg, "scale_rewards", "group") or "group"
     mode = {True: "group", False: "none"}.get(mode, mode)
-    adv = hierarchical_advantage(batch.total_reward.detach(), batch.group_index, batch.role, _eps(cfg), mode)
+    adv = hierarchical_advantage(batch.total_reward.detach(), batch.group_index, batch.role, advantage_eps(cfg), mode)
     return {"main": broadcast_to_tokens(adv, batch.completion_mask)}
 
 

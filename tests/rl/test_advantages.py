@@ -208,6 +208,30 @@ def test_registry_duplicate_and_unknown():
         def const(batch, cfg):
             return {"main": broadcast_to_tokens(torch.ones(batch.num_rollouts), batch.completion_mask)}
 
-        assert get_advantage("_test_const") is const
+        entry = get_advantage("_test_const")
+        assert entry.fn is const and entry.name == "_test_const"
+        b = make_batch(REWARDS, GROUPS)
+        assert torch.equal(entry(b, cfg())["main"], const(b, cfg())["main"])
+        groups = [object()]
+        assert entry.prepare_groups(groups, cfg(), 0) == (groups, {})  # no preparation declared: identity
     finally:
         ADVANTAGES.pop("_test_const", None)
+
+
+def test_an_estimator_declares_its_group_preparation():
+    calls = []
+
+    def prepare(groups, cfg, step):
+        calls.append(step)
+        return groups[:1], {"prepared": 1.0}
+
+    try:
+        @register_advantage("_test_prepared", prepare_groups=prepare)
+        def const(batch, cfg):
+            return {"main": torch.zeros_like(batch.completion_mask)}
+
+        assert get_advantage("_test_prepared").prepare_groups(["a", "b"], cfg(), 7) == (["a"], {"prepared": 1.0})
+        assert calls == [7]
+        assert not hasattr(const, "prepare_groups")  # nothing is attached to the function
+    finally:
+        ADVANTAGES.pop("_test_prepared", None)

@@ -18,11 +18,11 @@ from rl.eval.evaluate import (
     evaluate_benchmark,
     evaluate_dataset,
     evaluate_problems,
-    parse_model_specs,
     render_eval_prompt,
     sample_key,
     stream_uniform,
 )
+from rl.eval.run import parse_model_specs
 from rollout.types import Trajectory
 
 

@@ -5,9 +5,12 @@ export is one merged model per role."""
 from __future__ import annotations
 
 import pytest
+from types import SimpleNamespace
+
 import torch
 from transformers import AutoModelForCausalLM
 
+from rollout.hf import HFEngine
 from rl.errors import ConfigError
 from rl.grpo_trainer import GRPOTrainer
 from rl.role_adapters import active_adapter, clip_role_groups, role_parts
@@ -97,7 +100,7 @@ def test_role_parts_and_per_role_clipping():
     with pytest.raises(ValueError, match="role 1 has"):
         from rl.role_adapters import RoleEngines
 
-        RoleEngines(None, None, ["planner"]).for_role(1)
+        RoleEngines(HFEngine(None, SimpleNamespace(pad_token_id=0, eos_token_id=1)), None, ["planner"]).for_role(1)
     a, b = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([{"params": [a], "role_adapter": "planner"}, {"params": [b], "role_adapter": "executor"}])
     a.grad, b.grad = torch.tensor([6.0, 8.0]), torch.tensor([0.5])

@@ -119,7 +119,7 @@ class CountingFactory:
         self.generators: list[EvalGenerator] = []
 
     def __call__(self, spec):
-        from rl.eval.evaluate import load_model_for_eval
+        from rl.eval.run import load_model_for_eval
 
         self.loaded.append(spec.name)
         model, tok = load_model_for_eval(spec, device="cpu")
