@@ -47,70 +47,34 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from curriculum.samplers import BatchAssembler, DrawFn, RolloutFn, ScoredGroup, register_assembler
+from rewards.settings import MethodSettings, setting
 
 STATE_VERSION = 1
 _ADMIT_EPS = 1e-9  # floor(kappa * k / (1 - kappa)) is taken with this slack against float error
 
 
-def _bad(key: str, message: str) -> ValueError:
-    return ValueError(f"method_kwargs.{key}: {message}")
-
-
-def _num(kwargs: Mapping[str, Any], key: str, default: float, lo: float | None = None, hi: float | None = None,
-         hi_open: bool = False) -> float:
-    v = kwargs.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-        raise _bad(key, f"must be a finite number, got {v!r}")
-    v = float(v)
-    if lo is not None and v < lo:
-        raise _bad(key, f"must be >= {lo}, got {v!r}")
-    if hi is not None and (v >= hi if hi_open else v > hi):
-        raise _bad(key, f"must be {'<' if hi_open else '<='} {hi}, got {v!r}")
-    return v
-
-
 @dataclass(frozen=True)
-class KappaSettings:
-    """``decs_kappa`` settings, read from ``args.method_kwargs``.
-
-    | key | default | meaning |
-    |---|---|---|
-    | ``decs_kappa_init`` | 0.0 | initial kappa (the paper's code starts at 0), in ``[0, decs_kappa_max]`` |
-    | ``decs_kappa_lr`` | 0.2 | step size of the kappa update (>= 0) |
-    | ``decs_kappa_max`` | 0.9 | upper clamp of kappa, in ``[0, 1)`` |
-    | ``decs_nrp_init`` | 0.5 | ``nrp_0``, the "previous" NRP ratio before the first step, in ``[0, 1]`` |
-    | ``decs_accuracy_reward`` | ``"accuracy"`` | reward whose value 1 means correct |
+class KappaSettings(MethodSettings):
+    """``decs_kappa`` settings, read from ``args.method_kwargs`` (``parsimony methods`` lists them).
 
     ``max_generation_batches`` (a config field) bounds the rounds per step; ``seed`` seeds the
     choice of easy prompts.
     """
 
-    kappa_init: float = 0.0
-    kappa_lr: float = 0.2
-    kappa_max: float = 0.9
-    nrp_init: float = 0.5
-    accuracy_reward: str = "accuracy"
+    kappa_init: float = setting("decs_kappa_init", 0.0, "initial kappa (the paper's code starts at 0), at most "
+                                "decs_kappa_max", minimum=0.0)
+    kappa_lr: float = setting("decs_kappa_lr", 0.2, "step size of the kappa update", minimum=0.0)
+    kappa_max: float = setting("decs_kappa_max", 0.9, "upper clamp of kappa", minimum=0.0, exclusive_maximum=1.0)
+    nrp_init: float = setting("decs_nrp_init", 0.5, "nrp_0, the 'previous' NRP ratio before the first step",
+                              minimum=0.0, maximum=1.0)
+    accuracy_reward: str = setting("decs_accuracy_reward", "accuracy", "the reward whose value 1 means correct")
 
-    @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, Any] | None) -> "KappaSettings":
-        kwargs = {} if kwargs is None else kwargs
-        if not isinstance(kwargs, Mapping):
-            raise ValueError(f"method_kwargs: must be a mapping, got {type(kwargs).__name__}")
-        kappa_max = _num(kwargs, "decs_kappa_max", cls.kappa_max, lo=0.0, hi=1.0, hi_open=True)
-        kappa_init = _num(kwargs, "decs_kappa_init", cls.kappa_init, lo=0.0, hi=kappa_max)
-        kappa_lr = _num(kwargs, "decs_kappa_lr", cls.kappa_lr, lo=0.0)
-        nrp_init = _num(kwargs, "decs_nrp_init", cls.nrp_init, lo=0.0, hi=1.0)
-        acc = kwargs.get("decs_accuracy_reward", cls.accuracy_reward)
-        if not isinstance(acc, str) or not acc.strip():
-            raise _bad("decs_accuracy_reward", f"must be a non-empty reward name, got {acc!r}")
-        return cls(kappa_init=kappa_init, kappa_lr=kappa_lr, kappa_max=kappa_max, nrp_init=nrp_init, accuracy_reward=acc)
-
-    @classmethod
-    def from_args(cls, args: Any) -> "KappaSettings":
-        return cls.from_kwargs(getattr(args, "method_kwargs", None))
+    def check(self) -> None:
+        if self.kappa_init > self.kappa_max:
+            raise self.bad("decs_kappa_init", f"must be <= decs_kappa_max ({self.kappa_max!r}), got {self.kappa_init!r}")
 
 
 def admission_count(kappa: float, kept_running: int, easy_available: int) -> int:
@@ -150,15 +114,7 @@ def _rank() -> int:
 class DECSKappaAssembler(BatchAssembler):
     """Dynamic sampling plus a kappa-controlled share of all-correct (easy) prompts."""
 
-    # the method_kwargs keys this assembler reads (checked at config time)
-    method_settings = {
-        "decs_kappa_init": KappaSettings.kappa_init,
-        "decs_kappa_lr": KappaSettings.kappa_lr,
-        "decs_kappa_max": KappaSettings.kappa_max,
-        "decs_nrp_init": KappaSettings.nrp_init,
-        "decs_accuracy_reward": KappaSettings.accuracy_reward,
-    }
-    validate_method_settings = staticmethod(KappaSettings.from_kwargs)
+    method_settings = KappaSettings  # the method_kwargs keys it reads (checked at config time)
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)

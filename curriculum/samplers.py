@@ -19,6 +19,8 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 
+from rewards.settings import settings_defaults
+
 
 class PromptSampler:
     """Seeded stream of dataset indices, sharded across processes.
@@ -131,10 +133,12 @@ DrawFn = Callable[[int], list[int]]
 class BatchAssembler:
     """Base assembler: one generation round, keep every group.
 
-    A subclass that reads ``cfg.method_kwargs`` declares the keys (``method_settings``: key ->
-    default) and their check (``validate_method_settings``), which the config runs before any model loads."""
+    A subclass that reads ``cfg.method_kwargs`` declares the keys in ``method_settings``: a
+    :class:`rewards.settings.MethodSettings` class (defaults, help and validation in one place) or a
+    mapping key -> default, with an optional check (``validate_method_settings``); the config runs
+    both before any model loads."""
 
-    method_settings: ClassVar[Mapping[str, Any]] = {}
+    method_settings: ClassVar[Any] = {}  # a MethodSettings class or {key: default}
 
     @staticmethod
     def validate_method_settings(method_kwargs: Mapping[str, Any]) -> None:
@@ -166,12 +170,14 @@ ASSEMBLERS: dict[str, type[BatchAssembler]] = {}
 def register_assembler(name: str):
     """Class decorator: register a :class:`BatchAssembler` subclass under ``name`` (the
     ``sampler`` config field). An assembler that reads ``method_kwargs`` declares them as class
-    attributes: ``method_settings`` (key -> default) and ``validate_method_settings(kwargs)``
-    (a staticmethod / classmethod raising ``ValueError``); the config checks both."""
+    attributes: ``method_settings`` (a :class:`rewards.settings.MethodSettings` class, or a mapping
+    key -> default) and, optionally, ``validate_method_settings(kwargs)`` (a staticmethod /
+    classmethod raising ``ValueError``); the config checks both."""
 
     def deco(cls: type[BatchAssembler]) -> type[BatchAssembler]:
         if name in ASSEMBLERS:
             raise ValueError(f"assembler {name!r} is already registered")
+        settings_defaults(cls.method_settings)  # a MethodSettings class or a mapping, else TypeError now
         ASSEMBLERS[name] = cls
         return cls
 

@@ -2,7 +2,8 @@
 
     @register_reward("my_reward")                 # a class: each resolution makes a new instance
     class MyReward:
-        method_settings = {"my_alpha": 0.5}       # the method_kwargs keys it reads, with defaults
+        method_settings = MySettings              # the method_kwargs keys it reads (rewards.settings), or
+                                                  # a mapping {"my_alpha": 0.5} of key -> default
         def __call__(self, prompts, completions, completion_ids, **columns): ...
 
     @register_reward("my_plain")                  # a plain function: stateless, shared as is
@@ -15,7 +16,8 @@ shared by every trainer of the process. ``get_reward_func(name)`` returns a fres
 call (for a class or factory), or the function itself.
 
 Settings: a piece that reads ``method_kwargs`` declares the keys it knows (``settings=`` or a
-``method_settings`` attribute: key -> default) and may give ``validate=`` (or a
+``method_settings`` attribute): a :class:`rewards.settings.MethodSettings` class (defaults, help and
+validation in one place) or a mapping key -> default, and may give ``validate=`` (or a
 ``validate_method_settings`` attribute): ``fn(method_kwargs) -> None`` that raises ``ValueError``
 naming the key. The config checks both before any model loads (``rl/presets.py``).
 
@@ -30,6 +32,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from rewards.settings import settings_defaults
+
 
 @dataclass(frozen=True)
 class RewardEntry:
@@ -37,7 +41,7 @@ class RewardEntry:
 
     name: str
     factory: Callable[[], Any]
-    settings: Mapping[str, Any] = field(default_factory=dict)
+    settings: Any = field(default_factory=dict)  # a rewards.settings.MethodSettings class or {key: default}
     validate: Callable[[Mapping[str, Any]], None] | None = None
     doc: str = ""
     module: str = ""  # where the reward is defined
@@ -58,7 +62,7 @@ def register_reward(
     name: str,
     *,
     factory: Callable[[], Any] | None = None,
-    settings: Mapping[str, Any] | None = None,
+    settings: Any = None,
     validate: Callable[[Mapping[str, Any]], None] | None = None,
     replace: bool = False,
 ):
@@ -96,11 +100,12 @@ def register_reward(
     return deco
 
 
-def _entry(name: str, target: Any, make: Callable[[], Any], settings: Mapping[str, Any] | None,
+def _entry(name: str, target: Any, make: Callable[[], Any], settings: Any,
            validate: Callable[[Mapping[str, Any]], None] | None) -> RewardEntry:
     """The entry of ``target`` (a class, function or factory): ``settings`` / ``validate`` as given, else
     the target's declared ``method_settings`` / ``validate_method_settings`` (read once, here)."""
     s = settings if settings is not None else getattr(target, "method_settings", None) or {}
+    settings_defaults(s)  # a MethodSettings class or a mapping, else TypeError now
     v = validate if validate is not None else getattr(target, "validate_method_settings", None)
     return RewardEntry(name=name, factory=make, settings=s if not isinstance(s, Mapping) else dict(s), validate=v,
                        doc=_first_line(target), module=getattr(target, "__module__", "") or "")

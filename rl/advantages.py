@@ -82,8 +82,9 @@ def register_advantage(
 ) -> Callable[[AdvantageFn], AdvantageFn]:
     """Decorator: register ``fn(batch, cfg) -> dict[str, Tensor [N, T]]`` under ``name``.
 
-    ``settings``: the ``cfg.method_kwargs`` keys the estimator reads, with their defaults;
-    ``validate(method_kwargs)`` raises ``ValueError`` naming a bad key. Both are checked when
+    ``settings``: the ``cfg.method_kwargs`` keys the estimator reads: a settings class
+    (``rewards.settings.MethodSettings``, validated by its ``from_kwargs``) or a mapping key ->
+    default; ``validate(method_kwargs)`` raises ``ValueError`` naming a bad key. Both are checked when
     the config is built (``rl/presets.py``). ``prepare_groups(groups, cfg, step) -> (groups,
     metrics)``: a step the trainer runs on the scored groups before it collates them (e.g. M-GRPO's
     trajectory alignment). The registry keeps a :class:`RegisteredEstimator`; ``fn`` is returned

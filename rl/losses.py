@@ -45,7 +45,8 @@ def register_loss(
     name: str, *, settings: Any = None, validate: "Callable[[Any], None] | None" = None
 ) -> Callable[[LossFn], LossFn]:
     """Decorator: register a per-token policy loss under ``name``. ``settings`` / ``validate``:
-    the ``method_kwargs`` keys it reads (with defaults) and their check, as for
+    the ``method_kwargs`` keys it reads (a ``rewards.settings.MethodSettings`` class, or a mapping
+    key -> default) and their check, as for
     :func:`rl.advantages.register_advantage`. The registry keeps a :class:`rl.pieces.RegisteredPiece`."""
     return registering(LOSSES, "loss", name, lambda fn: RegisteredPiece(name, fn, settings if settings is not None else {}, validate))
 

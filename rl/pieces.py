@@ -6,9 +6,11 @@ hold these entries, never bare functions with attributes stuck on them. The deco
 decorated function unchanged, so it can still be called and tested directly; the registry's entry is
 callable the same way. The config reads ``settings`` and calls ``validate`` (``rl/presets.py``).
 
-    settings: the keys of ``cfg.method_kwargs`` the piece reads, with their defaults (a mapping), or a
-              settings dataclass (``rewards.settings.MethodSettings``)
-    validate: ``f(method_kwargs) -> None`` raising ``ValueError`` that names the key (optional)
+    settings: the keys of ``cfg.method_kwargs`` the piece reads: a settings dataclass
+              (``rewards.settings.MethodSettings``: defaults, help and validation in one place), or a
+              mapping of key -> default (the older form, kept for plugins)
+    validate: ``f(method_kwargs) -> None`` raising ``ValueError`` that names the key (optional; with a
+              settings class, only for what the class does not check)
 """
 
 from __future__ import annotations
@@ -26,12 +28,22 @@ class RegisteredPiece:
     settings: Any = field(default_factory=dict)  # Mapping[str, default] or a MethodSettings class
     validator: Callable[[Mapping[str, Any]], Any] | None = None
 
+    def __post_init__(self) -> None:
+        from rewards.settings import settings_defaults
+
+        settings_defaults(self.settings)  # a MethodSettings class or a mapping, else TypeError now
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
     def validate(self, method_kwargs: Mapping[str, Any]) -> None:
         """Config-time check of this piece's keys in ``method_kwargs``; raises ``ValueError``."""
-        if self.validator is not None:
+        from rewards.settings import is_settings_class
+
+        from_kwargs = self.settings.from_kwargs if is_settings_class(self.settings) else None
+        if from_kwargs is not None:
+            from_kwargs(method_kwargs)
+        if self.validator is not None and self.validator != from_kwargs:
             self.validator(method_kwargs)
 
 

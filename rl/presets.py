@@ -16,8 +16,8 @@ recipe's keys, then the command line's ``--method_kwargs '{"k": v}'`` keys. A co
 ``dataclasses.replace`` passes every field, so it is taken as already resolved.
 
 **Settings are checked at config time.** Every piece the config names declares the
-``method_kwargs`` keys it reads (``method_settings``: key -> default) and may validate their
-values (``validate_method_settings``). A key that no active piece and no preset knows is a
+``method_kwargs`` keys it reads: a typed settings class (``rewards.settings.MethodSettings``, which
+validates them with ``from_kwargs``) or a ``{key: default}`` mapping with an optional validator. A key that no active piece and no preset knows is a
 ``ConfigError`` naming the key and the known keys (exit code 2 on the command line).
 
 **Loading.** Registries (``rl.advantages``, ``rl.losses``, ``curriculum.samplers``,
@@ -38,7 +38,7 @@ import logging
 import math
 import types
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 from rl.errors import ConfigError
 
@@ -80,7 +80,8 @@ class MethodPreset:
 
     ``reward_funcs`` / ``advantage_estimator`` / ``loss_composition`` / ``sampler``: registered
     names. ``method_kwargs``: default settings (merged under the user's). ``settings``: extra
-    keys the method itself knows beyond those its pieces declare (key -> default).
+    keys the method itself knows beyond those its pieces declare (key -> default, or a
+    ``rewards.settings.MethodSettings`` class).
     ``fields``: any other ``GRPOConfig`` fields the method sets (e.g. ``loss_type``).
     """
 
@@ -241,31 +242,58 @@ def _engines() -> dict[str, Any] | None:
     return dict(engines) if isinstance(engines, Mapping) else None
 
 
-def piece_settings(piece: Any) -> dict[str, Any]:
-    """The ``method_kwargs`` keys a registered piece reads, with defaults. A piece is a reward entry
-    (:class:`rewards.registry.RewardEntry`), an estimator / loss / composition entry
-    (:class:`rl.pieces.RegisteredPiece`) or a sampler class (:class:`curriculum.samplers.BatchAssembler`);
-    each declares ``settings`` (the sampler: ``method_settings``)."""
+def _declared_settings(piece: Any) -> Any:
+    """What a registered piece declares: a :class:`rewards.settings.MethodSettings` class or a
+    ``{key: default}`` mapping. A piece is a reward entry (:class:`rewards.registry.RewardEntry`), an
+    estimator / loss / composition entry (:class:`rl.pieces.RegisteredPiece`), both with ``settings``,
+    or a sampler class (:class:`curriculum.samplers.BatchAssembler`), with ``method_settings``."""
     from curriculum.samplers import BatchAssembler
     from rewards.registry import RewardEntry
     from rl.pieces import RegisteredPiece
 
     if isinstance(piece, (RewardEntry, RegisteredPiece)):
-        return dict(piece.settings or {})
+        return piece.settings
     if isinstance(piece, type) and issubclass(piece, BatchAssembler):
-        return dict(piece.method_settings or {})
+        return piece.method_settings
     raise TypeError(f"not a registered piece: {piece!r}")
 
 
+def piece_settings(piece: Any) -> dict[str, Any]:
+    """The ``method_kwargs`` keys a registered piece reads, with their defaults (either declaration form)."""
+    from rewards.settings import settings_defaults
+
+    return settings_defaults(_declared_settings(piece))
+
+
+def piece_settings_rows(piece: Any) -> list[dict[str, Any]]:
+    """``key`` / ``default`` / ``accepts`` / ``help`` of each setting of a piece (a mapping: no help)."""
+    from rewards.settings import settings_rows
+
+    return settings_rows(_declared_settings(piece))
+
+
 def _piece_validator(piece: Any) -> Callable[[Mapping[str, Any]], Any]:
-    """The piece's config-time check of ``method_kwargs`` (raises ``ValueError`` naming the key)."""
+    """The piece's config-time check of ``method_kwargs`` (raises ``ValueError`` naming the key): a
+    settings class' ``from_kwargs``, then the piece's own validator if it has one."""
     from rewards.registry import RewardEntry
+    from rewards.settings import is_settings_class
 
     if isinstance(piece, RewardEntry):
-        return piece.validate or (lambda kwargs: None)
-    if isinstance(piece, type):  # a sampler class
-        return piece.validate_method_settings
-    return piece.validate
+        own = piece.validate
+    elif isinstance(piece, type):  # a sampler class
+        own = piece.validate_method_settings
+    else:
+        own = piece.validator
+    declared = _declared_settings(piece)
+    if not is_settings_class(declared):
+        return own or (lambda kwargs: None)
+
+    def check(kwargs: Mapping[str, Any]) -> None:
+        declared.from_kwargs(kwargs)
+        if own is not None and own != declared.from_kwargs:
+            own(kwargs)
+
+    return check
 
 
 def active_pieces(cfg: Any) -> list[tuple[str, str, Any]]:
@@ -326,7 +354,9 @@ def preset_settings(preset: MethodPreset) -> dict[str, str]:
     for kind, name, piece in active_pieces(own):
         for k in piece_settings(piece):
             known.setdefault(k, f"{kind} {name!r}")
-    for k in preset.settings:
+    from rewards.settings import settings_defaults
+
+    for k in settings_defaults(preset.settings):
         known.setdefault(k, f"method {preset.name!r}")
     stray = sorted(set(preset.method_kwargs) - set(known))
     if stray:
@@ -381,55 +411,3 @@ def apply_method(cfg: Any, explicit: Iterable[str]) -> MethodPreset | None:
         raise ConfigError(f"method_kwargs: must be a mapping of setting: value, got {type(kw).__name__}")
     cfg.method_kwargs = {**copy.deepcopy(dict(preset.method_kwargs)), **dict(kw)}
     return preset
-
-
-# --- `parsimony train --role NAME`: a method's processes with their own trainer ---------------------
-
-
-@dataclass(frozen=True)
-class RoleFlag:
-    """A method's ``--role`` flag: the role names, ``pop(argv) -> (argv, role | None)`` that takes the
-    flag out of the command line (and turns it into the method's settings), and the trainer class of a
-    role as ``"module:Class"`` (imported when used; a role not listed trains with the GRPO trainer)."""
-
-    roles: tuple[str, ...]
-    pop: Callable[[list[str]], tuple[list[str], str | None]]
-    trainers: Mapping[str, str]
-    source: str = ""
-
-
-ROLE_FLAGS: list[RoleFlag] = []
-
-
-def register_role_flag(roles: Iterable[str], pop: Callable[[list[str]], tuple[list[str], str | None]],
-                       trainers: Mapping[str, str] | None = None) -> RoleFlag:
-    """Register a ``--role`` flag of ``parsimony train`` (one method may own it)."""
-    import inspect
-
-    frame = inspect.currentframe()
-    caller = frame.f_back if frame is not None else None
-    flag = RoleFlag(tuple(roles), pop, dict(trainers or {}), caller.f_globals.get("__name__", "") if caller else "")
-    if any(f.source == flag.source for f in ROLE_FLAGS):
-        return next(f for f in ROLE_FLAGS if f.source == flag.source)
-    if ROLE_FLAGS:
-        raise ValueError(f"--role is already registered by {ROLE_FLAGS[0].source}")
-    ROLE_FLAGS.append(flag)
-    return flag
-
-
-def pop_role_flag(argv: Sequence[str]) -> tuple[list[str], Any | None]:
-    """``argv`` without ``--role`` and the trainer class its role asks for (None: the default trainer).
-    A ``--role`` that no method registered is a :class:`ConfigError`."""
-    argv = list(argv)
-    if not any(a == "--role" or a.startswith("--role=") for a in argv):
-        return argv, None
-    load_methods()
-    if not ROLE_FLAGS:
-        raise ConfigError("--role: no method registered roles (M-GRPO's decoupled training does: planner | executor)")
-    flag = ROLE_FLAGS[0]
-    argv, role = flag.pop(argv)
-    target = flag.trainers.get(role) if role is not None else None
-    if target is None:
-        return argv, None
-    module, _, attr = target.partition(":")
-    return argv, getattr(importlib.import_module(module), attr)

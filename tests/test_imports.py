@@ -273,3 +273,41 @@ def test_no_cycle_among_the_packages():
             cycle = visit(p)
             assert cycle is None, "package import cycle: " + " -> ".join(cycle) + " (" + "; ".join(
                 where[(a, b)] for a, b in zip(cycle, cycle[1:])) + ")"
+
+
+def test_no_private_name_crosses_modules():
+    """``from m import _x`` between library modules means ``_x`` is part of m's interface: name it so."""
+    bad = []
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PACKAGES:
+                for a in node.names:
+                    if a.name.startswith("_") and not a.name.startswith("__"):
+                        bad.append(f"{path.relative_to(REPO)}:{node.lineno} imports {a.name} from {node.module}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_public_import_paths_of_before_the_layout_still_work():
+    """Users' code and plugins written before the layout of docs/architecture.md keep importing."""
+    import importlib
+
+    paths = {
+        "rl.config": ["GRPOConfig", "SFTConfig", "TrainConfig", "ConfigError", "load_config", "OPTIMIZERS"],
+        "rl.grpo_trainer": ["GRPOTrainer"],
+        "rl.sft_trainer": ["SFTTrainer"],
+        "rl.methods": ["register_method", "MethodPreset", "load_methods", "get_method", "METHODS"],
+        "rl.advantages": ["register_advantage", "get_advantage", "ADVANTAGES"],
+        "rl.losses": ["register_loss", "register_composition", "LossTerm", "LOSSES", "COMPOSITIONS"],
+        "rl.engines": ["register_engine", "ENGINES"],
+        "curriculum.samplers": ["register_assembler", "BatchAssembler"],
+        "rewards": ["register_reward", "REWARDS", "get_reward_func"],
+        "rewards.decs": ["DECSRedundancyReward"],
+        "rewards.length": ["LengthPenaltyReward", "CosineLengthReward"],
+    }
+    missing = [f"{m}.{n}" for m, names in paths.items() for n in names if not hasattr(importlib.import_module(m), n)]
+    assert not missing, missing
+    from rl.methods import register_method
+    from rl.presets import register_method as canonical
+
+    assert register_method is canonical

@@ -1,7 +1,7 @@
 """GRPO training: ``parsimony train --config recipes/grpo/tiny.yaml [--key value ...]``.
 
 Also ``accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml scripts/train_grpo.py ...``.
-``--role NAME``: a flag a method registers (``rl.presets.register_role_flag``), e.g. M-GRPO's
+``--role NAME``: a flag a method registers (``rl.role_flags.register_role_flag``), e.g. M-GRPO's
 ``planner | executor`` for decoupled training (docs/mgrpo.md): the role's process may train with a
 trainer of its own.
 """
@@ -14,7 +14,7 @@ def main(argv=None) -> int:
 
     from rl.config import GRPOConfig
     from rl.grpo_trainer import GRPOTrainer
-    from rl.presets import pop_role_flag
+    from rl.role_flags import pop_role_flag
     from rl.training_run import train_from_config
 
     args, role_trainer = pop_role_flag(sys.argv[1:] if argv is None else argv)

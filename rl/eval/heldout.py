@@ -143,4 +143,3 @@ def binomial_se(p: float, n: int) -> float:
     return (p * (1 - p) / n) ** 0.5 if n > 0 else float("nan")
 
 
-_binomial_se = binomial_se  # the old name, until rl/methods/dereason.py imports binomial_se

@@ -31,63 +31,40 @@ Importing this module registers the whole method: the ``decs`` estimator here, t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-import curriculum.decs_kappa  # noqa: F401  registers the "decs_kappa" sampler
-import rewards.decs.reward  # noqa: F401  registers the "decs_redundancy" reward
+from curriculum.decs_kappa import DECSKappaAssembler, KappaSettings  # importing it registers the "decs_kappa" sampler
+from rewards.decs.reward import DECSRedundancyReward  # importing it registers the "decs_redundancy" reward
+from rewards.decs.settings import DECSRewardSettings
+from rewards.settings import MethodSettings, setting
 from rl.advantages import DEFAULT_ADVANTAGE_EPS, register_advantage
 from rl.batch import RolloutBatch
 from rl.errors import ConfigError
-from rl.presets import number_setting, register_method, setting_error
+from rl.presets import register_method, setting_error
+
+__all__ = ["DECSKappaAssembler", "DECSRedundancyReward", "DECSSettings", "DECS_PRESET", "decs", "decs_token_rewards",
+           "position_group_mean_std"]
 
 L_MAX_MODES = ("batch", "max_completion_length")
 
 
-def _as_name(kwargs: Mapping[str, Any], key: str, default: str) -> str:
-    v = kwargs.get(key, default)
-    if not isinstance(v, str) or not v.strip():
-        raise setting_error(key, f"must be a non-empty reward name, got {v!r}")
-    return v
-
-
 @dataclass(frozen=True)
-class DECSSettings:
-    """The ``decs`` estimator's settings, read from ``args.method_kwargs``.
+class DECSSettings(MethodSettings):
+    """The ``decs`` estimator's settings, read from ``args.method_kwargs`` (``parsimony methods`` lists
+    them). Other ``decs_*`` keys (the reward's judge settings, the ``decs_kappa`` sampler's) are read by
+    their own pieces and ignored here."""
 
-    | key | field | default | meaning |
-    |---|---|---|---|
-    | ``decs_beta`` | ``beta`` | 0.1 | length-reward weight ``b`` (>= 0) |
-    | ``decs_l_max`` | ``l_max`` | ``"batch"`` | ``L_max``: ``"batch"`` = padded batch width (the paper's choice), ``"max_completion_length"``, or a positive int |
-    | ``decs_redundancy_reward`` | ``redundancy_reward`` | ``"decs_redundancy"`` | name of the token-level reward in ``batch.rewards`` |
+    error = ConfigError
 
-    Other ``decs_*`` keys (the reward's judge settings, the ``decs_kappa`` sampler's) are read
-    by their own pieces and ignored here.
-    """
-
-    beta: float = 0.1
-    l_max: str | int = "batch"
-    redundancy_reward: str = "decs_redundancy"
-
-    @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, Any] | None) -> "DECSSettings":
-        kwargs = {} if kwargs is None else kwargs
-        if not isinstance(kwargs, Mapping):
-            raise ConfigError(f"method_kwargs: must be a mapping, got {type(kwargs).__name__}")
-        beta = number_setting(kwargs, "decs_beta", cls.beta, minimum=0.0)
-        l_max = kwargs.get("decs_l_max", cls.l_max)
-        if isinstance(l_max, bool) or not (
-            (isinstance(l_max, str) and l_max in L_MAX_MODES) or (isinstance(l_max, int) and l_max >= 1)
-        ):
-            raise setting_error("decs_l_max", f"must be one of {list(L_MAX_MODES)} or a positive integer, got {l_max!r}")
-        name = _as_name(kwargs, "decs_redundancy_reward", cls.redundancy_reward)
-        return cls(beta=beta, l_max=l_max, redundancy_reward=name)
-
-    @classmethod
-    def from_args(cls, args: Any) -> "DECSSettings":
-        return cls.from_kwargs(getattr(args, "method_kwargs", None))
+    beta: float = setting("decs_beta", 0.1, "length-reward weight b", minimum=0.0)
+    l_max: str | int = setting(
+        "decs_l_max", "batch", "L_max: 'batch' = the padded batch width (the paper's choice), 'max_completion_length', "
+        "or a token count", choices=L_MAX_MODES, minimum=1)
+    redundancy_reward: str = setting("decs_redundancy_reward", "decs_redundancy",
+                                     "the token-level reward in batch.rewards that marks the redundant tokens")
 
     def resolve_l_max(self, batch: RolloutBatch, args: Any) -> float:
         """The ``L_max`` used for this batch."""
@@ -166,20 +143,15 @@ def decs_token_rewards(batch: RolloutBatch, settings: DECSSettings, args: Any = 
     return torch.where(redundant, post[:, None].expand(n, t), base[:, None].expand(n, t))
 
 
-@register_advantage(
-    "decs",
-    settings={"decs_beta": DECSSettings.beta, "decs_l_max": DECSSettings.l_max,
-              "decs_redundancy_reward": DECSSettings.redundancy_reward},
-    validate=DECSSettings.from_kwargs,
-)
+@register_advantage("decs", settings=DECSSettings)
 def decs(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """DECS: per-token decoupled length reward, normalised per position within each group."""
     settings = DECSSettings.from_args(cfg)
-    rewards = decs_token_rewards(batch, settings, cfg)  # [N, T] float64
-    mean, std, constant = position_group_mean_std(rewards, batch.group_index.to(rewards.device))
+    token_rewards = decs_token_rewards(batch, settings, cfg)  # [N, T] float64
+    mean, std, constant = position_group_mean_std(token_rewards, batch.group_index.to(token_rewards.device))
     eps = getattr(cfg, "advantage_eps", None)
     eps = DEFAULT_ADVANTAGE_EPS if eps is None else float(eps)
-    adv = (rewards - mean) / (std + eps)  # [N, T]
+    adv = (token_rewards - mean) / (std + eps)  # [N, T]
     adv = torch.where(constant, torch.zeros_like(adv), adv)  # no float noise where the group agrees
     mask = batch.completion_mask
     dtype = mask.dtype if mask.is_floating_point() else torch.float32
@@ -199,12 +171,11 @@ DECS_PRESET = register_method(
     loss_composition="single",
     sampler="decs_kappa",
     method_kwargs={
-        "decs_beta": 0.1,
-        "decs_l_max": "batch",
-        "decs_judge": "rule",
-        "decs_kappa_init": 0.5,
+        **DECSSettings.defaults("decs_beta", "decs_l_max"),
+        **DECSRewardSettings.defaults("decs_judge"),
+        **KappaSettings.defaults("decs_kappa_max"),
+        "decs_kappa_init": 0.5,  # the measured settings above, not the pieces' (paper) defaults
         "decs_kappa_lr": 0.5,
-        "decs_kappa_max": 0.9,
     },
     description="DECS (arXiv 2509.25827): token-level length reward after the necessary reasoning prefix, "
     "per-position group advantages, kappa curriculum of easy prompts",

@@ -194,7 +194,7 @@ def evaluate_buckets(model_dir: str | Path, rows: Sequence[dict], *, threshold: 
                      seed: int = 0, batch_size: int = 100, text_metrics: dict | None = None) -> dict[str, dict]:
     """decoding -> {accuracy, accuracy_easy, accuracy_hard, accuracy_by_difficulty, mean_tokens, n,
     n_easy, n_hard, accuracy_se, and the ``text_metrics``}; a bucket with no row has accuracy None."""
-    from rl.eval.heldout import _binomial_se
+    from rl.eval.heldout import binomial_se
     from rl.eval.evaluate import evaluate_dataset
     from rl.modeling import load_model, load_tokenizer
 
@@ -222,7 +222,7 @@ def evaluate_buckets(model_dir: str | Path, rows: Sequence[dict], *, threshold: 
             return sum(v) / len(v) if v else None
 
         stats = {
-            "accuracy": res["accuracy"], "accuracy_se": _binomial_se(res["accuracy"], len(res["samples"])),
+            "accuracy": res["accuracy"], "accuracy_se": binomial_se(res["accuracy"], len(res["samples"])),
             "accuracy_easy": acc("easy"), "accuracy_hard": acc("hard"),
             "accuracy_by_difficulty": {k[1:]: acc(k) for k in sorted(by) if k.startswith("d")},
             "n": len(by.get("all", [])), "n_easy": len(by.get("easy", [])), "n_hard": len(by.get("hard", [])),

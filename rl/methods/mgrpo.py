@@ -58,7 +58,8 @@ from rl.advantages import advantage_eps, broadcast_to_tokens, group_mean_std, re
 from rl.batch import RolloutBatch
 from rl.methods.mgrpo_exchange import ROLES, get_store, pop_role, push_executor_step, require_one_process
 from rl.methods.mgrpo_settings import SETTINGS, MGRPOSettings
-from rl.presets import register_method, register_role_flag
+from rl.presets import register_method
+from rl.role_flags import register_role_flag
 from rollout.mgrpo.agents import PLANNER_SYSTEM_PROMPT
 
 

@@ -192,6 +192,18 @@ def test_role_flag_of_parsimony_train(tiny_model_dir, capsys):
     assert kw["mgrpo_train_roles"] == "executor" and kw["mgrpo_store"] == "redis://127.0.0.1:1/0"
 
 
+def test_the_role_flag_is_registered_by_the_method_and_names_its_trainer():
+    from rl.methods.mgrpo_two_process import StoreExecutorTrainer
+    from rl.role_flags import ROLE_FLAGS, pop_role_flag
+
+    assert pop_role_flag(["--x", "1"]) == (["--x", "1"], None)  # no --role: nothing loaded, nothing changed
+    argv, trainer = pop_role_flag(["--role", "executor", "--x", "1"])
+    assert trainer is StoreExecutorTrainer and argv[:2] == ["--x", "1"]
+    argv, trainer = pop_role_flag(["--role=planner"])
+    assert trainer is None and "--method_kwargs" in argv  # the planner trains with the GRPO trainer
+    assert [f.source for f in ROLE_FLAGS] == ["rl.methods.mgrpo"]
+
+
 def test_run_separate_trains_two_models_at_once_and_frozen_executor_trains_one(tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 

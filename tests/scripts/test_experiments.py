@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _main(script: str):
     module = {"quickstart.py": "quickstart", "compare_efficiency.py": "compare"}[script]
-    return importlib.import_module(f"rl.commands.{module}").main
+    return importlib.import_module(f"rl.experiments.{module}").main
 
 
 def test_quickstart_writes_its_report(tmp_path):
