@@ -15,7 +15,7 @@ The registered reward ``mgrpo_reward`` returns ``R_M`` for planner rows (``role 
 for executor rows, in one call over a round's completions: an executor row's parent is the planner
 row with the same ``group_index`` and ``sub_group``; where that row is not in the call (decoupled
 training: the executor process scores what it pulled from the store) ``meta["parent_main_reward"]``
-is used. Settings (``method_kwargs``): ``mgrpo_w_main`` (1.0), ``mgrpo_w_local`` (0.0).
+is used. Settings (``method_kwargs``): :class:`MGRPORewardSettings` (``mgrpo_w_main``, ``mgrpo_w_local``).
 ``pop_meta()`` records ``mgrpo_format_ok`` / ``mgrpo_correct`` (planners) and
 ``parent_main_reward`` (executors) in each rollout's meta.
 """
@@ -23,15 +23,28 @@ is used. Settings (``method_kwargs``): ``mgrpo_w_main`` (1.0), ``mgrpo_w_local``
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from rewards.answers import completion_text, extract_boxed
 from rewards.hooks import RewardHooks
 from rewards.math import ground_truths_from_columns
 from rewards.registry import register_reward
+from rewards.settings import MethodSettings, setting
 
 MAIN_FORMAT_WEIGHT, MAIN_CORRECT_WEIGHT = 0.1, 0.9
-SETTINGS = {"mgrpo_w_main": 1.0, "mgrpo_w_local": 0.0}
+
+
+@dataclass(frozen=True)
+class MGRPORewardSettings(MethodSettings):
+    """The executor reward's weights: ``R_S = w_main * R_M(parent) + w_local * r_local``."""
+
+    w_main: float = setting("mgrpo_w_main", 1.0, "weight of the parent planner's R_M in R_S", minimum=0.0)
+    w_local: float = setting("mgrpo_w_local", 0.0, "weight of the executor's own verifiable score in R_S", minimum=0.0)
+
+    def check(self) -> None:
+        if self.w_main == 0 and self.w_local == 0:
+            raise self.bad("mgrpo_w_local", "mgrpo_w_main and mgrpo_w_local are both 0: executors get no reward")
 
 
 def main_reward(format_ok: bool, correct: bool) -> float:
@@ -41,8 +54,8 @@ def main_reward(format_ok: bool, correct: bool) -> float:
     return MAIN_FORMAT_WEIGHT * float(format_ok) + MAIN_CORRECT_WEIGHT * float(correct)
 
 
-def executor_reward(format_ok: bool, parent_main: float, r_local: float | None, w_main: float = 1.0,
-                    w_local: float = 0.0) -> float:
+def executor_reward(format_ok: bool, parent_main: float, r_local: float | None,
+                    w_main: float = MGRPORewardSettings.w_main, w_local: float = MGRPORewardSettings.w_local) -> float:
     """``R_S = 0`` if the executor's format is invalid, else ``w_main * R_M(parent) + w_local * r_local``
     (``r_local`` None = no local score = 0)."""
     if not format_ok:
@@ -69,29 +82,18 @@ def planner_outcome(text: str, ground_truth: Any) -> tuple[bool, bool]:
     return ok, any(_same_answer(boxed, str(t)) for t in truths)
 
 
-def validate_settings(kwargs: Mapping[str, Any]) -> None:
-    for key in SETTINGS:
-        v = kwargs.get(key, SETTINGS[key])
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)) or v < 0:
-            raise ValueError(f"method_kwargs.{key}: must be a finite number >= 0, got {v!r}")
-    if float(kwargs.get("mgrpo_w_main", 1.0)) == 0 and float(kwargs.get("mgrpo_w_local", 0.0)) == 0:
-        raise ValueError("method_kwargs.mgrpo_w_local: mgrpo_w_main and mgrpo_w_local are both 0: executors get no reward")
-
-
-@register_reward("mgrpo_reward", settings=SETTINGS, validate=validate_settings)
+@register_reward("mgrpo_reward", settings=MGRPORewardSettings)
 class MGRPOReward(RewardHooks):
     """``R_M`` for planner rows, ``R_S`` for executor rows (see the module docstring)."""
 
-    def __init__(self, w_main: float = 1.0, w_local: float = 0.0) -> None:
+    def __init__(self, w_main: float = MGRPORewardSettings.w_main, w_local: float = MGRPORewardSettings.w_local) -> None:
         self.__name__ = "mgrpo_reward"
         self.w_main, self.w_local = float(w_main), float(w_local)
         self._meta: list[dict[str, Any]] = []
 
     def setup(self, tokenizer: Any = None, args: Any = None) -> None:
-        kw = dict(getattr(args, "method_kwargs", None) or {})
-        validate_settings(kw)
-        self.w_main = float(kw.get("mgrpo_w_main", SETTINGS["mgrpo_w_main"]))
-        self.w_local = float(kw.get("mgrpo_w_local", SETTINGS["mgrpo_w_local"]))
+        s = MGRPORewardSettings.from_kwargs(getattr(args, "method_kwargs", None) or {})
+        self.w_main, self.w_local = s.w_main, s.w_local
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, meta=None, **columns: Any) -> list[float]:
         completions = list(completions or [])
@@ -126,4 +128,4 @@ class MGRPOReward(RewardHooks):
         return meta
 
 
-__all__ = ["MGRPOReward", "executor_reward", "main_reward", "planner_outcome"]
+__all__ = ["MGRPOReward", "MGRPORewardSettings", "executor_reward", "main_reward", "planner_outcome"]

@@ -13,21 +13,67 @@ draws) belongs in ``local``, which every process writes to its own ``rng_state_<
 
 A checkpoint is written to ``checkpoint-<step>.tmp`` and renamed when complete, so a
 crash while saving never leaves a half checkpoint that ``latest`` would pick.
+
+**Loading runs no code.** Every ``.pt`` file is read with ``torch.load(weights_only=True)``: tensors,
+numbers, strings, lists, tuples and dicts, plus exactly the numpy types of numpy's RNG state
+(:data:`SAFE_NUMPY_GLOBALS`). A file that holds anything else is refused, naming it
+(:func:`read_torch`); model weights are safetensors. Before any model loads,
+:mod:`rl.checkpoint_check` checks that a checkpoint is complete and readable.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rl.errors import CheckpointError
+
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# numpy's RNG state (np.random.get_state(): a uint32 array) is the one non-torch object a checkpoint holds
+SAFE_NUMPY_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def read_torch(path: str | Path, mmap: bool = False) -> Any:
+    """``torch.load`` that cannot run code: ``weights_only=True`` with :data:`SAFE_NUMPY_GLOBALS`
+    allowed. A file holding other Python objects, or one that is truncated or corrupt, is a
+    :class:`CheckpointError` naming it."""
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(SAFE_NUMPY_GLOBALS):
+            return torch.load(path, weights_only=True, map_location="cpu", mmap=mmap)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            unsafe = _unsafe_globals(path)
+            what = f" ({', '.join(unsafe[:3])})" if unsafe else ""
+            raise CheckpointError(f"{path}: refused: it holds Python objects{what} that could run code when loaded; "
+                                  "parsimony checkpoints hold only tensors and plain data") from None
+        raise CheckpointError(f"{path}: unreadable ({_first_line(e)}): the file is truncated or corrupt") from None
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (RuntimeError, EOFError, MemoryError, OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {_first_line(e)}): the file is truncated "
+                              "or corrupt") from None
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # not a zip checkpoint: the names cannot be listed without unpickling
+        return []
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
 
 
 def rng_state() -> dict[str, Any]:
@@ -56,19 +102,6 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := CHECKPOINT_RE.match(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
-
-
-def resolve_checkpoint(spec: str | None, output_dir: str | Path) -> Path | None:
-    """``None`` | ``'latest'`` | a path -> checkpoint dir (or None when 'latest' finds none)."""
-    if not spec:
-        return None
-    if spec == "latest":
-        ckpts = list_checkpoints(output_dir)
-        return ckpts[-1] if ckpts else None
-    path = Path(spec)
-    if not (path / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"resume_from_checkpoint: {spec!r} is not a checkpoint dir (no trainer_state.json)")
-    return path
 
 
 def save_checkpoint(
@@ -118,20 +151,41 @@ def save_checkpoint(
 
 def load_trainer_state(ckpt: Path, rank: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
     """(shared state from trainer_state.json, this rank's {'rng', 'local'})."""
-    with open(ckpt / "trainer_state.json") as f:
-        shared = json.load(f)
+    shared = read_trainer_state(ckpt)
     rank_file = ckpt / f"rng_state_{rank}.pt"
     if not rank_file.is_file():
-        raise FileNotFoundError(
-            f"{rank_file} is missing: the checkpoint was written by fewer processes than are resuming it"
-        )
-    local = torch.load(rank_file, weights_only=False)
+        raise CheckpointError(f"{rank_file}: missing (the checkpoint is incomplete, or was written by fewer processes "
+                              "than are resuming it)")
+    local = read_torch(rank_file)
+    if not isinstance(local, dict) or "rng" not in local:
+        raise CheckpointError(f"{rank_file}: not a parsimony RNG state (no 'rng' entry)")
     return shared, local
+
+
+def read_trainer_state(ckpt: Path) -> dict[str, Any]:
+    """``trainer_state.json`` as a dict with an integer ``step``; a :class:`CheckpointError` otherwise."""
+    path = Path(ckpt) / "trainer_state.json"
+    try:
+        with open(path) as f:
+            shared = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (the checkpoint is incomplete)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({_first_line(e)}): the file is truncated or corrupt") from None
+    if not isinstance(shared, dict) or isinstance(shared.get("step"), bool) or not isinstance(shared.get("step"), int):
+        raise CheckpointError(f"{path}: has no integer 'step'")
+    return shared
 
 
 def load_model_weights(model: Any, ckpt: Path) -> None:
     """Load weights saved by ``save_pretrained`` into an already-built model (full or PEFT)."""
-    from safetensors.torch import load_file
+    def load_file(path: str) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file as read
+
+        try:
+            return read(path)
+        except Exception as e:  # safetensors raises its own error types for a corrupt file
+            raise CheckpointError(f"{path}: unreadable ({type(e).__name__}: {_first_line(e)})") from None
 
     adapter = ckpt / "adapter_model.safetensors"
     named = sorted(ckpt.glob("*/adapter_model.safetensors"))  # several adapters: one folder each (role adapters)
@@ -148,7 +202,7 @@ def load_model_weights(model: Any, ckpt: Path) -> None:
         return
     files = sorted(ckpt.glob("model*.safetensors"))
     if not files:
-        raise FileNotFoundError(f"no model weights in {ckpt}")
+        raise CheckpointError(f"{ckpt}: no model weights (model*.safetensors)")
     state: dict[str, torch.Tensor] = {}
     for f in files:
         state.update(load_file(str(f)))

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError"]
+__all__ = ["CheckpointError", "ConfigError"]
 
 
 class ConfigError(ValueError):
     """A config value or combination of values is invalid. The message names the field."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is incomplete, corrupt, or holds something that loading could execute. The message
+    names the file and what is wrong."""

@@ -35,33 +35,11 @@ import difflib
 import importlib
 import importlib.metadata
 import logging
-import math
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from rl.errors import ConfigError
-
-
-def setting_error(key: str, message: str) -> Exception:
-    """The config-time error of one method setting, naming its ``method_kwargs`` key."""
-    return ConfigError(f"method_kwargs.{key}: {message}")
-
-
-def number_setting(kwargs: Mapping[str, Any], key: str, default: float, *, minimum: float | None = None,
-                   positive: bool = False) -> float:
-    """``kwargs[key]`` (or ``default``) as a finite float, at least ``minimum`` (and > 0 with
-    ``positive``); anything else is a :func:`setting_error`. Shared by the methods' settings classes."""
-    v = kwargs.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-        raise setting_error(key, f"must be a finite number, got {v!r}")
-    v = float(v)
-    if minimum is not None and v < minimum:
-        raise setting_error(key, f"must be >= {minimum}, got {v!r}")
-    if positive and v <= 0:
-        raise setting_error(key, f"must be > 0, got {v!r}")
-    return v
-
 
 logger = logging.getLogger(__name__)
 

@@ -94,7 +94,7 @@ def load_checkpoint(trainer: Any, path: Path) -> None:
 
     if is_zero3(trainer.accelerator):  # untested here (GPU only)
         trainer.accelerator.load_state(str(Path(path) / ZERO3_DIR))
-        trainer.scheduler.load_state_dict(torch.load(Path(path) / "scheduler.pt", weights_only=False))
+        trainer.scheduler.load_state_dict(ckpt_lib.read_torch(Path(path) / "scheduler.pt"))
         return
     if not is_sharded_checkpoint(path):
         raise RuntimeError(
@@ -107,7 +107,7 @@ def load_checkpoint(trainer: Any, path: Path) -> None:
         trainer.model, _inner_optimizer(trainer.optimizer),
         model_state_dict=states["model"], optim_state_dict=states["optimizer"],
     )
-    trainer.scheduler.load_state_dict(torch.load(Path(path) / "scheduler.pt", weights_only=False))
+    trainer.scheduler.load_state_dict(ckpt_lib.read_torch(Path(path) / "scheduler.pt"))
 
 
 def save_consolidated(model: Any, accelerator: Any, tokenizer: Any, out: Path) -> Path:

@@ -95,7 +95,12 @@ class TrainConfig(metaclass=TracksExplicitFields):
     save_final: bool = field(default=True, metadata={"help": "Save the final model to output_dir/final."})
     resume_from_checkpoint: str | None = field(
         default=None,
-        metadata={"help": "Checkpoint dir to resume from, or 'latest' for the newest in output_dir."},
+        metadata={"help": "Checkpoint dir to resume from, or 'latest' for the newest complete one in output_dir."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "A new run into an output_dir that holds an earlier run removes that run's checkpoints, "
+                          "final/ and metrics first (without it, such a run is refused)."},
     )
     disable_progress_bar: bool = field(default=False, metadata={"help": "No console progress bar."})
     num_threads: int = field(default=0, metadata={"help": "torch.set_num_threads on CPU (0 = torch default)."})

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from rl import checkpoint as ckpt_lib
+from rl import checkpoint_check
 from rl import role_adapters, sharding
 from rl.config import OPTIMIZERS, TrainConfig
 from rl.modeling import apply_lora, is_peft_model, load_model, load_tokenizer, merged_copy
@@ -46,6 +47,16 @@ class BaseTrainer:
                           "autocast emulates it, and an SFT step of the tiny model measured 14x slower than fp32 on "
                           "an AVX2-only AMD EPYC (scripts/bench_sft.py); set bf16=False here", stacklevel=2)
         seed_everything(args.seed)
+        # before any model loads: the checkpoint to resume from (complete, readable, code-free), and an
+        # output_dir that a new run may write into (rl/checkpoint_check.py)
+        def log_main(message: str) -> None:
+            if self.accelerator.is_main_process:
+                print(message, flush=True)
+
+        self._resume_path = checkpoint_check.resolve_resume(
+            args.resume_from_checkpoint, args.output_dir, self.accelerator.num_processes, log_main)
+        checkpoint_check.check_output_dir(args.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir,
+                                          log_main, self.accelerator.is_main_process)
         # model / tokenizer: a path or hub id, or objects the user built
         model_name = model if isinstance(model, str) else args.model
         self.tokenizer = processing_class if processing_class is not None else load_tokenizer(args.tokenizer or model_name)
@@ -179,17 +190,11 @@ class BaseTrainer:
         return path
 
     def maybe_resume(self) -> None:
-        path = ckpt_lib.resolve_checkpoint(self.args.resume_from_checkpoint, self.args.output_dir)
+        path = self._resume_path  # resolved and checked before the model loaded (rl/checkpoint_check.py)
         if path is None:
             if self.args.resume_from_checkpoint == "latest":
-                self.log_line(f"[parsimony] no checkpoint in {self.args.output_dir}; starting fresh")
+                self.log_line(f"[parsimony] no complete checkpoint in {self.args.output_dir}; starting fresh")
             return
-        saved_procs = len(list(path.glob("rng_state_*.pt")))
-        if saved_procs != self.accelerator.num_processes:
-            raise RuntimeError(
-                f"resume_from_checkpoint: {path} was written by {saved_procs} process(es) but "
-                f"{self.accelerator.num_processes} are resuming; exact resume needs the same number"
-            )
         if self.is_sharded:
             from rl import sharded_checkpoint
 
@@ -198,8 +203,8 @@ class BaseTrainer:
         else:
             ckpt_lib.load_model_weights(self.unwrapped_model, path)
             self.on_weights_loaded()
-            self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-            self.scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+            self.optimizer.load_state_dict(ckpt_lib.read_torch(path / "optimizer.pt"))
+            self.scheduler.load_state_dict(ckpt_lib.read_torch(path / "scheduler.pt"))
         shared, local = ckpt_lib.load_trainer_state(path, self.accelerator.process_index)
         self.global_step = int(shared["step"])
         self.load_extra_state(shared, local.get("local", {}))

@@ -34,7 +34,7 @@ from rewards.decs.chunking import (
 )
 from rewards.decs.judges import EndpointJudge, Judge, RuleJudge
 from rewards.decs.nrp import DECSResult, analyze_completions, redundant_token_fraction
-from rewards.decs.settings import SETTING_KEYS, SETTINGS, parse_settings
+from rewards.decs.settings import SETTING_KEYS, DECSRewardSettings, parse_settings
 from rewards.hooks import RewardHooks
 from rewards.math import MathGrader, get_default_grader, ground_truths_from_columns
 from rewards.registry import register_reward
@@ -93,22 +93,16 @@ class DECSRedundancyReward(RewardHooks):
     else the ``ground_truth`` / ``answer`` columns; problem text: the last user message of the
     prompt.
 
-    Configuration (constructor, or ``setup(tokenizer, args)`` reading ``args.method_kwargs``):
-    ``decs_split_words`` (list or comma-separated), ``decs_split_inline`` (bool),
-    ``decs_judge`` ("rule" | "endpoint"), ``decs_judge_url`` (else ``$PARSIMONY_DECS_JUDGE_URL``),
-    ``decs_judge_model``, ``decs_judge_template`` (with ``{problem}``, ``{segment}``,
-    ``{ground_truth}``), ``decs_judge_timeout`` (s per request), ``decs_judge_retries``,
-    ``decs_judge_concurrency``, ``decs_judge_max_segment_chars``, ``decs_judge_fallback``
-    ("rule" | "no_penalty"), ``decs_judge_breaker_failures`` (consecutive failed requests that
-    open the judge's circuit breaker; 0 = none) and ``decs_judge_breaker_cooldown`` (s before a
-    probe; doubles after each failed probe, up to 10x).
+    Configuration (constructor, or ``setup(tokenizer, args)`` reading ``args.method_kwargs``): the
+    ``decs_*`` keys of :class:`rewards.decs.settings.DECSRewardSettings` (split words, the judge and
+    its endpoint, timeouts, circuit breaker; ``parsimony methods`` lists them with their defaults).
 
     Correctness and the rule judge's comparisons go through ``grader`` (default: the shared
     :func:`rewards.math.get_default_grader`), so sympy never runs in the training process.
     """
 
     token_level = True
-    method_settings = SETTINGS
+    method_settings = DECSRewardSettings  # the method_kwargs keys it reads (validated at config time)
 
     def __init__(
         self,
@@ -161,12 +155,6 @@ class DECSRedundancyReward(RewardHooks):
         except Exception:
             self._judge, self.split_words, self.split_inline = previous  # nothing applied on error
             raise
-
-    @staticmethod
-    def validate_method_settings(method_kwargs: Any) -> None:
-        """Config-time check of the reward's keys in ``method_kwargs`` (no judge is built)."""
-        kw = {k: v for k, v in dict(method_kwargs or {}).items() if k in SETTING_KEYS}
-        parse_settings(kw, DEFAULT_SPLIT_WORDS, True)
 
     def configure(self, **kw: Any) -> None:
         """Applies ``decs_*`` settings (the :meth:`setup` keys); errors name the key."""

@@ -1,92 +1,100 @@
-"""The DECS reward's settings (``decs_*`` keys of ``method_kwargs``): defaults and validation.
+"""The DECS reward's settings (``decs_*`` keys of ``method_kwargs``): :class:`DECSRewardSettings`.
 
-:func:`parse_settings` turns the keys into the chunking options, the judge kind and the
-endpoint judge's keyword arguments, with one clear error naming the key.
+:func:`parse_settings` turns the keys into the chunking options, the judge kind and the endpoint
+judge's keyword arguments, with one clear error naming the key.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from rewards.decs.chunking import DEFAULT_SPLIT_WORDS
 from rewards.decs.judges import DEFAULT_JUDGE_MODEL, DEFAULT_JUDGE_TEMPLATE, JUDGE_URL_ENV
+from rewards.settings import MethodSettings, setting
 
-# the reward's ``method_kwargs`` keys, with their defaults
-SETTINGS: dict[str, Any] = {
-    "decs_split_words": list(DEFAULT_SPLIT_WORDS),
-    "decs_split_inline": True,
-    "decs_judge": "rule",
-    "decs_judge_url": None,
-    "decs_judge_model": DEFAULT_JUDGE_MODEL,
-    "decs_judge_template": DEFAULT_JUDGE_TEMPLATE,
-    "decs_judge_timeout": 30.0,
-    "decs_judge_retries": 2,
-    "decs_judge_concurrency": 16,
-    "decs_judge_max_segment_chars": 20_000,
-    "decs_judge_fallback": "rule",
-    "decs_judge_breaker_failures": 5,
-    "decs_judge_breaker_cooldown": 30.0,
-}
-SETTING_KEYS = tuple(SETTINGS)
+__all__ = ["DECSRewardSettings", "SETTING_KEYS", "parse_settings"]
 
 
-def _bad(key: str, msg: str) -> ValueError:
-    return ValueError(f"method_kwargs[{key!r}] {msg}")
-
-
-def _num(kw: dict, key: str, default: float, minimum: float, integer: bool, strict: bool = False) -> float:
-    v = kw.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
-        raise _bad(key, f"must be {'an integer' if integer else 'a number'}, got {v!r}")
-    if (v <= minimum) if strict else (v < minimum):
-        raise _bad(key, f"must be {'>' if strict else '>='} {minimum}, got {v!r}")
-    return int(v) if integer else float(v)
-
-
-def _split_words_setting(v: Any) -> tuple[str, ...]:
+def _split_words(v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
         v = [w.strip() for w in v.split(",") if w.strip()]
     if not isinstance(v, (list, tuple)) or not all(isinstance(w, str) and w.strip() and " " not in w.strip() for w in v):
-        raise _bad("decs_split_words", f"must be a list of single words (or a comma-separated string), got {v!r}")
+        raise ValueError(f"must be a list of single words (or a comma-separated string), got {v!r}")
     return tuple(w.strip() for w in v)
 
 
-def parse_settings(kw: dict, split_words: Sequence[str], split_inline: bool) -> tuple[tuple[str, ...], bool, str, dict]:
-    """Validate ``decs_*`` settings -> (split words, split inline, judge kind, EndpointJudge kwargs)."""
+def _url(v: Any) -> str | None:
+    if v is not None and (not isinstance(v, str) or not v.startswith(("http://", "https://"))):
+        raise ValueError(f"must be an http(s) URL, got {v!r}")
+    return v
+
+
+def _template(v: Any) -> str:
+    if not isinstance(v, str) or "{segment}" not in v:
+        raise ValueError(f"must be a string containing the {{segment}} placeholder, got {v!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class DECSRewardSettings(MethodSettings):
+    """The ``decs_redundancy`` reward's settings (the judge's and the chunking's)."""
+
+    split_words: tuple[str, ...] = setting(
+        "decs_split_words", DEFAULT_SPLIT_WORDS, "words that start a new reasoning chunk: a list of single words "
+        "or a comma-separated string", parse=_split_words)
+    split_inline: bool = setting("decs_split_inline", True, "also split at a split word inside a line, after . ! or ?")
+    judge: str = setting("decs_judge", "rule", "the NRP judge", choices=("rule", "endpoint"))
+    judge_url: str | None = setting(
+        "decs_judge_url", None, f"the endpoint judge's http(s) URL (null: ${JUDGE_URL_ENV})", parse=_url)
+    judge_model: str = setting("decs_judge_model", DEFAULT_JUDGE_MODEL, "the endpoint judge's model name")
+    judge_template: str = setting(
+        "decs_judge_template", DEFAULT_JUDGE_TEMPLATE, "the endpoint judge's prompt, with {problem}, {segment} and "
+        "{ground_truth}", parse=_template)
+    judge_timeout: float = setting("decs_judge_timeout", 30.0, "seconds per judge request", exclusive_minimum=0.0)
+    judge_retries: int = setting("decs_judge_retries", 2, "retries of a failed judge request", minimum=0, whole_float=True)
+    judge_concurrency: int = setting("decs_judge_concurrency", 16, "judge requests in flight", minimum=1, whole_float=True)
+    judge_max_segment_chars: int = setting("decs_judge_max_segment_chars", 20_000,
+                                           "longer segments are not sent (they count as no)", minimum=1, whole_float=True)
+    judge_fallback: str = setting("decs_judge_fallback", "rule", "the verdict when a request fails: the rule judge's, or no penalty",
+                                  choices=("rule", "no_penalty"))
+    judge_breaker_failures: int = setting(
+        "decs_judge_breaker_failures", 5, "consecutive failed requests that open the judge's circuit breaker (0: none)",
+        minimum=0, whole_float=True)
+    judge_breaker_cooldown: float = setting(
+        "decs_judge_breaker_cooldown", 30.0, "seconds before a probe of an open breaker (doubles after each failed "
+        "probe, up to 10x)", exclusive_minimum=0.0)
+
+    def resolved_url(self) -> str | None:
+        """``decs_judge_url``, else ``$PARSIMONY_DECS_JUDGE_URL`` for the endpoint judge."""
+        return self.judge_url or (os.environ.get(JUDGE_URL_ENV) if self.judge == "endpoint" else None)
+
+    def check(self) -> None:
+        url = self.resolved_url()
+        if self.judge == "endpoint" and (not url or not url.startswith(("http://", "https://"))):
+            raise self.bad("decs_judge_url", f"must be an http(s) URL (or set ${JUDGE_URL_ENV}) for decs_judge='endpoint', "
+                           f"got {url!r}")
+
+    def endpoint_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`rewards.decs.judges.EndpointJudge` (but its rule judge)."""
+        return dict(url=self.resolved_url(), model=self.judge_model, template=self.judge_template,
+                    timeout=self.judge_timeout, retries=self.judge_retries, concurrency=self.judge_concurrency,
+                    max_segment_chars=self.judge_max_segment_chars, fallback=self.judge_fallback,
+                    breaker_failures=self.judge_breaker_failures, breaker_cooldown=self.judge_breaker_cooldown)
+
+
+SETTING_KEYS = DECSRewardSettings.keys()
+
+
+def parse_settings(kw: Mapping[str, Any], split_words: Sequence[str], split_inline: bool
+                   ) -> tuple[tuple[str, ...], bool, str, dict]:
+    """Validate ``decs_*`` settings -> (split words, split inline, judge kind, EndpointJudge kwargs).
+    ``split_words`` / ``split_inline``: the values when ``kw`` does not set them (the reward's own)."""
     unknown = sorted(set(kw) - set(SETTING_KEYS))
     if unknown:
         raise ValueError(f"unknown DECS reward settings {unknown}; known: {list(SETTING_KEYS)}")
-    split_words = _split_words_setting(kw["decs_split_words"]) if "decs_split_words" in kw else tuple(split_words)
-    split_inline = kw.get("decs_split_inline", split_inline)
-    if not isinstance(split_inline, bool):
-        raise _bad("decs_split_inline", f"must be true or false, got {split_inline!r}")
-    kind = kw.get("decs_judge", "rule")
-    if kind not in ("rule", "endpoint"):
-        raise _bad("decs_judge", f"must be 'rule' or 'endpoint', got {kind!r}")
-    timeout = _num(kw, "decs_judge_timeout", 30.0, 0.0, False, strict=True)
-    retries = _num(kw, "decs_judge_retries", 2, 0, True)
-    concurrency = _num(kw, "decs_judge_concurrency", 16, 1, True)
-    max_chars = _num(kw, "decs_judge_max_segment_chars", 20_000, 1, True)
-    fallback = kw.get("decs_judge_fallback", "rule")
-    if fallback not in ("rule", "no_penalty"):
-        raise _bad("decs_judge_fallback", f"must be 'rule' or 'no_penalty', got {fallback!r}")
-    breaker_failures = _num(kw, "decs_judge_breaker_failures", 5, 0, True)
-    breaker_cooldown = _num(kw, "decs_judge_breaker_cooldown", 30.0, 0.0, False, strict=True)
-    model = kw.get("decs_judge_model", DEFAULT_JUDGE_MODEL)
-    if not isinstance(model, str) or not model:
-        raise _bad("decs_judge_model", f"must be a non-empty string, got {model!r}")
-    template = kw.get("decs_judge_template", DEFAULT_JUDGE_TEMPLATE)
-    if not isinstance(template, str) or "{segment}" not in template:
-        raise _bad("decs_judge_template", f"must be a string containing the {{segment}} placeholder, got {template!r}")
-    url = kw.get("decs_judge_url")
-    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-        raise _bad("decs_judge_url", f"must be an http(s) URL, got {url!r}")
-    if kind == "endpoint":
-        url = url or os.environ.get(JUDGE_URL_ENV)
-        if not url or not url.startswith(("http://", "https://")):
-            raise _bad("decs_judge_url", f"must be an http(s) URL (or set ${JUDGE_URL_ENV}) for decs_judge='endpoint', got {url!r}")
-    endpoint = dict(url=url, model=model, template=template, timeout=timeout, retries=retries,
-                    concurrency=concurrency, max_segment_chars=max_chars, fallback=fallback,
-                    breaker_failures=breaker_failures, breaker_cooldown=breaker_cooldown)
-    return split_words, split_inline, kind, endpoint
+    s = DECSRewardSettings.from_kwargs(kw)
+    words = s.split_words if "decs_split_words" in kw else tuple(split_words)
+    inline = s.split_inline if "decs_split_inline" in kw else split_inline
+    return words, inline, s.judge, s.endpoint_kwargs()

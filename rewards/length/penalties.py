@@ -20,22 +20,9 @@ get ``None``. ``L_i`` is the completion's token count, ``len(completion_ids[i])`
 
 Settings come from ``args.method_kwargs`` through ``setup(tokenizer=..., args=...)`` (the
 trainer calls it once). Keyword arguments given to a constructor win over ``method_kwargs``;
-without either, the defaults below apply, so the objects also work without ``setup``.
-
-| key | default | reward |
-|---|---|---|
-| ``length_alpha`` | 0.5 | ``length_penalty``: weight of the length term |
-| ``length_ref`` | ``"max_completion_length"`` | ``length_penalty`` linear: ``L_ref``; ``"max_completion_length"`` (the batch's longest completion without ``setup``), ``"batch"`` (longest completion of the call) or an int |
-| ``length_penalty_mode`` | ``"linear"`` | ``"linear"`` or ``"kimi"`` |
-| ``length_l1_alpha`` | 0.5 | ``l1_target_length``: weight of the deviation term |
-| ``length_target`` | None | ``l1_target_length``: target for rows without a ``target_length`` column |
-| ``length_target_column`` | ``"target_length"`` | column holding per-row targets |
-| ``thinkprune_cap`` | None | token cap (None: no cap, only truncation and ``</think>`` count) |
-| ``thinkprune_schedule`` | None | ``[[step, cap], ...]``: from training step ``step`` on, the cap is ``cap`` |
-| ``thinkprune_calls_per_step`` | 1 | reward calls (generation rounds) per optimizer step |
-| ``thinkprune_start_step`` | 0 | step of the first call (set it when resuming) |
-| ``thinkprune_require_think_close`` | True | a response without ``</think>`` scores 0 |
-| ``thinkprune_think_close`` | ``"</think>"`` | the closing marker |
+without either, the defaults apply, so the objects also work without ``setup``. Each reward's
+settings class (:class:`LengthPenaltySettings`, :class:`L1Settings`, :class:`ThinkPruneSettings`)
+states its keys, defaults and accepted values; ``parsimony methods`` lists them.
 
 ThinkPrune's step: a reward function is not told the training step, so :class:`ThinkPruneReward`
 counts its calls. The trainer scores each generation round in one call, so with the ``plain``
@@ -49,19 +36,35 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from rewards.math import completion_text
-from rewards.length.base import GradedLengthReward, bad_setting, bool_setting, number_setting, positive_int_setting
+from rewards.length.base import GradedLengthReward
 from rewards.registry import register_reward
+from rewards.settings import MethodSettings, setting
 
 __all__ = [
     "LengthPenaltyReward",
+    "LengthPenaltySettings",
+    "L1Settings",
     "L1TargetLengthReward",
     "ThinkPruneReward",
+    "ThinkPruneSettings",
 ]
 
 PENALTY_MODES = ("linear", "kimi")
+
+
+@dataclass(frozen=True)
+class LengthPenaltySettings(MethodSettings):
+    alpha: float = setting("length_alpha", 0.5, "weight of the length term", minimum=0.0)
+    ref: str | int = setting(
+        "length_ref", "max_completion_length", "L_ref of the linear mode: 'max_completion_length' (the batch's longest "
+        "completion without setup), 'batch' (the longest completion of the call) or a token count",
+        choices=("max_completion_length", "batch"), minimum=1)
+    mode: str = setting("length_penalty_mode", "linear", "'linear' (1 - alpha L / L_ref) or 'kimi' (Kimi k1.5, "
+                        "group-relative)", choices=PENALTY_MODES)
 
 
 @register_reward("length_penalty")
@@ -69,21 +72,11 @@ class LengthPenaltyReward(GradedLengthReward):
     """``length_penalty``: correctness with a length penalty (linear or Kimi-k1.5 group-relative)."""
 
     name = "length_penalty"
-    defaults = {"length_alpha": 0.5, "length_ref": "max_completion_length", "length_penalty_mode": "linear"}
-    method_settings = defaults
+    method_settings = LengthPenaltySettings
 
     def __init__(self, grader: Any = None, name: str | None = None, *, alpha: float | None = None,
                  ref: Any = None, mode: str | None = None) -> None:
         super().__init__(grader, name, length_alpha=alpha, length_ref=ref, length_penalty_mode=mode)
-
-    def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
-        s["length_alpha"] = number_setting("length_alpha", s["length_alpha"], minimum=0.0)
-        ref = s["length_ref"]
-        if not (ref in ("max_completion_length", "batch") or (isinstance(ref, int) and not isinstance(ref, bool) and ref >= 1)):
-            raise bad_setting("length_ref", f"must be 'max_completion_length', 'batch' or a positive integer, got {ref!r}")
-        if s["length_penalty_mode"] not in PENALTY_MODES:
-            raise bad_setting("length_penalty_mode", f"must be one of {list(PENALTY_MODES)}, got {s['length_penalty_mode']!r}")
-        return s
 
     def reference_length(self, lengths: Sequence[int]) -> int:
         ref = self.settings["length_ref"]
@@ -118,26 +111,24 @@ class LengthPenaltyReward(GradedLengthReward):
         return out
 
 
+@dataclass(frozen=True)
+class L1Settings(MethodSettings):
+    alpha: float = setting("length_l1_alpha", 0.5, "weight of the deviation term", minimum=0.0)
+    target: int | None = setting("length_target", None, "the target length of rows without a target column value",
+                                 minimum=1)
+    target_column: str = setting("length_target_column", "target_length", "the column holding per-row targets")
+
+
 @register_reward("l1_target_length")
 class L1TargetLengthReward(GradedLengthReward):
     """``l1_target_length``: ``acc - alpha * |L_target - L| / L_target`` (L1, normalised)."""
 
     name = "l1_target_length"
-    defaults = {"length_l1_alpha": 0.5, "length_target": None, "length_target_column": "target_length"}
-    method_settings = defaults
+    method_settings = L1Settings
 
     def __init__(self, grader: Any = None, name: str | None = None, *, alpha: float | None = None,
                  target: int | None = None, target_column: str | None = None) -> None:
         super().__init__(grader, name, length_l1_alpha=alpha, length_target=target, length_target_column=target_column)
-
-    def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
-        s["length_l1_alpha"] = number_setting("length_l1_alpha", s["length_l1_alpha"], minimum=0.0)
-        if s["length_target"] is not None:
-            s["length_target"] = positive_int_setting("length_target", s["length_target"])
-        col = s["length_target_column"]
-        if not isinstance(col, str) or not col:
-            raise bad_setting("length_target_column", f"must be a column name, got {col!r}")
-        return s
 
     def _targets(self, n: int, columns: Mapping[str, Any]) -> list[int]:
         col_name = self.settings["length_target_column"]
@@ -171,20 +162,48 @@ class L1TargetLengthReward(GradedLengthReward):
         ]
 
 
+def _schedule(sched: Any) -> list[tuple[int, int]] | None:
+    """``[[step, cap], ...]`` with strictly increasing steps >= 0 and caps >= 1, as a list of pairs."""
+    if sched is None:
+        return None
+    if not isinstance(sched, (list, tuple)) or not sched:
+        raise ValueError(f"must be a non-empty list of [step, cap] pairs, got {sched!r}")
+    pairs = []
+    for item in sched:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise ValueError(f"entries must be [step, cap] pairs, got {item!r}")
+        step, cap = item
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"step must be an integer >= 0, got {step!r}")
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ValueError(f"cap must be a positive integer, got {cap!r}")
+        pairs.append((step, cap))
+    steps = [p[0] for p in pairs]
+    if steps != sorted(set(steps)):
+        raise ValueError(f"steps must be strictly increasing, got {steps}")
+    return pairs
+
+
+@dataclass(frozen=True)
+class ThinkPruneSettings(MethodSettings):
+    cap: int | None = setting("thinkprune_cap", None, "token cap (null: no cap, only truncation and </think> count)",
+                              minimum=1)
+    schedule: Any = setting("thinkprune_schedule", None, "[[step, cap], ...]: from training step `step` on, the cap is "
+                            "`cap` (steps strictly increasing)", parse=_schedule)
+    calls_per_step: int = setting("thinkprune_calls_per_step", 1, "reward calls (generation rounds) per optimizer step",
+                                  minimum=1)
+    start_step: int = setting("thinkprune_start_step", 0, "the step of the first call (set it when resuming)", minimum=0)
+    require_think_close: bool = setting("thinkprune_require_think_close", True, "a response without the closing "
+                                        "marker scores 0")
+    think_close: str = setting("thinkprune_think_close", "</think>", "the closing marker")
+
+
 @register_reward("thinkprune")
 class ThinkPruneReward(GradedLengthReward):
     """``thinkprune``: accuracy, 0 past the (scheduled) cap, when truncated or without ``</think>``."""
 
     name = "thinkprune"
-    defaults = {
-        "thinkprune_cap": None,
-        "thinkprune_schedule": None,
-        "thinkprune_calls_per_step": 1,
-        "thinkprune_start_step": 0,
-        "thinkprune_require_think_close": True,
-        "thinkprune_think_close": "</think>",
-    }
-    method_settings = defaults
+    method_settings = ThinkPruneSettings
 
     def __init__(self, grader: Any = None, name: str | None = None, *, cap: int | None = None,
                  schedule: Sequence[Sequence[int]] | None = None, calls_per_step: int | None = None,
@@ -196,34 +215,6 @@ class ThinkPruneReward(GradedLengthReward):
             thinkprune_start_step=start_step, thinkprune_require_think_close=require_think_close,
             thinkprune_think_close=think_close,
         )
-
-    def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
-        if s["thinkprune_cap"] is not None:
-            s["thinkprune_cap"] = positive_int_setting("thinkprune_cap", s["thinkprune_cap"])
-        sched = s["thinkprune_schedule"]
-        if sched is not None:
-            if not isinstance(sched, (list, tuple)) or not sched:
-                raise bad_setting("thinkprune_schedule", f"must be a non-empty list of [step, cap] pairs, got {sched!r}")
-            pairs = []
-            for item in sched:
-                if not isinstance(item, (list, tuple)) or len(item) != 2:
-                    raise bad_setting("thinkprune_schedule", f"entries must be [step, cap] pairs, got {item!r}")
-                step, cap = item
-                if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-                    raise bad_setting("thinkprune_schedule", f"step must be an integer >= 0, got {step!r}")
-                pairs.append((step, positive_int_setting("thinkprune_schedule", cap)))
-            steps = [p[0] for p in pairs]
-            if steps != sorted(set(steps)):
-                raise bad_setting("thinkprune_schedule", f"steps must be strictly increasing, got {steps}")
-            s["thinkprune_schedule"] = pairs
-        s["thinkprune_calls_per_step"] = positive_int_setting("thinkprune_calls_per_step", s["thinkprune_calls_per_step"])
-        start = s["thinkprune_start_step"]
-        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-            raise bad_setting("thinkprune_start_step", f"must be an integer >= 0, got {start!r}")
-        bool_setting("thinkprune_require_think_close", s["thinkprune_require_think_close"])
-        if not isinstance(s["thinkprune_think_close"], str) or not s["thinkprune_think_close"]:
-            raise bad_setting("thinkprune_think_close", f"must be a non-empty string, got {s['thinkprune_think_close']!r}")
-        return s
 
     def setup(self, tokenizer: Any = None, args: Any = None) -> None:
         super().setup(tokenizer=tokenizer, args=args)

@@ -32,17 +32,24 @@ that a prompt rolled out twice in one step (GFPO's larger group) forms one group
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from rewards.length.base import GradedLengthReward, bad_setting, number_setting, positive_int_setting
+from rewards.length.base import GradedLengthReward
 from rewards.registry import register_reward
+from rewards.settings import MethodSettings, setting
 
 __all__ = [
     "CosineLengthReward",
+    "CosineSettings",
     "SoftOverlongReward",
+    "SoftOverlongSettings",
     "LinearPassRateReward",
+    "LinearPassRateSettings",
     "GRPOLeadReward",
+    "GRPOLeadSettings",
     "DLERTruncationReward",
+    "DLERTruncationSettings",
     "cosine_interp",
     "soft_overlong_penalty",
     "group_keys",
@@ -104,9 +111,16 @@ class _EfficiencyReward(GradedLengthReward):
             return False
         return not (self.eos_token_ids and len(ids) > 0 and ids[-1] in self.eos_token_ids)
 
-    def _opt_int(self, s: dict[str, Any], key: str) -> None:
-        if s[key] is not None:
-            s[key] = positive_int_setting(key, s[key])
+
+@dataclass(frozen=True)
+class CosineSettings(MethodSettings):
+    max_len: int | None = setting("cosine_max_len", None, "L_max (null: max_completion_length, else the call's "
+                                  "longest completion)", minimum=1)
+    correct_short: float = setting("cosine_correct_short", 2.0, "r0c: a correct answer's reward at length 0")
+    correct_long: float = setting("cosine_correct_long", 1.0, "rLc: a correct answer's reward at L_max")
+    wrong_short: float = setting("cosine_wrong_short", -10.0, "r0w: a wrong answer's reward at length 0")
+    wrong_long: float = setting("cosine_wrong_long", 0.0, "rLw: a wrong answer's reward at L_max")
+    exceed: float = setting("cosine_exceed", -10.0, "the reward of a truncated (or longer than L_max) completion")
 
 
 @register_reward("cosine")
@@ -114,21 +128,7 @@ class CosineLengthReward(_EfficiencyReward):
     """``cosine``: cosine-scaled length reward by correctness (Demystifying Long CoT)."""
 
     name = "cosine"
-    defaults = {
-        "cosine_max_len": None,
-        "cosine_correct_short": 2.0,
-        "cosine_correct_long": 1.0,
-        "cosine_wrong_short": -10.0,
-        "cosine_wrong_long": 0.0,
-        "cosine_exceed": -10.0,
-    }
-    method_settings = defaults
-
-    def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
-        self._opt_int(s, "cosine_max_len")
-        for k in ("cosine_correct_short", "cosine_correct_long", "cosine_wrong_short", "cosine_wrong_long", "cosine_exceed"):
-            s[k] = number_setting(k, s[k])
-        return s
+    method_settings = CosineSettings
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **columns) -> list[float | None]:
         completions = list(completions or [])
@@ -151,27 +151,26 @@ class CosineLengthReward(_EfficiencyReward):
         return out
 
 
+@dataclass(frozen=True)
+class SoftOverlongSettings(MethodSettings):
+    max_len: int | None = setting("overlong_max_len", None, "L_max (null: max_completion_length, else the call's "
+                                  "longest completion)", minimum=1)
+    buffer: int | None = setting("overlong_buffer", None, "L_cache, the buffer before L_max where the penalty grows "
+                                 "(null: 20% of L_max)", minimum=1)
+    penalty_factor: float = setting("overlong_penalty_factor", 1.0, "weight of the overlong penalty", minimum=0.0)
+    wrong_reward: float = setting("overlong_wrong_reward", -1.0, "a wrong answer's correctness term (DAPO: -1)")
+
+    def check(self) -> None:
+        if self.max_len is not None and self.buffer is not None and self.buffer > self.max_len:
+            raise self.bad("overlong_buffer", f"must be <= overlong_max_len ({self.max_len}), got {self.buffer}")
+
+
 @register_reward("soft_overlong")
 class SoftOverlongReward(_EfficiencyReward):
     """``soft_overlong``: correctness (+1 / -1) plus DAPO's soft overlong punishment."""
 
     name = "soft_overlong"
-    defaults = {
-        "overlong_max_len": None,
-        "overlong_buffer": None,
-        "overlong_penalty_factor": 1.0,
-        "overlong_wrong_reward": -1.0,
-    }
-    method_settings = defaults
-
-    def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
-        self._opt_int(s, "overlong_max_len")
-        self._opt_int(s, "overlong_buffer")
-        if s["overlong_max_len"] is not None and s["overlong_buffer"] is not None and s["overlong_buffer"] > s["overlong_max_len"]:
-            raise bad_setting("overlong_buffer", f"must be <= overlong_max_len ({s['overlong_max_len']}), got {s['overlong_buffer']}")
-        s["overlong_penalty_factor"] = number_setting("overlong_penalty_factor", s["overlong_penalty_factor"], minimum=0.0)
-        s["overlong_wrong_reward"] = number_setting("overlong_wrong_reward", s["overlong_wrong_reward"])
-        return s
+    method_settings = SoftOverlongSettings
 
     def budget(self, lengths: Sequence[int]) -> tuple[int, int]:
         """``(L_max, L_cache)``; the buffer defaults to 20% of ``L_max`` (DAPO: 4096 of 20480)."""
@@ -199,20 +198,20 @@ class SoftOverlongReward(_EfficiencyReward):
         return out
 
 
+@dataclass(frozen=True)
+class LinearPassRateSettings(MethodSettings):
+    alpha: float = setting("pass_rate_alpha", 0.5, "weight of the length term", minimum=0.0)
+    length_ref: str | int = setting(
+        "pass_rate_length_ref", "max_completion_length", "L_ref: 'max_completion_length', 'group' (the group's longest "
+        "completion) or a token count", choices=("max_completion_length", "group"), minimum=1)
+
+
 @register_reward("linear_pass_rate")
 class LinearPassRateReward(_EfficiencyReward):
     """``linear_pass_rate``: correct ``1 - alpha * pass_rate_g * L / L_ref``, wrong 0."""
 
     name = "linear_pass_rate"
-    defaults = {"pass_rate_alpha": 0.5, "pass_rate_length_ref": "max_completion_length"}
-    method_settings = defaults
-
-    def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
-        s["pass_rate_alpha"] = number_setting("pass_rate_alpha", s["pass_rate_alpha"], minimum=0.0)
-        ref = s["pass_rate_length_ref"]
-        if not (ref in ("max_completion_length", "group") or (isinstance(ref, int) and not isinstance(ref, bool) and ref >= 1)):
-            raise bad_setting("pass_rate_length_ref", f"must be 'max_completion_length', 'group' or a positive integer, got {ref!r}")
-        return s
+    method_settings = LinearPassRateSettings
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **columns) -> list[float | None]:
         completions = list(completions or [])
@@ -233,21 +232,19 @@ class LinearPassRateReward(_EfficiencyReward):
         return out
 
 
+@dataclass(frozen=True)
+class GRPOLeadSettings(MethodSettings):
+    alpha: float = setting("lead_alpha", 0.1, "weight of the length z-score in exp(-alpha z)", minimum=0.0)
+    wrong_reward: float = setting("lead_wrong_reward", -1.0, "a wrong answer's reward (the explicit penalty)")
+    eps: float = setting("lead_eps", 1e-6, "eps of the z-score's std", exclusive_minimum=0.0)
+
+
 @register_reward("grpo_lead")
 class GRPOLeadReward(_EfficiencyReward):
     """``grpo_lead``: correct ``exp(-alpha * z)`` (length z-score among the group's correct), wrong -1."""
 
     name = "grpo_lead"
-    defaults = {"lead_alpha": 0.1, "lead_wrong_reward": -1.0, "lead_eps": 1e-6}
-    method_settings = defaults
-
-    def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
-        s["lead_alpha"] = number_setting("lead_alpha", s["lead_alpha"], minimum=0.0)
-        s["lead_wrong_reward"] = number_setting("lead_wrong_reward", s["lead_wrong_reward"])
-        s["lead_eps"] = number_setting("lead_eps", s["lead_eps"], minimum=0.0)
-        if s["lead_eps"] <= 0:
-            raise bad_setting("lead_eps", f"must be > 0, got {s['lead_eps']!r}")
-        return s
+    method_settings = GRPOLeadSettings
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **columns) -> list[float | None]:
         completions = list(completions or [])
@@ -265,17 +262,18 @@ class GRPOLeadReward(_EfficiencyReward):
         return out
 
 
+@dataclass(frozen=True)
+class DLERTruncationSettings(MethodSettings):
+    length_cap: int | None = setting("dler_length_cap", None, "the length budget in tokens (null: only truncation "
+                                     "counts)", minimum=1)
+
+
 @register_reward("dler_truncation")
 class DLERTruncationReward(_EfficiencyReward):
     """``dler_truncation``: 1 when correct within the length budget, else 0 (DLER's truncation penalty)."""
 
     name = "dler_truncation"
-    defaults = {"dler_length_cap": None}
-    method_settings = defaults
-
-    def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
-        self._opt_int(s, "dler_length_cap")
-        return s
+    method_settings = DLERTruncationSettings
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **columns) -> list[float | None]:
         completions = list(completions or [])

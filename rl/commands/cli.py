@@ -58,14 +58,14 @@ def main(argv: list[str] | None = None) -> int:
 def run_cli(fn, argv=None) -> None:
     """Run a script's ``fn(argv)``; user errors become one clear line and exit code 2."""
     from curriculum.data import DatasetError
-    from rl.errors import ConfigError
+    from rl.errors import CheckpointError, ConfigError
     from rl.modeling import ModelLoadError
     from rollout.vllm import VLLMUnavailable
     from rollout.vllm_server import RolloutServerError
 
     try:
         code = fn(argv)
-    except (ConfigError, DatasetError, ModelLoadError, FileNotFoundError, VLLMUnavailable, RolloutServerError) as e:
+    except (ConfigError, CheckpointError, DatasetError, ModelLoadError, FileNotFoundError, VLLMUnavailable, RolloutServerError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     raise SystemExit(code or 0)

@@ -43,7 +43,7 @@ from rewards.settings import MethodSettings, setting
 from rl.advantages import DEFAULT_ADVANTAGE_EPS, register_advantage
 from rl.batch import RolloutBatch
 from rl.errors import ConfigError
-from rl.presets import register_method, setting_error
+from rl.presets import register_method
 
 __all__ = ["DECSKappaAssembler", "DECSRedundancyReward", "DECSSettings", "DECS_PRESET", "decs", "decs_token_rewards",
            "position_group_mean_std"]
@@ -74,7 +74,7 @@ class DECSSettings(MethodSettings):
             return float(max(1, batch.completion_ids.shape[1]))
         v = getattr(args, "max_completion_length", None)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise setting_error("decs_l_max", f"is 'max_completion_length' but args.max_completion_length is {v!r}")
+            raise self.bad("decs_l_max", f"is 'max_completion_length' but args.max_completion_length is {v!r}")
         return float(v)
 
 

@@ -27,8 +27,9 @@ share of qualifying rollouts. ``loss`` is ``loss_type`` (default the clipped sur
 ``w_acc = 1.0``, ``w_tool = 0.15`` (the paper's ablation optimum; the public code's config
 defaults ``w_tool`` to 0, which is silently plain GRPO: ours does not).
 
-Settings (``method_kwargs``): ``hdpo_w_acc``, ``hdpo_w_tool``, ``hdpo_correct_reward``
-(``"accuracy"``), ``hdpo_correct_threshold`` (0.5), ``hdpo_tool_eps`` (1e-6).
+Settings (``method_kwargs``): :class:`HDPOAdvantageSettings` (``hdpo_correct_reward``,
+``hdpo_correct_threshold``, ``hdpo_tool_eps``) and :class:`HDPOLossSettings` (``hdpo_w_acc``,
+``hdpo_w_tool``); ``parsimony methods`` lists them with their defaults.
 
 ``method: hdpo`` sets ``reward_funcs: [accuracy, format]``, ``reward_weights: [0.9, 0.1]``,
 ``advantage_estimator: hdpo``, ``loss_composition: dual`` and ``environment: tools``.
@@ -38,52 +39,49 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
-import rewards.tools  # noqa: F401  registers the "tool_call_penalty" reward (coupled baselines)
+from rewards.settings import MethodSettings, setting
+from rewards.tools import tool_call_penalty  # importing it registers the "tool_call_penalty" reward (coupled baselines)
 from rl.advantages import broadcast_to_tokens, grpo, register_advantage
 from rl.batch import RolloutBatch
 from rl.errors import ConfigError
 from rl.losses import LossTerm, register_composition
-from rl.presets import number_setting, register_method, setting_error
+from rl.presets import register_method
+
+__all__ = ["DECSHDPOSettings", "HDPOAdvantageSettings", "HDPOLossSettings", "HDPO_PRESET", "conditional_tool_advantage",
+           "correct_mask", "decs_hdpo", "dual", "hdpo", "tool_call_penalty", "tool_calls"]
 
 TOOL_SIGNAL_MASK = "has_tool_signal"
 
 
 @dataclass(frozen=True)
-class HDPOSettings:
-    w_acc: float = 1.0
-    w_tool: float = 0.15
-    correct_reward: str = "accuracy"
-    correct_threshold: float = 0.5
-    tool_eps: float = 1e-6
+class HDPOAdvantageSettings(MethodSettings):
+    """The ``hdpo`` estimator's settings: which rollouts are correct, and the tool channel's eps."""
 
-    @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, Any] | None) -> "HDPOSettings":
-        kwargs = {} if kwargs is None else kwargs
-        if not isinstance(kwargs, Mapping):
-            raise ConfigError(f"method_kwargs: must be a mapping, got {type(kwargs).__name__}")
-        w_acc = number_setting(kwargs, "hdpo_w_acc", cls.w_acc, minimum=0.0)
-        w_tool = number_setting(kwargs, "hdpo_w_tool", cls.w_tool, minimum=0.0)
-        if w_acc == 0 and w_tool == 0:
-            raise setting_error("hdpo_w_tool", "hdpo_w_acc and hdpo_w_tool are both 0: nothing would be trained")
-        name = kwargs.get("hdpo_correct_reward", cls.correct_reward)
-        if not isinstance(name, str) or not name.strip():
-            raise setting_error("hdpo_correct_reward", f"must be a reward name, got {name!r}")
-        thr = number_setting(kwargs, "hdpo_correct_threshold", cls.correct_threshold)
-        eps = number_setting(kwargs, "hdpo_tool_eps", cls.tool_eps, positive=True)
-        return cls(w_acc=w_acc, w_tool=w_tool, correct_reward=name, correct_threshold=thr, tool_eps=eps)
+    error = ConfigError
 
-    @classmethod
-    def from_args(cls, args: Any) -> "HDPOSettings":
-        return cls.from_kwargs(getattr(args, "method_kwargs", None))
+    correct_reward: str = setting("hdpo_correct_reward", "accuracy", "the reward that decides which rollouts are correct")
+    correct_threshold: float = setting("hdpo_correct_threshold", 0.5, "a rollout is correct when that reward is >= this")
+    tool_eps: float = setting("hdpo_tool_eps", 1e-6, "eps of the tool advantage's std", exclusive_minimum=0.0)
 
 
-_ADV_SETTINGS = {"hdpo_correct_reward": "accuracy", "hdpo_correct_threshold": 0.5, "hdpo_tool_eps": 1e-6}
-_LOSS_SETTINGS = {"hdpo_w_acc": 1.0, "hdpo_w_tool": 0.15}
+@dataclass(frozen=True)
+class HDPOLossSettings(MethodSettings):
+    """The ``dual`` composition's weights."""
+
+    error = ConfigError
+
+    w_acc: float = setting("hdpo_w_acc", 1.0, "weight of the accuracy loss", minimum=0.0)
+    w_tool: float = setting("hdpo_w_tool", 0.15, "weight of the tool-efficiency loss (the paper's ablation optimum)",
+                            minimum=0.0)
+
+    def check(self) -> None:
+        if self.w_acc == 0 and self.w_tool == 0:
+            raise self.bad("hdpo_w_tool", "hdpo_w_acc and hdpo_w_tool are both 0: nothing would be trained")
 
 
 def tool_calls(batch: RolloutBatch) -> Tensor:
@@ -92,7 +90,7 @@ def tool_calls(batch: RolloutBatch) -> Tensor:
     return torch.tensor(vals, dtype=torch.float64)
 
 
-def correct_mask(batch: RolloutBatch, settings: HDPOSettings) -> Tensor:
+def correct_mask(batch: RolloutBatch, settings: HDPOAdvantageSettings) -> Tensor:
     """[N] bool: the rollouts whose correctness reward reaches the threshold (NaN = not correct)."""
     r = batch.rewards.get(settings.correct_reward)
     if r is None:
@@ -132,10 +130,10 @@ def conditional_tool_advantage(
     return adv, signal
 
 
-@register_advantage("hdpo", settings=_ADV_SETTINGS, validate=HDPOSettings.from_kwargs)
+@register_advantage("hdpo", settings=HDPOAdvantageSettings)
 def hdpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """HDPO: ``acc`` = GRPO over all rollouts; ``tool`` = GRPO of 1/(T+1) over the correct rollouts."""
-    s = HDPOSettings.from_args(cfg)
+    s = HDPOAdvantageSettings.from_args(cfg)
     acc = grpo(batch, cfg)["main"]
     T = tool_calls(batch)
     r_tool = 1.0 / (T + 1.0)
@@ -145,10 +143,10 @@ def hdpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     return {"acc": acc, "tool": broadcast_to_tokens(a_tool, batch.completion_mask)}
 
 
-@register_composition("dual", settings=_LOSS_SETTINGS, validate=HDPOSettings.from_kwargs)
+@register_composition("dual", settings=HDPOLossSettings)
 def dual(cfg: Any) -> list[LossTerm]:
     """``w_acc * loss(acc)`` over all rollouts + ``w_tool * loss(tool)`` over the rollouts with a tool signal."""
-    s = HDPOSettings.from_args(cfg)
+    s = HDPOLossSettings.from_args(cfg)
     loss = getattr(cfg, "loss_type", None) or "clipped"
     return [
         LossTerm("acc", loss=loss, weight=s.w_acc),
@@ -162,10 +160,10 @@ HDPO_PRESET = register_method(
     advantage_estimator="hdpo",
     loss_composition="dual",
     sampler="plain",
-    method_kwargs={"hdpo_w_acc": 1.0, "hdpo_w_tool": 0.15},
+    method_kwargs=HDPOLossSettings.defaults(),
     fields={"reward_weights": [0.9, 0.1], "environment": "tools"},
     description="HDPO (arXiv 2604.08545): accuracy advantage over all rollouts + tool-efficiency advantage "
-    "1/(T+1) over the correct rollouts only, two losses (w_tool 0.15)",
+    f"1/(T+1) over the correct rollouts only, two losses (w_tool {HDPOLossSettings.w_tool})",
 )
 
 
@@ -191,17 +189,12 @@ for _name, _lam in COUPLED_LAMBDAS.items():
 from rl.methods.decs import DECS_PRESET, DECSSettings, decs  # noqa: E402
 
 
-def _validate_decs_hdpo(kwargs: Mapping[str, Any]) -> None:
-    HDPOSettings.from_kwargs(kwargs)
-    DECSSettings.from_kwargs(kwargs)
+@dataclass(frozen=True)
+class DECSHDPOSettings(DECSSettings, HDPOAdvantageSettings):
+    """The ``decs_hdpo`` estimator reads both estimators' settings."""
 
 
-@register_advantage(
-    "decs_hdpo",
-    settings={**_ADV_SETTINGS, "decs_beta": DECSSettings.beta, "decs_l_max": DECSSettings.l_max,
-              "decs_redundancy_reward": DECSSettings.redundancy_reward},
-    validate=_validate_decs_hdpo,
-)
+@register_advantage("decs_hdpo", settings=DECSHDPOSettings)
 def decs_hdpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """``acc`` = DECS's per-token advantage (rl/methods/decs.py); ``tool`` = HDPO's conditional tool advantage."""
     out = hdpo(batch, cfg)
@@ -215,7 +208,7 @@ register_method(
     advantage_estimator="decs_hdpo",
     loss_composition="dual",
     sampler="decs_kappa",
-    method_kwargs={**dict(DECS_PRESET.method_kwargs), "hdpo_w_acc": 1.0, "hdpo_w_tool": 0.15},
+    method_kwargs={**dict(DECS_PRESET.method_kwargs), **HDPOLossSettings.defaults()},
     fields={"reward_weights": [0.9, 0.1, 1.0], "environment": "tools"},
     description="DECS's token-level length advantage and HDPO's tool-efficiency channel in one run (dual loss)",
 )

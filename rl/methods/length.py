@@ -26,17 +26,22 @@ presets (docs/efficiency-methods.md has each method's formula, settings and pape
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-import rewards.length.penalties  # noqa: F401  registers length_penalty, l1_target_length, thinkprune
-import rewards.length.published  # noqa: F401  registers cosine, soft_overlong, linear_pass_rate, grpo_lead, dler_truncation
+# importing these registers the length rewards: length_penalty, l1_target_length, thinkprune (penalties);
+# cosine, soft_overlong, linear_pass_rate, grpo_lead, dler_truncation (published)
+from rewards.length.penalties import L1Settings, LengthPenaltySettings, ThinkPruneSettings
+from rewards.length.published import GRPOLeadSettings, LinearPassRateSettings
+from rewards.settings import MethodSettings, setting
 from curriculum.samplers import BatchAssembler, DrawFn, RolloutFn, ScoredGroup, register_assembler
 from rl.advantages import advantage_eps, broadcast_to_tokens, outcome_rewards, group_mean_std, register_advantage
 from rl.batch import RolloutBatch
-from rl.presets import register_method, setting_error
+from rl.errors import ConfigError
+from rl.presets import register_method
 
 GFPO_METRICS = ("length", "token_efficiency")
 
@@ -68,22 +73,17 @@ def dler(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
 # --- GFPO: sample a larger group, train on the best k ----------------------------------------
 
 
-def _int_setting(kwargs: Mapping[str, Any], key: str, default: Any, minimum: int) -> Any:
-    v = kwargs.get(key, default)
-    if v is None and default is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise setting_error(key, f"must be an integer >= {minimum}, got {v!r}")
-    return v
+@dataclass(frozen=True)
+class GFPOSettings(MethodSettings):
+    """The ``gfpo`` sampler's settings."""
 
+    error = ConfigError
 
-def validate_gfpo(kwargs: Mapping[str, Any]) -> None:
-    kwargs = kwargs or {}
-    _int_setting(kwargs, "gfpo_sample_factor", 2, 1)
-    _int_setting(kwargs, "gfpo_keep", None, 2)
-    metric = kwargs.get("gfpo_metric", "length")
-    if metric not in GFPO_METRICS:
-        raise setting_error("gfpo_metric", f"must be one of {list(GFPO_METRICS)}, got {metric!r}")
+    sample_factor: int = setting("gfpo_sample_factor", 2, "rollout groups drawn per prompt: factor x G rollouts",
+                                 minimum=1)
+    keep: int | None = setting("gfpo_keep", None, "rollouts kept per prompt (null: num_generations)", minimum=2)
+    metric: str = setting("gfpo_metric", "length", "'length' keeps the shortest, 'token_efficiency' the highest "
+                          "reward / length", choices=GFPO_METRICS)
 
 
 def gfpo_scores(group: ScoredGroup, metric: str) -> list[float]:
@@ -128,19 +128,17 @@ def merge_groups(groups: list[ScoredGroup]) -> ScoredGroup:
 class GFPOAssembler(BatchAssembler):
     """GFPO: ``gfpo_sample_factor x G`` rollouts per prompt, the best ``gfpo_keep`` of them trained on."""
 
-    method_settings = {"gfpo_sample_factor": 2, "gfpo_keep": None, "gfpo_metric": "length"}
-    validate_method_settings = staticmethod(validate_gfpo)
+    method_settings = GFPOSettings
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
-        kw = dict(getattr(cfg, "method_kwargs", None) or {})
-        validate_gfpo(kw)
+        s = GFPOSettings.from_args(cfg)
         G = int(getattr(cfg, "num_generations", 2))
-        self.factor = int(kw.get("gfpo_sample_factor", 2))
-        self.keep = int(kw.get("gfpo_keep") or G)
-        self.metric = kw.get("gfpo_metric", "length")
+        self.factor = s.sample_factor
+        self.keep = s.keep or G
+        self.metric = s.metric
         if self.keep > self.factor * G:
-            raise setting_error("gfpo_keep", f"keeps {self.keep} of only {self.factor} x {G} sampled rollouts per prompt")
+            raise GFPOSettings.bad("gfpo_keep", f"keeps {self.keep} of only {self.factor} x {G} sampled rollouts per prompt")
 
     def assemble(self, draw: DrawFn, rollout: RolloutFn, num_groups: int) -> tuple[list[ScoredGroup], dict]:
         indices = draw(num_groups)
@@ -180,20 +178,20 @@ register_method(
 register_method(
     "linear_pass_rate",
     reward_funcs=["linear_pass_rate"],
-    method_kwargs={"pass_rate_alpha": 0.5},
+    method_kwargs=LinearPassRateSettings.defaults("pass_rate_alpha"),
     description="correct 1 - alpha * pass_rate_g * L / L_ref, wrong 0: a linear length penalty scaled by the group's pass rate",
 )
 register_method(
     "grpo_lead",
     reward_funcs=["grpo_lead"],
-    method_kwargs={"lead_alpha": 0.1},
+    method_kwargs=GRPOLeadSettings.defaults("lead_alpha"),
     description="GRPO-LEAD: correct exp(-alpha z), z = length z-score among the group's correct completions; wrong -1",
 )
 register_method(
     "gfpo",
     reward_funcs=["accuracy"],
     sampler="gfpo",
-    method_kwargs={"gfpo_sample_factor": 2, "gfpo_metric": "length"},
+    method_kwargs=GFPOSettings.defaults("gfpo_sample_factor", "gfpo_metric"),
     description="GFPO: sample factor x G per prompt, train on the G shortest (or most token-efficient)",
 )
 register_method(
@@ -210,18 +208,18 @@ register_method(
 register_method(
     "length_penalty",
     reward_funcs=["length_penalty"],
-    method_kwargs={"length_alpha": 0.5, "length_ref": "max_completion_length", "length_penalty_mode": "linear"},
+    method_kwargs=LengthPenaltySettings.defaults(),
     description="sequence-level length penalty: correct 1 - alpha * L / L_ref (or Kimi k1.5's group-relative form)",
 )
 register_method(
     "l1",
     reward_funcs=["l1_target_length"],
-    method_kwargs={"length_l1_alpha": 0.5, "length_target_column": "target_length"},
+    method_kwargs=L1Settings.defaults("length_l1_alpha", "length_target_column"),
     description="L1 / LCPO-exact: accuracy - alpha * |L_target - L| / L_target (per-row target column or length_target)",
 )
 register_method(
     "thinkprune",
     reward_funcs=["thinkprune"],
-    method_kwargs={"thinkprune_require_think_close": True},
+    method_kwargs=ThinkPruneSettings.defaults("thinkprune_require_think_close"),
     description="ThinkPrune: accuracy, 0 past a (scheduled) token cap, when truncated or without </think>",
 )

@@ -52,12 +52,12 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from rewards.mgrpo import MGRPOReward  # noqa: F401  (importing it registers the "mgrpo_reward" reward)
+from rewards.mgrpo import MGRPORewardSettings  # importing rewards.mgrpo registers the "mgrpo_reward" reward
 from curriculum.samplers import ScoredGroup
 from rl.advantages import advantage_eps, broadcast_to_tokens, group_mean_std, register_advantage
 from rl.batch import RolloutBatch
 from rl.methods.mgrpo_exchange import ROLES, get_store, pop_role, push_executor_step, require_one_process
-from rl.methods.mgrpo_settings import SETTINGS, MGRPOSettings
+from rl.methods.mgrpo_settings import MGRPOSettings
 from rl.presets import register_method
 from rl.role_flags import register_role_flag
 from rollout.mgrpo.agents import PLANNER_SYSTEM_PROMPT
@@ -234,7 +234,7 @@ def hierarchical_advantage(rewards: Tensor, group_index: Tensor, role: Tensor, e
     raise ValueError(f"scale_rewards must be one of ['group', 'batch', 'none'], got {mode!r}")
 
 
-@register_advantage("mgrpo", settings=SETTINGS, validate=MGRPOSettings.from_kwargs, prepare_groups=prepare_groups)
+@register_advantage("mgrpo", settings=MGRPOSettings, prepare_groups=prepare_groups)
 def mgrpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """M-GRPO: GRPO per (prompt, role) on the aligned batch (``prepare_groups`` ran before collation)."""
     if batch.total_reward is None:
@@ -252,7 +252,7 @@ MGRPO_PRESET = register_method(
     advantage_estimator="mgrpo",
     loss_composition="single",
     sampler="plain",
-    method_kwargs={"mgrpo_d_max": "auto", "mgrpo_d_max_cap": 8, "mgrpo_w_main": 1.0, "mgrpo_w_local": 0.0},
+    method_kwargs={**MGRPOSettings.defaults("mgrpo_d_max", "mgrpo_d_max_cap"), **MGRPORewardSettings.defaults()},
     fields={"reward_weights": [1.0], "environment": "planner", "system_prompt": PLANNER_SYSTEM_PROMPT},
     description="M-GRPO (arXiv 2511.13288): planner/executor episodes, executor trajectories aligned to D_max per "
     "planner rollout, GRPO per (prompt, role); R_M = 0.1 format + 0.9 correct, R_S = w_main R_M(parent) + w_local r_local",

@@ -1,62 +1,55 @@
 """M-GRPO's settings (``method_kwargs`` keys ``mgrpo_*``), read by the estimator (``rl/methods/mgrpo.py``)
-and by the decoupled executor's process (``rl/methods/mgrpo_two_process.py``)."""
+and by the decoupled executor's process (``rl/methods/mgrpo_two_process.py``). The reward's own keys
+(``mgrpo_w_main``, ``mgrpo_w_local``) are in ``rewards/mgrpo.py``."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from rewards.settings import MethodSettings, setting
 from rl.errors import ConfigError
-from rl.presets import setting_error
 
 TRAIN_ROLES = ("all", "planner", "executor")
 
 
+def _store(v: Any) -> str | None:
+    if v is not None and not (v == "memory" or (isinstance(v, str) and v.startswith("redis://"))):
+        raise ValueError(f"must be null, 'memory' or a redis:// URL, got {v!r}")
+    return v
+
+
+def _run(v: Any) -> str | None:
+    if v is not None and (not isinstance(v, str) or not v or any(c in v for c in ": \t\n")):
+        raise ValueError(f"must be a run name without ':' or spaces, got {v!r}")
+    return v
+
+
 @dataclass(frozen=True)
-class MGRPOSettings:
-    d_max: int | str = "auto"
-    d_max_cap: int = 8
-    # "all" (shared); "planner": executor rows are dropped after alignment (and pushed to the store, if any);
-    # "executor": the process of rl/methods/mgrpo_two_process.py's StoreExecutorTrainer (reads the store, trains executor rows)
-    train_roles: str = "all"
-    store: str | None = None  # None | "memory" | "redis://...": where the executor rows go (decoupled training)
-    run: str | None = None  # the store's run name (both processes give the same)
-    serve_port: int | None = None  # the executor process serves generation on 127.0.0.1:<port> (0 = a free one)
+class MGRPOSettings(MethodSettings):
+    """The ``mgrpo`` estimator's settings (``parsimony methods`` lists them)."""
 
-    @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, Any] | None) -> "MGRPOSettings":
-        kwargs = {} if kwargs is None else kwargs
-        if not isinstance(kwargs, Mapping):
-            raise ConfigError(f"method_kwargs: must be a mapping, got {type(kwargs).__name__}")
-        d = kwargs.get("mgrpo_d_max", cls.d_max)
-        if d != "auto" and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
-            raise setting_error("mgrpo_d_max", f"must be an int >= 1 or 'auto', got {d!r}")
-        cap = kwargs.get("mgrpo_d_max_cap", cls.d_max_cap)
-        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-            raise setting_error("mgrpo_d_max_cap", f"must be an int >= 1, got {cap!r}")
-        roles = kwargs.get("mgrpo_train_roles", cls.train_roles)
-        if roles not in TRAIN_ROLES:
-            raise setting_error("mgrpo_train_roles", f"must be one of {list(TRAIN_ROLES)}, got {roles!r}")
-        store = kwargs.get("mgrpo_store", cls.store)
-        if store is not None and not (store == "memory" or (isinstance(store, str) and store.startswith("redis://"))):
-            raise setting_error("mgrpo_store", f"must be null, 'memory' or a redis:// URL, got {store!r}")
-        run = kwargs.get("mgrpo_run", cls.run)
-        if run is not None and (not isinstance(run, str) or not run or any(c in run for c in ": \t\n")):
-            raise setting_error("mgrpo_run", f"must be a run name without ':' or spaces, got {run!r}")
-        if store is not None and roles == "all":
-            raise setting_error("mgrpo_train_roles", "a store decouples the roles: set 'planner' (the planner's "
-                                "process) or 'executor' (the executor's)")
-        if store is not None and store != "memory" and run is None:
-            raise setting_error("mgrpo_run", "a Redis store needs a run name shared by the planner and executor processes")
-        port = kwargs.get("mgrpo_serve_port", cls.serve_port)
-        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536):
-            raise setting_error("mgrpo_serve_port", f"must be null or a port 0-65535, got {port!r}")
-        return cls(d_max=d, d_max_cap=cap, train_roles=roles, store=store, run=run or "run", serve_port=port)
+    error = ConfigError
 
-    @classmethod
-    def from_args(cls, args: Any) -> "MGRPOSettings":
-        return cls.from_kwargs(getattr(args, "method_kwargs", None))
+    d_max: str | int = setting("mgrpo_d_max", "auto", "D_max, executor samples per planner rollout after alignment: "
+                               "an int, or 'auto' = the step's median call count", choices=("auto",), minimum=1)
+    d_max_cap: int = setting("mgrpo_d_max_cap", 8, "the largest D_max of 'auto'", minimum=1)
+    train_roles: str = setting(
+        "mgrpo_train_roles", "all", "the rows trained on: 'all' (the shared model); 'planner': executor rows dropped "
+        "after alignment (and pushed to the store, if any); 'executor': the executor's process of decoupled training",
+        choices=TRAIN_ROLES)
+    store: str | None = setting("mgrpo_store", None, "where the executor rows go in decoupled training: null, 'memory' "
+                                "or a redis:// URL", parse=_store)
+    run: str | None = setting("mgrpo_run", None, "the store's run name (both processes give the same; null: 'run')",
+                              parse=_run)
+    serve_port: int | None = setting("mgrpo_serve_port", None, "the executor process serves generation on "
+                                     "127.0.0.1:<port> (0: a free one)", minimum=0, maximum=65535)
 
-
-SETTINGS = {"mgrpo_d_max": "auto", "mgrpo_d_max_cap": 8, "mgrpo_train_roles": "all", "mgrpo_store": None,
-             "mgrpo_run": None, "mgrpo_serve_port": None}
+    def check(self) -> "MGRPOSettings":
+        if self.store is not None and self.train_roles == "all":
+            raise self.bad("mgrpo_train_roles", "a store decouples the roles: set 'planner' (the planner's process) or "
+                           "'executor' (the executor's)")
+        if self.store is not None and self.store != "memory" and self.run is None:
+            raise self.bad("mgrpo_run", "a Redis store needs a run name shared by the planner and executor processes")
+        return dataclasses.replace(self, run=self.run or "run")
