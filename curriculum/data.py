@@ -15,7 +15,12 @@ ANSWER_FIELDS = ("reward_model.ground_truth", "ground_truth", "answer")  # = rew
 
 
 class DatasetError(ValueError):
-    """A dataset row is malformed; the message names the row index and field."""
+    """A dataset file, id or row cannot be used; the message names the file and line, the id, or the
+    row index and field."""
+
+
+MAX_NAMED_ROWS = 10  # validation names up to this many bad rows
+HUB_PROBE_TIMEOUT_S = 3.0  # how long a hub id waits to learn that there is no network
 
 
 def load_dataset_spec(
@@ -37,11 +42,82 @@ def load_dataset_spec(
     if suffix in (".parquet", ".jsonl", ".json", ".csv"):
         if not path.is_file():
             raise DatasetError(f"dataset file {spec!r} does not exist")
+        if suffix == ".jsonl":
+            check_json_lines(path)
         kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}[suffix]
-        return datasets.load_dataset(kind, data_files=str(path), split="train")
+        try:
+            return datasets.load_dataset(kind, data_files=str(path), split="train")
+        except Exception as e:  # pyarrow / datasets raise many types for an unreadable file
+            raise DatasetError(f"{path}: cannot be read as {kind} ({type(e).__name__}: {_first_line(e)})") from None
     if path.is_dir():
         return datasets.load_from_disk(str(path))
-    return datasets.load_dataset(spec, split=split)
+    return load_hub_dataset(spec, split)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:200]
+
+
+def check_json_lines(path: Path) -> None:
+    """Every non-blank line of a JSONL file is a JSON object; the first one that is not is a
+    :class:`DatasetError` naming the file and line."""
+    import json
+
+    with open(path, encoding="utf-8", errors="strict") as fh:
+        try:
+            for n, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DatasetError(f"{path}: line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+                if not isinstance(obj, dict):
+                    raise DatasetError(f"{path}: line {n}: a JSON {type(obj).__name__}, expected an object (one row)")
+        except UnicodeDecodeError as e:
+            raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face hub answers within ``timeout`` (no network: False, fast)."""
+    import os
+
+    import httpx
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", ""):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        httpx.head(endpoint, timeout=timeout)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def load_hub_dataset(spec: str, split: str):
+    """A hub dataset id: from the hub, or from the local cache when the hub cannot be reached (found in
+    ``HUB_PROBE_TIMEOUT_S``, not after datasets' retries); neither is a :class:`DatasetError`."""
+    import datasets
+    import datasets.config
+    import huggingface_hub.constants
+
+    online = hub_reachable()
+    # no network: the cache only (datasets and huggingface_hub read their offline flags at import time,
+    # so the flags are set on the modules for this call), instead of retries against a network that is not there
+    saved = (datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)
+    if not online:
+        datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        return datasets.load_dataset(spec, split=split)
+    except Exception as e:
+        where = "the hub" if online else "the local cache (no network: the hub cannot be reached)"
+        raise DatasetError(f"dataset {spec!r}: not a local file or folder, and not found in {where} "
+                           f"({type(e).__name__}: {_first_line(e)})") from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved[0], saved[1]
+        huggingface_hub.constants.HF_HUB_OFFLINE = saved[2]
 
 
 def get_field(row: dict[str, Any], dotted: str) -> Any:
@@ -79,21 +155,46 @@ def validate_prompt(prompt: Any) -> str | None:
     return f"has type {type(prompt).__name__}; expected chat messages or a string"
 
 
+def answer_problem(row: dict[str, Any]) -> str | None:
+    """What is wrong with a row's answer (None: it has a usable one). The answer is the first of
+    :data:`ANSWER_FIELDS` present: a string, a number, or a list of accepted answers."""
+    for f in ANSWER_FIELDS:
+        raw = get_field(row, f)
+        if raw is None:
+            continue
+        if isinstance(raw, dict):
+            return f"field '{f}' is a dict ({str(raw)[:60]}); expected a string, a number or a list of accepted answers"
+        if isinstance(raw, (list, tuple)) and any(isinstance(x, dict) for x in raw):
+            return f"field '{f}' is a list holding a dict; expected strings or numbers"
+        break
+    if get_ground_truth(row) is None:
+        return f"has no answer field (looked for {', '.join(ANSWER_FIELDS)})"
+    return None
+
+
 def validate_dataset(dataset, require_answer: bool = True, name: str = "train_dataset") -> None:
-    """Raise DatasetError naming the first bad row and field."""
+    """Raise one DatasetError naming the bad rows and fields (the first :data:`MAX_NAMED_ROWS`, and how
+    many more there are)."""
     if len(dataset) == 0:
         raise DatasetError(f"{name} is empty")
     columns = set(dataset.column_names)
     if "prompt" not in columns:
         raise DatasetError(f"{name}: row 0 has no field 'prompt' (columns: {sorted(columns)})")
+    bad: list[str] = []
+    count = 0
     for i, row in enumerate(dataset):
         problem = validate_prompt(row.get("prompt"))
-        if problem:
-            raise DatasetError(f"{name}: row {i} field 'prompt' {problem}")
-        if require_answer and get_ground_truth(row) is None:
-            raise DatasetError(
-                f"{name}: row {i} has no answer field (looked for {', '.join(ANSWER_FIELDS)})"
-            )
+        msg = f"row {i} field 'prompt' {problem}" if problem else None
+        if msg is None and require_answer:
+            problem = answer_problem(row)
+            msg = f"row {i} {problem}" if problem else None
+        if msg is not None:
+            count += 1
+            if len(bad) < MAX_NAMED_ROWS:
+                bad.append(msg)
+    if bad:
+        more = f" (and {count - len(bad)} more bad rows)" if count > len(bad) else ""
+        raise DatasetError(f"{name}: " + "; ".join(bad) + more)
 
 
 def _raw_prompt_text(prompt: Any, system_prompt: str | None) -> str:

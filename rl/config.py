@@ -32,9 +32,9 @@ class GRPOConfig(TrainConfig):
 
     method: str | None = field(
         default=None,
-        metadata={"help": "A registered method preset (grpo | decs | length_penalty | l1 | thinkprune | a plugin's; "
-                          "`parsimony methods` lists them): sets reward_funcs, advantage_estimator, loss_composition, "
-                          "sampler and default method_kwargs; fields set explicitly win."},
+        metadata={"help": "A registered method preset, built in or a plugin's (`parsimony methods` lists them all, with "
+                          "their settings): sets reward_funcs, advantage_estimator, loss_composition, sampler and "
+                          "default method_kwargs; fields set explicitly win."},
     )
     # --- rollout ---------------------------------------------------------------------
     engine: str = field(default="hf", metadata={"help": "Rollout engine: hf | vllm | any name registered with rl.engines.register_engine."})
@@ -200,8 +200,8 @@ class GRPOConfig(TrainConfig):
     method_kwargs: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "Method settings read by the configured rewards / estimator / composition / sampler; each "
-                          "key must be declared by one of them (checked here). On the command line: JSON, merged over "
-                          "the recipe's keys."},
+                          "key must be declared by one of them (checked here; `parsimony methods` lists each method's "
+                          "keys, defaults and help). On the command line: JSON, merged over the recipe's keys."},
     )
 
     def __post_init__(self) -> None:

@@ -52,7 +52,7 @@ def test_registered_with_their_settings():
                       ("linear_pass_rate", LinearPassRateReward), ("grpo_lead", GRPOLeadReward),
                       ("dler_truncation", DLERTruncationReward)]:
         fn = get_reward_func(name)
-        assert isinstance(fn, cls) and fn.__name__ == name and set(REWARDS[name].settings) == set(cls.defaults)
+        assert isinstance(fn, cls) and fn.__name__ == name and REWARDS[name].settings is cls.method_settings
 
 
 def test_cosine_interp_endpoints_and_midpoint():
@@ -75,7 +75,7 @@ def test_cosine_settings_and_validation():
     r = make(CosineLengthReward, max_len=100, cosine_max_len=10, cosine_correct_short=1.0, cosine_correct_long=0.5)
     assert r(prompts=["p"], completions=[R], completion_ids=[ids(5)], answer=["4"]) == pytest.approx([0.75])
     with pytest.raises(ValueError, match="cosine_wrong_long"):
-        CosineLengthReward.validate_method_settings({"cosine_wrong_long": "x"})
+        CosineLengthReward.method_settings.from_kwargs({"cosine_wrong_long": "x"})
 
 
 def test_soft_overlong_penalty_regions():
@@ -92,7 +92,7 @@ def test_soft_overlong_reward():
     assert r2(prompts=["p"] * 2, completions=[R, W], completion_ids=[ids(60), ids(60)], answer=["4"] * 2) == pytest.approx(
         [1.0 - 2 * 0.2, -2 * 0.2])
     with pytest.raises(ValueError, match="overlong_buffer"):
-        SoftOverlongReward.validate_method_settings({"overlong_max_len": 10, "overlong_buffer": 20})
+        SoftOverlongReward.method_settings.from_kwargs({"overlong_max_len": 10, "overlong_buffer": 20})
 
 
 def test_linear_pass_rate_scales_by_the_groups_pass_rate():

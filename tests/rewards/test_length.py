@@ -44,7 +44,7 @@ def test_registered():
         fn = get_reward_func(name)
         assert REWARDS[name].factory is cls and isinstance(fn, cls) and fn.__name__ == name
         assert get_reward_func(name) is not fn  # a new object per resolution: no state shared between trainers
-        assert set(REWARDS[name].settings) == set(cls.defaults)
+        assert REWARDS[name].settings is cls.method_settings  # the settings class: keys, defaults, help, checks
 
 
 # --- length_penalty -----------------------------------------------------------------------------------
