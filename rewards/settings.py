@@ -292,11 +292,13 @@ def _show(v: Any, limit: int = 30) -> str:
 
 
 def render_rows(rows: Iterable[Mapping[str, Any]], indent: str = "") -> list[str]:
-    """Text lines ``key  default  help (accepts)`` of :func:`settings_rows`, in aligned columns."""
+    """Text lines ``key  default  help (accepts)`` of :func:`settings_rows`, in aligned columns (a row
+    with a true ``mark`` gets a ``*`` after its default)."""
     rows = list(rows)
     if not rows:
         return []
-    cells = [(r["key"], _show(r["default"]), r["help"] + (f" ({r['accepts']})" if r.get("accepts") else "")) for r in rows]
+    cells = [(r["key"], _show(r["default"]) + ("*" if r.get("mark") else ""),
+              r["help"] + (f" ({r['accepts']})" if r.get("accepts") else "")) for r in rows]
     wk = max(len(c[0]) for c in cells)
     wd = max(len(c[1]) for c in cells)
     return [f"{indent}{k:<{wk}}  {d:<{wd}}  {h}".rstrip() for k, d, h in cells]

@@ -39,6 +39,9 @@ AdvantageFn = Callable[[RolloutBatch, Any], "dict[str, Tensor]"]
 # an estimator's optional step on the scored groups before they are collated (M-GRPO's alignment):
 # (groups, cfg, step) -> (groups, metrics)
 PrepareGroupsFn = Callable[[list, Any, int], "tuple[list, dict[str, float]]"]
+# an estimator's optional check of what it needs from the outside world (M-GRPO's store), run when a
+# run starts, before the model loads: (cfg) -> None, raising an error whose message is one line
+PreflightFn = Callable[[Any], None]
 
 DEFAULT_ADVANTAGE_EPS = 1e-6
 SCALE_MODES = ("group", "batch", "none")
@@ -57,17 +60,26 @@ class AdvantageEstimator(Protocol):
         """The step's scored groups -> the groups to collate, plus metrics (identity by default)."""
         ...
 
+    def preflight(self, cfg: Any) -> None:
+        """Check what the estimator needs outside the process, before the model loads (nothing by default)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RegisteredEstimator(RegisteredPiece):
     """An estimator function with its declared settings and optional group preparation."""
 
     prepare: PrepareGroupsFn | None = None
+    check: PreflightFn | None = None
 
     def prepare_groups(self, groups: list, cfg: Any, step: int) -> "tuple[list, dict[str, float]]":
         if self.prepare is None:
             return groups, {}
         return self.prepare(groups, cfg, step)
+
+    def preflight(self, cfg: Any) -> None:
+        if self.check is not None:
+            self.check(cfg)
 
 
 ADVANTAGES: dict[str, RegisteredEstimator] = {}
@@ -79,6 +91,7 @@ def register_advantage(
     settings: Any = None,
     validate: "Callable[[Any], None] | None" = None,
     prepare_groups: PrepareGroupsFn | None = None,
+    preflight: PreflightFn | None = None,
 ) -> Callable[[AdvantageFn], AdvantageFn]:
     """Decorator: register ``fn(batch, cfg) -> dict[str, Tensor [N, T]]`` under ``name``.
 
@@ -87,10 +100,11 @@ def register_advantage(
     default; ``validate(method_kwargs)`` raises ``ValueError`` naming a bad key. Both are checked when
     the config is built (``rl/presets.py``). ``prepare_groups(groups, cfg, step) -> (groups,
     metrics)``: a step the trainer runs on the scored groups before it collates them (e.g. M-GRPO's
-    trajectory alignment). The registry keeps a :class:`RegisteredEstimator`; ``fn`` is returned
-    unchanged."""
+    trajectory alignment). ``preflight(cfg)``: a check of what the estimator needs outside the process
+    (e.g. M-GRPO's store), run when a run starts, before the model loads. The registry keeps a
+    :class:`RegisteredEstimator`; ``fn`` is returned unchanged."""
     return registering(ADVANTAGES, "advantage estimator", name, lambda fn: RegisteredEstimator(
-        name, fn, settings if settings is not None else {}, validate, prepare_groups))
+        name, fn, settings if settings is not None else {}, validate, prepare_groups, preflight))
 
 
 def get_advantage(name: str) -> RegisteredEstimator:

@@ -70,16 +70,17 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         if len(weights) != len(self.reward_funcs):
             raise ValueError(f"reward_weights has {len(weights)} entries for {len(self.reward_funcs)} reward functions")
         self.reward_weights = [float(w) for w in weights]
+        from rl.presets import load_methods
+
+        load_methods()  # a config that was unpickled rather than built has not loaded the methods yet
+        self.advantage_fn = get_advantage(args.advantage_estimator)
+        self.advantage_fn.preflight(args)  # e.g. a store the estimator needs: checked before the model loads
         super().__init__(model, args, processing_class)
         for fn in self.reward_funcs:  # rewards that need the tokenizer or config get them once
             hooks_of(fn).setup(tokenizer=self.tokenizer, args=args)
         self.args: GRPOConfig = args
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
-        from rl.presets import load_methods
-
-        load_methods()  # a config that was unpickled rather than built has not loaded the methods yet
-        self.advantage_fn = get_advantage(args.advantage_estimator)
         self.loss_terms: list[LossTerm] = get_composition(args.loss_composition)(args)
         self.engine = as_rollout_engine(engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator))
         if engine is not None:  # an engine the caller built may hold other weights (a shared server, an earlier run)

@@ -224,7 +224,8 @@ def _declared_settings(piece: Any) -> Any:
     """What a registered piece declares: a :class:`rewards.settings.MethodSettings` class or a
     ``{key: default}`` mapping. A piece is a reward entry (:class:`rewards.registry.RewardEntry`), an
     estimator / loss / composition entry (:class:`rl.pieces.RegisteredPiece`), both with ``settings``,
-    or a sampler class (:class:`curriculum.samplers.BatchAssembler`), with ``method_settings``."""
+    or a sampler class (:class:`curriculum.samplers.BatchAssembler`), with ``method_settings``; an
+    engine declares none."""
     from curriculum.samplers import BatchAssembler
     from rewards.registry import RewardEntry
     from rl.pieces import RegisteredPiece
@@ -233,7 +234,7 @@ def _declared_settings(piece: Any) -> Any:
         return piece.settings
     if isinstance(piece, type) and issubclass(piece, BatchAssembler):
         return piece.method_settings
-    raise TypeError(f"not a registered piece: {piece!r}")
+    return {}  # an engine builder: engines read config fields, not method_kwargs
 
 
 def piece_settings(piece: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from rl import checkpoint as ckpt_lib
 from rl import checkpoint_check
 from rl import role_adapters, sharding
 from rl.config import OPTIMIZERS, TrainConfig
+from rl.redaction import redact
 from rl.modeling import apply_lora, is_peft_model, load_model, load_tokenizer, merged_copy
 from rl.tracking import Tracker
 
@@ -166,7 +167,7 @@ class BaseTrainer:
 
     def save_checkpoint(self) -> Path:
         shared, local = self.extra_state()
-        shared = {"config": self.args.to_dict(), **shared}
+        shared = {"config": redact(self.args.to_dict()), **shared}
         if self.is_sharded:
             from rl import sharded_checkpoint
 
@@ -261,7 +262,7 @@ class BaseTrainer:
             args.output_dir,
             args.report_to,
             total_steps=args.max_steps,
-            config=args.to_dict(),
+            config=redact(args.to_dict()),
             run_name=args.run_name,
             is_main_process=self.is_main,
             initial_step=self.global_step,

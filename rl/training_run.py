@@ -42,10 +42,12 @@ def pop_dry_run(argv: Sequence[str]) -> tuple[list[str], bool]:
 
 
 def resolved_yaml(cfg: Any) -> str:
-    """The resolved config as YAML (field order of the dataclass)."""
+    """The resolved config as YAML (field order of the dataclass), secrets masked (rl/redaction.py)."""
     import yaml
 
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=120)
+    from rl.redaction import redact
+
+    return yaml.safe_dump(redact(cfg.to_dict()), sort_keys=False, default_flow_style=None, width=120)
 
 
 def train_from_config(config_cls: type, trainer_cls: Any, argv: Sequence[str] | None = None) -> int:

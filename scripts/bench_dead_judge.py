@@ -2,9 +2,12 @@
 """What a dead DECS judge endpoint costs per training step: one judge batch of ``--items``
 chunks per step, with the judge's default settings (30 s timeout, 2 retries, 16 threads,
 fallback "rule"), against a closed port and against a server that accepts requests and never
-answers. The judge object is kept across steps, as in training.
+answers ("hang"). The judge object is kept across steps, as in training.
 
     python scripts/bench_dead_judge.py [--items 128] [--steps 3] [--modes closed,hang] [--gap 0]
+    # training steps longer than the breaker's cool-down (every step after the first meets a
+    # half-open breaker, whose probe the step may wait for):
+    python scripts/bench_dead_judge.py --modes hang --steps 4 --cooldown 2 --max-cooldown 2 --gap 3
     # the code before the circuit breaker, for comparison:
     git show <commit>:rewards/decs/judges.py > /tmp/old_judges.py
     python scripts/bench_dead_judge.py --judges-module /tmp/old_judges.py
@@ -57,8 +60,10 @@ def _load_judges(path: str | None):
     return mod
 
 
-def run(mod, url: str, items: int, steps: int, gap: float = 0.0, **judge_kw) -> dict:
+def run(mod, url: str, items: int, steps: int, gap: float = 0.0, probe_wait: float | None = None, **judge_kw) -> dict:
     judge = mod.EndpointJudge(url, **judge_kw)
+    if probe_wait is not None:
+        judge.breaker.probe_wait = probe_wait  # rollout.http.CircuitBreaker's (no such setting before it existed)
     batch = [mod.JudgeItem(f"{i} + 1", f"so the answer is {i + 1}.", str(i + 1)) for i in range(items)]
     times, stats = [], []
     for step in range(steps):
@@ -83,14 +88,23 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default="closed,hang")
     ap.add_argument("--timeout", type=float, default=30.0, help="the judge's per-request timeout (default: its default)")
     ap.add_argument("--gap", type=float, default=0.0, help="seconds between judge batches (the rest of a training step)")
+    ap.add_argument("--cooldown", type=float, default=None, help="the breaker's cool-down (default: the judge's default)")
+    ap.add_argument("--max-cooldown", type=float, default=None, help="the breaker's longest cool-down (default: the judge's)")
+    ap.add_argument("--probe-wait", type=float, default=None,
+                    help="seconds a step waits for the half-open breaker's probe (default: the breaker's default)")
     ap.add_argument("--judges-module", default=None, help="a rewards/decs/judges.py file to measure instead of the installed one")
     args = ap.parse_args(argv)
     mod = _load_judges(args.judges_module)
-    summary = {"judges": args.judges_module or "rewards.decs.judges", "items": args.items}
+    summary = {"judges": args.judges_module or "rewards.decs.judges", "items": args.items, "gap": args.gap}
+    kw = {"timeout": args.timeout, "probe_wait": args.probe_wait}
+    if args.cooldown is not None:
+        kw["breaker_cooldown"] = args.cooldown
+    if args.max_cooldown is not None:
+        kw["breaker_max_cooldown"] = args.max_cooldown
     for mode in args.modes.split(","):
         print(f"{mode}: {args.items} items x {args.steps} steps", flush=True)
         if mode == "closed":
-            summary[mode] = run(mod, _closed_port_url(), args.items, args.steps, args.gap, timeout=args.timeout)
+            summary[mode] = run(mod, _closed_port_url(), args.items, args.steps, args.gap, **kw)
         elif mode == "hang":
             srv = ThreadingHTTPServer(("127.0.0.1", 0), _Hang)
             srv.daemon_threads = True
@@ -98,7 +112,7 @@ def main(argv=None) -> int:
             threading.Thread(target=srv.serve_forever, daemon=True).start()
             try:
                 summary[mode] = run(mod, f"http://127.0.0.1:{srv.server_address[1]}/v1", args.items, args.steps,
-                                    args.gap, timeout=args.timeout)
+                                    args.gap, **kw)
             finally:
                 srv.stop.set()
                 srv.shutdown()

@@ -60,12 +60,14 @@ def run_cli(fn, argv=None) -> None:
     from curriculum.data import DatasetError
     from rl.errors import CheckpointError, ConfigError
     from rl.modeling import ModelLoadError
+    from rollout.mgrpo.store import StoreError
     from rollout.vllm import VLLMUnavailable
     from rollout.vllm_server import RolloutServerError
 
     try:
         code = fn(argv)
-    except (ConfigError, CheckpointError, DatasetError, ModelLoadError, FileNotFoundError, VLLMUnavailable, RolloutServerError) as e:
+    except (ConfigError, CheckpointError, DatasetError, ModelLoadError, FileNotFoundError, VLLMUnavailable, RolloutServerError,
+            StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     raise SystemExit(code or 0)

@@ -1,16 +1,20 @@
-"""``parsimony methods``: every registered method (preset) and every registered piece, by kind.
+"""``parsimony methods``: every registered method (preset) with its settings, and every registered
+piece, by kind.
 
     parsimony methods            # human-readable
     parsimony methods --json     # machine-readable: {"methods": {...}, "rewards": {...}, ...}
 
 Built-in methods and the ``parsimony.methods`` entry points are loaded first
-(:func:`rl.presets.load_methods`); a plugin that failed to load is listed with its error.
+(:func:`rl.presets.load_methods`); a plugin that failed to load is listed with its error. A method's
+settings table (key, default, help) is read from the settings classes its pieces declare
+(``rewards.settings.MethodSettings``); a piece that declares a plain mapping shows its keys and defaults.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import types
 from typing import Any
 
 
@@ -24,7 +28,31 @@ def _module_of(obj: Any) -> str:
 
     if isinstance(obj, RewardEntry):
         return obj.module
+    obj = getattr(obj, "fn", obj)  # a registry entry (rl.pieces.RegisteredPiece): where its function lives
     return getattr(obj, "__module__", "") or ""
+
+
+def method_settings(preset: Any) -> list[dict[str, Any]]:
+    """The settings of a method: one row per ``method_kwargs`` key its pieces (and the preset) declare,
+    with ``piece`` (who reads it), ``default`` (the preset's value where it sets one), ``piece_default``,
+    ``accepts`` and ``help``."""
+    from rewards.settings import settings_rows
+    from rl.presets import active_pieces, piece_settings_rows
+
+    own = types.SimpleNamespace(**{"loss_type": "clipped", **preset.config_fields()})
+    groups = [(f"{kind} {name!r}", piece_settings_rows(piece)) for kind, name, piece in active_pieces(own)]
+    groups.append((f"method {preset.name!r}", settings_rows(preset.settings)))
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for owner, piece_rows in groups:
+        for r in piece_rows:
+            if r["key"] in seen:
+                continue
+            seen.add(r["key"])
+            default = preset.method_kwargs.get(r["key"], r["default"])
+            rows.append({"key": r["key"], "piece": owner, "default": default, "piece_default": r["default"],
+                         "accepts": r["accepts"], "help": r["help"]})
+    return rows
 
 
 def collect() -> dict[str, Any]:
@@ -41,6 +69,7 @@ def collect() -> dict[str, Any]:
                 "sampler": p.sampler,
                 "fields": dict(p.fields),
                 "method_kwargs": dict(p.method_kwargs),
+                "settings": method_settings(p),
                 "description": p.description,
                 "module": p.source,
             }
@@ -58,7 +87,8 @@ def collect() -> dict[str, Any]:
 
 
 def render(info: dict[str, Any]) -> str:
-    lines = ["methods (method: <name>; fields set explicitly win, method_kwargs merge over the defaults):"]
+    lines = ["methods (method: <name>; fields set explicitly win, method_kwargs merge over the defaults; "
+             "* = the preset's default, not the piece's):"]
     for name, m in info["methods"].items():
         lines.append(f"  {name}  [{m['module']}]")
         if m["description"]:
@@ -69,8 +99,7 @@ def render(info: dict[str, Any]) -> str:
         )
         for k, v in m["fields"].items():
             lines.append(f"      {k}: {_short(v)}")
-        if m["method_kwargs"]:
-            lines.append("      method_kwargs: " + ", ".join(f"{k}={_short(v)}" for k, v in m["method_kwargs"].items()))
+        lines.extend(_settings_lines(m["settings"]))
     for kind in ("rewards", "advantage estimators", "losses", "compositions", "samplers", "engines"):
         lines.append("")
         lines.append(f"{kind}:")
@@ -86,6 +115,23 @@ def render(info: dict[str, Any]) -> str:
         for name, err in info["plugin_errors"].items():
             lines.append(f"  {name}: {err}")
     return "\n".join(lines)
+
+
+def _settings_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The settings table of a method, by piece: ``key  default  help (accepts)``; ``*`` marks a default
+    that the preset sets (the piece's own default is in the JSON output)."""
+    from rewards.settings import render_rows
+
+    if not rows:
+        return ["      method_kwargs: none"]
+    table = render_rows([dict(r, mark=r["default"] != r["piece_default"]) for r in rows], indent="        ")
+    out, owner = [], None
+    for r, line in zip(rows, table):
+        if r["piece"] != owner:
+            owner = r["piece"]
+            out.append(f"      method_kwargs of {owner}:")
+        out.append(line)
+    return out
 
 
 def main(argv=None) -> int:

@@ -56,7 +56,7 @@ from rewards.mgrpo import MGRPORewardSettings  # importing rewards.mgrpo registe
 from curriculum.samplers import ScoredGroup
 from rl.advantages import advantage_eps, broadcast_to_tokens, group_mean_std, register_advantage
 from rl.batch import RolloutBatch
-from rl.methods.mgrpo_exchange import ROLES, get_store, pop_role, push_executor_step, require_one_process
+from rl.methods.mgrpo_exchange import ROLES, check_store, get_store, pop_role, push_executor_step, require_one_process
 from rl.methods.mgrpo_settings import MGRPOSettings
 from rl.presets import register_method
 from rl.role_flags import register_role_flag
@@ -234,7 +234,7 @@ def hierarchical_advantage(rewards: Tensor, group_index: Tensor, role: Tensor, e
     raise ValueError(f"scale_rewards must be one of ['group', 'batch', 'none'], got {mode!r}")
 
 
-@register_advantage("mgrpo", settings=MGRPOSettings, prepare_groups=prepare_groups)
+@register_advantage("mgrpo", settings=MGRPOSettings, prepare_groups=prepare_groups, preflight=check_store)
 def mgrpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """M-GRPO: GRPO per (prompt, role) on the aligned batch (``prepare_groups`` ran before collation)."""
     if batch.total_reward is None:

@@ -70,6 +70,14 @@ def require_one_process(what: str) -> None:
         raise NotImplementedError(f"{what} runs in one process (no DDP yet): a step is committed by one writer")
 
 
+def check_store(cfg: Any) -> None:
+    """A run with ``mgrpo_store`` checks its store when it starts, before the model loads: an unreachable
+    server or refused credentials is one :class:`rollout.mgrpo.store.StoreError` line."""
+    spec = (getattr(cfg, "method_kwargs", None) or {}).get("mgrpo_store")
+    if spec:
+        get_store(spec).check()
+
+
 def get_store(spec: str) -> InProcessStore | RedisStore:
     """One store object per spec and process (so ``memory`` is shared by the trainers of a process)."""
     if spec not in _STORES:

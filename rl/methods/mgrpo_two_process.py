@@ -37,6 +37,7 @@ from curriculum.samplers import ScoredGroup
 from rl.grpo_trainer import GRPOTrainer
 from rl.methods.mgrpo_exchange import EXECUTOR_CURSOR, get_store, group_from_record, require_one_process
 from rl.methods.mgrpo_settings import MGRPOSettings
+from rollout.mgrpo.store import StoreError
 
 class StoreExecutorTrainer(GRPOTrainer):
     """The executor's process: each step trains on the executor rows of the planner's step of the same
@@ -84,7 +85,13 @@ class StoreExecutorTrainer(GRPOTrainer):
         got = self.store.wait_step(self.run_name, step, timeout=self.wait_timeout)
         if got is None:
             raise TimeoutError(f"store run {self.run_name!r}: planner step {step} not committed after {self.wait_timeout} s")
-        groups = [group_from_record(r, self.w_main, self.w_local) for r in got.values()]
+        groups = []
+        for prompt, record in got.items():
+            try:
+                groups.append(group_from_record(record, self.w_main, self.w_local))
+            except (KeyError, TypeError, ValueError) as e:
+                raise StoreError(f"store {self.store.name}: run {self.run_name!r} step {step} prompt {prompt!r}: "
+                                 f"corrupt record ({type(e).__name__}: {e})") from None
         self._pulled = (step, [g for g in groups if g.trajectories])  # prompts whose rollouts made no call add no row
         return self._pulled[1]
 

@@ -45,6 +45,29 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 KEY_PREFIX = "parsimony"
+RECONNECT_S = 30.0  # how long a Redis store keeps reconnecting (bounded backoff) before the run fails
+_URL_SECRET = re.compile(r"(://[^/@:]*:)[^/@]*@")
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used (unreachable past the reconnect limit, refused credentials, a corrupt
+    record); the message is one line naming the store (password hidden), and the run, step and prompt."""
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:***@host`` (the password never reaches a log)."""
+    return _URL_SECRET.sub(r"\1***@", str(url))
+
+
+def decode_record(raw: str, where: str) -> dict:
+    """One stored record (JSON) -> dict; anything else is a :class:`StoreError` naming ``where``."""
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise StoreError(f"{where}: corrupt record (not JSON: {e})") from None
+    if not isinstance(record, dict):
+        raise StoreError(f"{where}: corrupt record (a JSON {type(record).__name__}, expected an object)")
+    return record
 
 
 def _name(kind: str, value: Any) -> str:
@@ -81,6 +104,8 @@ def encode_record(record: Mapping[str, Any]) -> str:
 
 @runtime_checkable
 class Store(Protocol):
+    name: str  # the store as logs show it (a password hidden)
+
     def put_group(self, run: str, step: int, prompt: str, record: Mapping[str, Any]) -> bool: ...
     def commit_step(self, run: str, step: int, prompts: Sequence[str]) -> bool: ...
     def committed(self, run: str, step: int) -> list[str] | None: ...
@@ -88,6 +113,7 @@ class Store(Protocol):
     def set_cursor(self, run: str, role: str, step: int) -> None: ...
     def cursor(self, run: str, role: str) -> int: ...
     def delete_step(self, run: str, step: int) -> None: ...
+    def check(self, limit_s: float = 5.0) -> None: ...
 
 
 class _WaitMixin:
@@ -103,6 +129,11 @@ class _WaitMixin:
 
 class InProcessStore(_WaitMixin):
     """The store in one process's memory (thread-safe); records go through JSON like Redis's."""
+
+    name = "memory"
+
+    def check(self, limit_s: float = 5.0) -> None:
+        """Nothing to reach: an in-process store is always there."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -143,7 +174,7 @@ class InProcessStore(_WaitMixin):
             if c is None:
                 return None
             g = self._groups[step_key(run, step, "groups")]
-            return {p: json.loads(g[p]) for p in c}
+            return {p: decode_record(g[p], f"store memory: run {run!r} step {step} prompt {p!r}") for p in c}
 
     def set_cursor(self, run, role, step) -> None:
         with self._lock:
@@ -182,55 +213,117 @@ return 1
 
 
 class RedisStore(_WaitMixin):
-    """The store on a Redis server, through the ``redis`` client (``url``: ``redis://host:port/db``)."""
+    """The store on a Redis server, through the ``redis`` client (``url``: ``redis://[:password@]host:port/db``).
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    A lost connection (a server restart) is retried with bounded backoff (0.1 s doubling to 2 s) for
+    ``reconnect_s`` seconds; then, and for refused credentials at once, a :class:`StoreError`. Every
+    operation is safe to repeat: put and commit are atomic Lua scripts, and a commit repeated after a
+    lost reply finds the step committed with the same prompts."""
+
+    def __init__(self, url: str, timeout: float = 10.0, reconnect_s: float = RECONNECT_S) -> None:
         import redis
 
         self.url = url
+        self.name = redact_url(url)
+        self.reconnect_s = float(reconnect_s)
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                            decode_responses=True)
         self._put = self.client.register_script(_PUT_LUA)
         self._commit = self.client.register_script(_COMMIT_LUA)
 
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        import redis
+
+        deadline = time.monotonic() + self.reconnect_s
+        delay = 0.1
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except redis.AuthenticationError as e:
+                raise StoreError(f"store {self.name}: the server refused the credentials ({e})") from None
+            except redis.ResponseError as e:
+                if any(k in str(e) for k in ("NOAUTH", "WRONGPASS", "invalid password")):
+                    raise StoreError(f"store {self.name}: the server refused the credentials ({e})") from None
+                raise
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreError(f"store {self.name}: unreachable for {self.reconnect_s:g} s during {what} "
+                                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 2.0)
+
+    def check(self, limit_s: float = 5.0) -> None:
+        """One round trip (PING), reconnecting for at most ``limit_s``: a run checks its store when it starts."""
+        saved, self.reconnect_s = self.reconnect_s, min(self.reconnect_s, limit_s)
+        try:
+            self._call("the start-of-run check", self.client.ping)
+        finally:
+            self.reconnect_s = saved
+
     def put_group(self, run, step, prompt, record) -> bool:
         keys = [step_key(run, step, "commit"), step_key(run, step, "groups")]
-        return bool(self._put(keys=keys, args=[_name("prompt", prompt), encode_record(record)]))
+        args = [_name("prompt", prompt), encode_record(record)]
+        return bool(self._call(f"put_group (run {run!r} step {step})", self._put, keys=keys, args=args))
 
     def commit_step(self, run, step, prompts) -> bool:
         ps = [_name("prompt", p) for p in prompts]
         keys = [step_key(run, step, "commit"), step_key(run, step, "groups")]
-        res = self._commit(keys=keys, args=[json.dumps(ps), *ps])
+        res = self._call(f"commit_step (run {run!r} step {step})", self._commit, keys=keys, args=[json.dumps(ps), *ps])
         if isinstance(res, str):
-            missing = [p for p in ps if not self.client.hexists(keys[1], p)]
+            missing = [p for p in ps if not self._call("commit_step", self.client.hexists, keys[1], p)]
             raise ValueError(f"commit_step({run!r}, {step}): no group for prompts {missing or [res]}")
         return bool(res)
 
     def committed(self, run, step) -> list[str] | None:
-        c = self.client.get(step_key(run, step, "commit"))
-        return None if c is None else list(json.loads(c))
-
-    def get_step(self, run, step) -> dict[str, dict] | None:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.get(step_key(run, step, "commit"))
-        pipe.hgetall(step_key(run, step, "groups"))
-        c, g = pipe.execute()
+        c = self._call(f"committed (run {run!r} step {step})", self.client.get, step_key(run, step, "commit"))
         if c is None:
             return None
-        return {p: json.loads(g[p]) for p in json.loads(c)}
+        try:
+            prompts = json.loads(c)
+        except json.JSONDecodeError as e:
+            raise StoreError(f"store {self.name}: run {run!r} step {step}: corrupt commit marker ({e})") from None
+        if not isinstance(prompts, list):
+            raise StoreError(f"store {self.name}: run {run!r} step {step}: corrupt commit marker (not a list)")
+        return [str(p) for p in prompts]
+
+    def get_step(self, run, step) -> dict[str, dict] | None:
+        def read() -> tuple[Any, Any]:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.get(step_key(run, step, "commit"))
+            pipe.hgetall(step_key(run, step, "groups"))
+            return tuple(pipe.execute())
+
+        c, g = self._call(f"get_step (run {run!r} step {step})", read)
+        if c is None:
+            return None
+        try:
+            prompts = json.loads(c)
+        except json.JSONDecodeError as e:
+            raise StoreError(f"store {self.name}: run {run!r} step {step}: corrupt commit marker ({e})") from None
+        out = {}
+        for p in prompts:
+            where = f"store {self.name}: run {run!r} step {step} prompt {p!r}"
+            if p not in g:
+                raise StoreError(f"{where}: committed, but its record is missing")
+            out[p] = decode_record(g[p], where)
+        return out
 
     def set_cursor(self, run, role, step) -> None:
-        self.client.set(cursor_key(run, role), int(step))
+        self._call("set_cursor", self.client.set, cursor_key(run, role), int(step))
 
     def cursor(self, run, role) -> int:
-        v = self.client.get(cursor_key(run, role))
-        return -1 if v is None else int(v)
+        v = self._call("cursor", self.client.get, cursor_key(run, role))
+        try:
+            return -1 if v is None else int(v)
+        except ValueError:
+            raise StoreError(f"store {self.name}: run {run!r} cursor of {role!r}: corrupt ({v!r})") from None
 
     def delete_step(self, run, step) -> None:
-        self.client.delete(step_key(run, step, "groups"), step_key(run, step, "commit"))
+        self._call("delete_step", self.client.delete, step_key(run, step, "groups"), step_key(run, step, "commit"))
 
     def keys(self) -> list[str]:
-        return sorted(self.client.keys(f"{KEY_PREFIX}:*"))
+        return sorted(self._call("keys", self.client.keys, f"{KEY_PREFIX}:*"))
 
 
 def make_store(spec: str | None = None) -> InProcessStore | RedisStore:
@@ -265,10 +358,11 @@ class RedisServer:
     or ``start()`` / ``stop()``; ``url`` is the ``redis://`` address."""
 
     def __init__(self, data_dir: str | Path, port: int | None = None, host: str = "127.0.0.1",
-                 executable: str | None = None, start_timeout: float = 15.0) -> None:
+                 executable: str | None = None, start_timeout: float = 15.0, password: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
+        self.password = password  # requirepass: clients must give it in the URL (redis://:<password>@host:port/0)
         self.executable = executable or redis_server_executable()
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen | None = None
@@ -277,7 +371,8 @@ class RedisServer:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("the redis server is not started")
-        return f"redis://{self.host}:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     @property
     def log_path(self) -> Path:
@@ -293,7 +388,7 @@ class RedisServer:
             port = self.port if fixed else free_port(self.host)
             cmd = [self.executable, "--bind", self.host, "--port", str(port), "--dir", str(self.data_dir),
                    "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes",
-                   "--logfile", str(self.log_path)]
+                   "--logfile", str(self.log_path)] + (["--requirepass", self.password] if self.password else [])
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                          start_new_session=True)
             self.port = port
@@ -310,7 +405,8 @@ class RedisServer:
         import redis
 
         deadline = time.monotonic() + self.start_timeout
-        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5, socket_timeout=1.0)
+        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5, socket_timeout=1.0,
+                             password=self.password)
         try:
             while time.monotonic() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:

@@ -308,6 +308,35 @@ def test_endpoint_breaker_hanging_server_then_recovery(server):
     assert s["timeouts"] == 4 and s["short_circuits"] >= 4
 
 
+def test_endpoint_half_open_probe_to_a_hanging_judge_does_not_block_the_step(server):
+    """Issue 29 item 5: steps longer than the cool-down each met a half-open breaker whose probe
+    the step awaited for the whole request timeout. Now a step waits probe_wait at most; the
+    items fall back (counted) and the probe's timeout reopens the breaker in the background."""
+    server.mode, server.sleep = "sleep", 10.0
+    cooldown = 0.3
+    j = EndpointJudge(server.url, template=TEST_TEMPLATE, timeout=2.0, retries=0, fallback="rule",
+                      breaker_failures=2, breaker_cooldown=cooldown, breaker_max_cooldown=cooldown)
+    j.breaker.probe_wait = 0.3
+    t0 = time.monotonic()
+    assert j.judge(ITEMS) == RULE_VERDICTS  # the first step: one timeout, the breaker opens
+    assert 1.5 < time.monotonic() - t0 < 3.5 and j.breaker.state == "open"
+    j.pop_stats()
+    for step in range(2):
+        time.sleep(cooldown + 0.05)  # the rest of a step longer than the cool-down
+        t0 = time.monotonic()
+        verdicts, fell_back = j.judge_detailed(ITEMS)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 1.2, f"step {step}: {elapsed:.1f} s (the probe's timeout is 2 s)"
+        assert verdicts == RULE_VERDICTS and fell_back == [True] * 4
+        s = j.pop_stats()
+        assert s["fallbacks"] == 4 and s["timeouts"] + s["short_circuits"] == 4
+        if step == 0:
+            assert s["breaker_probes"] == 1 and s["timeouts"] == 1 and s["short_circuits"] == 3
+            time.sleep(2.0)  # the probe's own timeout: the breaker opens again
+            assert j.breaker.state == "open"
+    j.close()
+
+
 def test_endpoint_breaker_opening_abandons_the_requests_still_out(server):
     """Two requests fail at once and open the breaker while two others hang: the call returns
     without waiting for the hanging ones (they fall back)."""

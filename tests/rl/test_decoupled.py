@@ -4,6 +4,8 @@ committed steps, computes R_S, aligns and trains; restarts from checkpoints lose
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -240,3 +242,25 @@ def test_a_step_without_executor_calls_is_an_empty_executor_step(tiny_model_dir,
     assert ex.train()["global_step"] == 2 and ex.consumed == [0, 1] and store.cursor("e", "executor") == 1
     # one update, on step 1: D = median_low(2, 1) = 1 sample for each of the two rollouts that called
     assert [b.num_rollouts for b in seen] == [2] and bool((seen[0].role == 1).all())
+
+
+def test_a_dead_store_is_one_line_before_the_model_loads(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import time
+
+    import rl.trainer_base
+    from rl.commands.cli import main
+    from rollout.mgrpo.store import free_port
+
+    def no_model(*a, **k):
+        raise AssertionError("the model loaded before the store was checked")
+
+    monkeypatch.setattr(rl.trainer_base, "load_model", no_model)
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"
+    t0 = time.monotonic()
+    code = main(["train", "--method", "mgrpo", "--model", str(tiny_model_dir), "--output_dir", str(tmp_path / "run"),
+                 "--dataset", "task:planner", "--dataset_num_examples", "8", "--environment", "planner",
+                 "--method_kwargs", json.dumps({"mgrpo_store": url, "mgrpo_run": "r", "mgrpo_train_roles": "planner"})])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: store redis://:***@127.0.0.1")
+    assert "s3cret" not in err[0] and time.monotonic() - t0 < 30
+    assert not (tmp_path / "run").exists()

@@ -170,6 +170,61 @@ def test_half_open_lets_exactly_one_probe_through(server):
     assert c.breaker.state == "closed" and len(server.hits) == 2
 
 
+def test_a_hanging_probe_costs_the_caller_probe_wait_not_the_timeout(server):
+    """Issue 29 item 5: the half-open probe to a server that never answers was awaited for the whole
+    request timeout. The caller now waits ``probe_wait`` at most; the probe goes on in the background
+    and its outcome (here a timeout) opens the breaker again."""
+    server.default, server.hang = 500, 5.0
+    c = HTTPClient(server.url, timeout=2.0, retries=0,
+                   breaker=CircuitBreaker(failures=1, cooldown=0.2, probe_wait=0.3))
+    with pytest.raises(HTTPRequestError):
+        c.post_json("/v1/x", {})
+    assert c.breaker.state == "open"
+    server.default = "hang"  # the server hangs now: accepts, never answers (within the timeout)
+    time.sleep(0.25)
+    t0 = time.monotonic()
+    with pytest.raises(HTTPRequestError) as e:  # the probe: not answered within probe_wait
+        c.post_json("/v1/x", {})
+    assert time.monotonic() - t0 < 1.0, "the caller waited for the probe's full timeout"
+    assert e.value.kind == "timeout" and e.value.short_circuited and e.value.attempts == 1
+    assert len(server.hits) == 2
+    t0 = time.monotonic()
+    with pytest.raises(CircuitOpenError):  # while the probe is out, the others fail fast
+        c.post_json("/v1/x", {})
+    assert time.monotonic() - t0 < 0.05 and c.breaker.state == "half_open"
+    time.sleep(2.0)  # the probe's own timeout (2 s) ends: a failed probe opens the breaker again
+    assert c.breaker.state == "open" and c.breaker.trips == 2 and c.breaker.cooldown == 0.2
+    s = c.pop_stats()
+    assert (s["breaker_trips"], s["breaker_probes"], s["short_circuits"]) == (2, 1, 1)
+
+
+def test_a_slow_probe_closes_the_breaker_from_the_background(server):
+    """A live but slow server (answers after probe_wait, within the timeout): the caller falls back,
+    the probe's late success closes the breaker, the next request goes through."""
+    server.default = 500
+    c = HTTPClient(server.url, timeout=3.0, retries=0,
+                   breaker=CircuitBreaker(failures=1, cooldown=0.2, probe_wait=0.2))
+    with pytest.raises(HTTPRequestError):
+        c.post_json("/v1/x", {})
+    server.default, server.script, server.hang = 200, ["hang"], 0.6
+    time.sleep(0.25)
+    with pytest.raises(HTTPRequestError) as e:
+        c.post_json("/v1/x", {})
+    assert e.value.kind == "timeout" and e.value.short_circuited
+    time.sleep(0.7)
+    assert c.breaker.state == "closed"
+    assert c.post_json("/v1/x", {"ok": 1})["echo"] == {"ok": 1}
+    # a probe answered within probe_wait is the caller's answer, as before
+    server.default = 500
+    with pytest.raises(HTTPRequestError):
+        c.post_json("/v1/x", {})
+    server.default, server.script, server.hang = 200, ["hang"], 0.05
+    time.sleep(0.25)
+    assert c.post_json("/v1/x", {"probe": 1})["echo"] == {"probe": 1}
+    assert c.breaker.state == "closed"
+    c.close()
+
+
 def test_a_timed_out_generation_is_surfaced_not_retried(server):
     server.default, server.hang = "hang", 3.0
     c = HTTPClient(server.url, timeout=0.3, retries=3, backoff=0.01)
@@ -216,9 +271,10 @@ def test_bad_settings():
             HTTPClient("http://127.0.0.1:1", **kw)
     with pytest.raises(ValueError):
         HTTPClient("127.0.0.1:1")
-    for kw in ({"failures": 0}, {"cooldown": 0}):
+    for kw in ({"failures": 0}, {"cooldown": 0}, {"probe_wait": -1}):
         with pytest.raises(ValueError):
             CircuitBreaker(**kw)
+    assert CircuitBreaker().probe_wait == 2.0  # the documented default
 
 
 def test_cooldown_doubles_after_failed_probes_up_to_the_cap():

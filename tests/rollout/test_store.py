@@ -128,3 +128,96 @@ def test_make_store_specs():
     assert isinstance(make_store(None), InProcessStore) and isinstance(make_store("memory"), InProcessStore)
     with pytest.raises(ValueError, match="redis:// URL"):
         make_store("postgres://x")
+
+
+# --- faults: an outage, a refused password, an unreachable server, a corrupt record ---------------------
+
+
+def test_a_redis_restart_mid_wait_is_ridden_out(tmp_path):
+    """The executor waits for a step while the server restarts (3 s down): it reconnects and gets it."""
+    import time
+
+    from rollout.mgrpo.store import RedisServer, RedisStore
+
+    require_redis_server()
+    srv = RedisServer(tmp_path / "data").start()
+    port = srv.port
+    try:
+        store = RedisStore(srv.url, reconnect_s=20)
+        store.put_group("run", 0, "p0", rec(0))
+        srv.stop()
+        restarted: list = []
+
+        def restart():
+            time.sleep(3.0)
+            restarted.append(RedisServer(tmp_path / "data", port=port).start())
+            RedisStore(restarted[0].url).commit_step("run", 0, ["p0"])
+
+        th = threading.Thread(target=restart)
+        th.start()
+        t0 = time.monotonic()
+        got = store.wait_step("run", 0, timeout=30)
+        th.join()
+        assert got == {"p0": rec(0)} and 3.0 <= time.monotonic() - t0 < 20
+    finally:
+        srv.stop()
+        for s in restarted:
+            s.stop()
+
+
+def test_an_unreachable_store_fails_after_its_limit_in_one_line_without_the_password():
+    import time
+
+    from rollout.mgrpo.store import RedisStore, StoreError, free_port
+
+    store = RedisStore(f"redis://:hunter2@127.0.0.1:{free_port()}/0", timeout=0.5, reconnect_s=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(StoreError) as e:
+        store.check()
+    msg = str(e.value)
+    assert time.monotonic() - t0 < 6 and "\n" not in msg
+    assert "unreachable for 1 s" in msg and "hunter2" not in msg and "redis://:***@127.0.0.1" in msg
+
+
+def test_a_wrong_password_is_one_line_at_once(tmp_path):
+    import time
+
+    from rollout.mgrpo.store import RedisServer, RedisStore, StoreError
+
+    require_redis_server()
+    with RedisServer(tmp_path / "data", password="right") as srv:
+        RedisStore(srv.url).check()
+        t0 = time.monotonic()
+        for url in (srv.url.replace(":right@", ":wrong@"), srv.url.replace(":right@", "")):
+            with pytest.raises(StoreError, match="refused the credentials") as e:
+                RedisStore(url, reconnect_s=30).check()
+            assert "wrong" not in str(e.value) or ":***@" in str(e.value)
+        assert time.monotonic() - t0 < 5  # no reconnect loop for a refusal
+
+
+def test_a_corrupt_record_names_the_run_step_and_prompt(redis_server):
+    from rollout.mgrpo.store import StoreError
+
+    s = RedisStore(redis_server.url)
+    s.client.flushdb()
+    s.put_group("r1", 3, "p7", rec(1))
+    s.commit_step("r1", 3, ["p7"])
+    s.client.hset("parsimony:r1:step:3:groups", "p7", "{not json")
+    with pytest.raises(StoreError, match=r"run 'r1' step 3 prompt 'p7': corrupt record"):
+        s.get_step("r1", 3)
+    s.client.set("parsimony:r1:step:3:commit", "[oops")
+    with pytest.raises(StoreError, match=r"run 'r1' step 3: corrupt commit marker"):
+        s.get_step("r1", 3)
+
+
+def test_secrets_are_redacted_wherever_a_config_is_saved():
+    from rl.redaction import redact
+
+    cfg = {"model": "m", "tokenizer": "t", "max_tokens": 5, "method_kwargs": {
+        "mgrpo_store": "redis://:hunter2@10.0.0.1:6379/0", "decs_judge_api_key": "sk-123",
+        "decs_judge_api_key_env": "MY_KEY", "hf_token": "hf_abc"}, "urls": ["https://u:pw@h/x"]}
+    out = redact(cfg)
+    assert out["method_kwargs"] == {"mgrpo_store": "redis://:***@10.0.0.1:6379/0", "decs_judge_api_key": "***",
+                                    "decs_judge_api_key_env": "MY_KEY", "hf_token": "***"}
+    assert out["urls"] == ["https://u:***@h/x"] and out["tokenizer"] == "t" and out["max_tokens"] == 5
+    assert cfg["method_kwargs"]["mgrpo_store"].startswith("redis://:hunter2")  # a copy; the config is unchanged
