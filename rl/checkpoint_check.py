@@ -30,7 +30,8 @@ SHARDED_DIRS = ("sharded", "zero3")
 
 
 def missing_parts(path: Path, world_size: int) -> list[str]:
-    """The files a complete checkpoint has and ``path`` lacks (empty: complete)."""
+    """The files a complete checkpoint has and ``path`` lacks (empty: complete). ``world_size`` is the
+    number of resuming processes (a checkpoint written by another number is refused by :func:`check_readable`)."""
     path = Path(path)
     missing = []
     if not (path / "trainer_state.json").is_file():
@@ -48,7 +49,8 @@ def missing_parts(path: Path, world_size: int) -> list[str]:
             missing.append("optimizer.pt")
     if not (path / "scheduler.pt").is_file():
         missing.append("scheduler.pt")
-    missing += [f"rng_state_{r}.pt" for r in range(world_size) if not (path / f"rng_state_{r}.pt").is_file()]
+    if not (path / "rng_state_0.pt").is_file():  # (a count unequal to the resuming processes: check_readable)
+        missing.append("rng_state_0.pt")
     return missing
 
 

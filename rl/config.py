@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from rl.config_fields import check, check_rollout_fields, non_default_fields
+from rl.config_fields import check, check_field_types, check_rollout_fields, non_default_fields
 from rl.errors import ConfigError
 from rl.train_config import OPTIMIZERS, SFTConfig, TrainConfig
 
@@ -207,6 +207,7 @@ class GRPOConfig(TrainConfig):
     def __post_init__(self) -> None:
         from rl.presets import apply_method
 
+        check_field_types(self)  # int / float / bool / list values, before the preset reads them
         # the preset first: the checks below see the expanded fields
         apply_method(self, getattr(self, "_explicit_fields", None) or non_default_fields(self))
         super().__post_init__()
@@ -289,8 +290,8 @@ class GRPOConfig(TrainConfig):
         return self.per_device_train_batch_size * self.gradient_accumulation_steps // self.num_generations
 
 
-def load_config(cls: type, argv: Sequence[str] | None = None) -> Any:
+def load_config(cls: type, argv: Sequence[str] | None = None, help_flags: Sequence[tuple[str, str]] = ()) -> Any:
     """``--config recipe.yaml`` plus ``--key value`` overrides -> ``cls`` (see :mod:`rl.config_loading`)."""
     from rl.config_loading import load_config as _load_config
 
-    return _load_config(cls, argv)
+    return _load_config(cls, argv, help_flags)

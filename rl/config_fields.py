@@ -5,11 +5,13 @@ explicit-field rule (which fields the caller set, so that a method preset never 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from typing import Any
 
 from rl.errors import ConfigError
 
-__all__ = ["ConfigError", "TracksExplicitFields", "check", "check_rollout_fields", "non_default_fields"]
+__all__ = ["ConfigError", "TracksExplicitFields", "check", "check_field_types", "check_rollout_fields", "check_task_names", "non_default_fields"]
 
 
 class TracksExplicitFields(type):
@@ -18,6 +20,9 @@ class TracksExplicitFields(type):
     even to its default value."""
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        from rl.trl_names import translate_trl_names
+
+        kwargs = translate_trl_names(cls, kwargs)  # TRL's names and values read into ours (docs/coming-from-trl.md)
         obj = cls.__new__(cls)
         names = [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
         object.__setattr__(obj, "_explicit_fields", frozenset(names[: len(args)]) | frozenset(kwargs))
@@ -28,6 +33,113 @@ class TracksExplicitFields(type):
 def check(cond: bool, field_name: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{field_name}: {message}")
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def check_field_types(cfg: Any) -> None:
+    """Every field's value against its annotation, when the config is built: a whole number for an
+    ``int`` (``8.0`` -> 8; ``1.5`` or ``"abc"`` is an error), a number for a ``float`` (``"1e-5"`` -> 1e-05),
+    true/false for a ``bool``, a list for a ``list[...]`` (a string is one item, or comma-separated items:
+    ``reward_funcs: accuracy`` -> ``[accuracy]``), a mapping for a ``dict``. Values are converted in
+    place; a wrong type is a :class:`ConfigError` naming the field."""
+    hints = _type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if f.init and f.name in hints:
+            value = getattr(cfg, f.name)
+            new = _coerce(f.name, value, hints[f.name])
+            if new is not value:
+                object.__setattr__(cfg, f.name, new)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0]) if len(inner) == 1 else value
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(f"{name}: expects true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return _coerce(name, float(value) if any(c in value for c in ".eE") else int(value), int)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: expects a whole number, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value if isinstance(value, float) else float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: expects a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{name}: expects a string, got {value!r}")
+    if origin is list:
+        item = args[0] if args else Any
+        if isinstance(value, str):
+            value = [x.strip() for x in value.split(",") if x.strip()]
+        elif isinstance(value, tuple):
+            value = list(value)
+        elif not isinstance(value, list):
+            value = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: expects a list, got {value!r}")
+        new = [_coerce(f"{name}[{i}]", x, item) if item in (int, float, str, bool) and not callable_item(x) else x
+               for i, x in enumerate(value)]
+        return value if all(a is b for a, b in zip(new, value)) else new
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expects a mapping (key: value), got {value!r}")
+        return value
+    return value
+
+
+def check_task_names(cfg: Any) -> None:
+    """``task:<name>`` in ``dataset`` (and ``eval_dataset``, ``eval_loss_dataset``) names a registered
+    synthetic task (``curriculum.tasks``), checked when the config is built, before any model loads."""
+    from curriculum.tasks import TASKS
+
+    for name in ("dataset", "eval_dataset", "eval_loss_dataset"):
+        spec = getattr(cfg, name, None)
+        if isinstance(spec, str) and spec.startswith("task:") and spec[5:] not in TASKS:
+            from rl.cli_flags import did_you_mean
+
+            raise ConfigError(f"{name}: unknown task {spec[5:]!r}{did_you_mean(spec[5:], TASKS, 0.6)}; "
+                              f"known tasks: {', '.join(sorted(TASKS))}")
+
+
+def callable_item(x: Any) -> bool:
+    """A list item given as an object (a reward function in ``reward_funcs``), kept as is."""
+    return callable(x) and not isinstance(x, (str, int, float))
 
 
 def non_default_fields(cfg: Any) -> set[str]:

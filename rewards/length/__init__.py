@@ -11,8 +11,33 @@ The presets that use them are in ``rl/methods/length.py``; importing this packag
 rewards (``rl.presets.load_methods`` does it through that front door).
 """
 
-from rewards.length import penalties, published
-from rewards.length.penalties import *  # noqa: F401,F403
-from rewards.length.published import *  # noqa: F401,F403
+from rewards.length.penalties import (
+    L1Settings,
+    L1TargetLengthReward,
+    LengthPenaltyReward,
+    LengthPenaltySettings,
+    ThinkPruneReward,
+    ThinkPruneSettings,
+)
+from rewards.length.published import (
+    CosineLengthReward,
+    CosineSettings,
+    DLERTruncationReward,
+    DLERTruncationSettings,
+    GRPOLeadReward,
+    GRPOLeadSettings,
+    LinearPassRateReward,
+    LinearPassRateSettings,
+    SoftOverlongReward,
+    SoftOverlongSettings,
+    cosine_interp,
+    group_keys,
+    soft_overlong_penalty,
+)
 
-__all__ = [*penalties.__all__, *published.__all__]
+__all__ = [
+    "CosineLengthReward", "CosineSettings", "DLERTruncationReward", "DLERTruncationSettings", "GRPOLeadReward",
+    "GRPOLeadSettings", "L1Settings", "L1TargetLengthReward", "LengthPenaltyReward", "LengthPenaltySettings",
+    "LinearPassRateReward", "LinearPassRateSettings", "SoftOverlongReward", "SoftOverlongSettings", "ThinkPruneReward",
+    "ThinkPruneSettings", "cosine_interp", "group_keys", "soft_overlong_penalty",
+]

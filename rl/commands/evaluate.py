@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 
+from rl.cli_flags import CommaList, FlagParser
+
 
 def build_parser() -> argparse.ArgumentParser:
     from rl.eval.benchmarks import BENCHMARKS
 
-    p = argparse.ArgumentParser(
+    p = FlagParser(
         prog="parsimony eval",
         description=__doc__.split("\n\n")[0],
         epilog="See docs/evaluation.md for metric definitions, resume and determinism.",
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("output")
     g.add_argument("--output-dir", default="outputs/eval")
-    g.add_argument("--report-to", default="console", help="console[,wandb] (W&B offline when no API key)")
+    g.add_argument("--report-to", action=CommaList, default="console", help="console[,wandb] (W&B offline when no API key)")
     g.add_argument("--run-name", default=None, help="W&B run name")
     g.add_argument("--overwrite", action="store_true", help="discard samples.jsonl of an earlier run instead of resuming")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")

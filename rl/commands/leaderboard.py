@@ -16,9 +16,11 @@ import argparse
 import datetime
 from pathlib import Path
 
+from rl.cli_flags import FlagParser
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="parsimony leaderboard", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="parsimony leaderboard", description=__doc__.split("\n\n")[0])
     p.add_argument("--from", dest="sources", action="append", required=True,
                    help="a `parsimony compare` output directory (repeat for several tasks)")
     p.add_argument("--out", default="docs/leaderboard.md")

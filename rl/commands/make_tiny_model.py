@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from rl.cli_flags import FlagParser
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     from rl.experiments.tiny_model import MODEL_SIZES
 
-    p = argparse.ArgumentParser(prog="parsimony make-tiny-model", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="parsimony make-tiny-model", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output directory (created if missing)")
     p.add_argument("--size", default="tiny", choices=list(MODEL_SIZES),
                    help="tiny ~1M params, small ~10M params, 0.5b ~0.36B (Qwen2.5-0.5B's layers; for GPU benchmarks)")

@@ -21,11 +21,13 @@ import os
 import sys
 from pathlib import Path
 
+from rl.cli_flags import FlagParser
+
 
 def build_parser() -> argparse.ArgumentParser:
     from curriculum.dereason.difficulty import SCORERS
 
-    p = argparse.ArgumentParser(prog="parsimony score-difficulty", description=__doc__.split("\n\n")[0],
+    p = FlagParser(prog="parsimony score-difficulty", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=True, help="task:<name>, a .parquet/.jsonl file, a save_to_disk dir or a hub id")

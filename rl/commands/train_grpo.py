@@ -18,4 +18,8 @@ def main(argv=None) -> int:
     from rl.training_run import train_from_config
 
     args, role_trainer = pop_role_flag(sys.argv[1:] if argv is None else argv)
-    return train_from_config(GRPOConfig, role_trainer or GRPOTrainer, args)
+    return train_from_config(GRPOConfig, role_trainer or GRPOTrainer, args, help_flags=[("--role", ROLE_HELP)])
+
+
+ROLE_HELP = ("A method's process role, e.g. M-GRPO's decoupled training: --role planner | executor (docs/mgrpo.md); "
+             "`parsimony methods` lists the methods.")

@@ -18,6 +18,8 @@ import argparse
 import os
 import sys
 
+from rl.cli_flags import FlagParser
+
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -25,7 +27,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     if "--" in argv:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
-    p = argparse.ArgumentParser(prog="parsimony vllm-serve", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="parsimony vllm-serve", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="model directory (or hub id) to serve")
     p.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 to serve other nodes)")
     p.add_argument("--port", type=int, default=8000)

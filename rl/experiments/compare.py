@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from rl.cli_flags import CommaList, FlagParser
 from rl.eval.report import fmt_num
 
 # the methods and their settings, importable from here too
@@ -40,7 +41,7 @@ __all__ = ["EFFICIENCY_METHODS", "METHOD_GROUPS", "METHODS", "OPTIONAL_METHODS",
 
 def parse_args(argv=None) -> argparse.Namespace:
     DECS_DEFAULTS = decs_defaults()
-    p = argparse.ArgumentParser(prog="parsimony compare", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="parsimony compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="overthink",
                    help="embedded task: overthink (its heavy-redundancy variant is used), explore (necessary tries of "
                         "variable length, then redundant re-checks), explore_guess (explore whose teacher guesses x "
@@ -68,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-completion-length", type=int, default=None,
                    help="default 256 (heavy-redundancy traces reach ~200 tokens; a shorter cap truncates the SFT "
                         "start); a task can set its own (calc_tool: 160; its traces are ~90 tokens)")
-    p.add_argument("--methods", default=",".join(METHODS),
+    p.add_argument("--methods", action=CommaList, default=",".join(METHODS),
                    help="comma-separated methods or presets; 'efficiency' = " + ",".join(EFFICIENCY_METHODS))
     p.add_argument("--variant", action="append", default=[], metavar="NAME=METHOD:JSON",
                    help="an ablation run under its own name, e.g. --variant 'hdpo_w05=hdpo:{\"hdpo_w_tool\": 0.5}' "
@@ -85,7 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-problems", type=int, default=500,
                    help="held-out problems (500: ~1 point standard error on greedy accuracy; a few seconds each)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--report-to", default="jsonl")
+    p.add_argument("--report-to", action=CommaList, default="jsonl")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1 is fastest for the tiny model and safe on a shared machine)")
     p.add_argument("--jobs", type=int, default=1,

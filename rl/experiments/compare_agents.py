@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rl.cli_flags import CommaList, FlagParser
 from rl.eval.report import fmt_pct
 
 ARMS = ("single_agent", "frozen_executor", "mgrpo_shared", "mgrpo_separate", "mgrpo_lora")
@@ -39,10 +40,10 @@ DECODINGS = ("greedy", "sampled")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="parsimony compare-agents", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="parsimony compare-agents", description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="planner", choices=["planner"], help="the embedded planner/executor task")
     p.add_argument("--out", default="outputs/compare-agents")
-    p.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms of " + ", ".join(ARMS))
+    p.add_argument("--arms", action=CommaList, default=",".join(ARMS), help="comma-separated arms of " + ", ".join(ARMS))
     p.add_argument("--model-dir", default=None, help="start model (default: build the tiny model)")
     p.add_argument("--sft-checkpoint", default=None, help="reuse this multi-agent SFT start (both roles' traces)")
     p.add_argument("--single-sft-checkpoint", default=None, help="reuse this single-agent SFT start")
@@ -78,9 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--w-local", type=float, default=0.0,
                    help="executor reward weight of r_local (R_S = R_M(parent) + w_local r_local; default 0: the paper's)")
     p.add_argument("--eval-problems", type=int, default=200)
-    p.add_argument("--decodings", default=",".join(DECODINGS))
+    p.add_argument("--decodings", action=CommaList, default=",".join(DECODINGS))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--report-to", default="jsonl")
+    p.add_argument("--report-to", action=CommaList, default="jsonl")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny model)")
     args = p.parse_args(argv)
     args.arm_list = [a.strip() for a in args.arms.split(",") if a.strip()]

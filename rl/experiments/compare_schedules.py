@@ -34,6 +34,7 @@ import random
 import time
 from pathlib import Path
 
+from rl.cli_flags import CommaList, FlagParser
 from rl.errors import ConfigError
 from rl.eval.report import fmt_pct
 
@@ -42,12 +43,12 @@ DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "dereason" / 
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="parsimony compare-schedules", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="parsimony compare-schedules", description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="mixed", help="embedded task (its rows need extra_info.difficulty)")
     p.add_argument("--out", default="outputs/compare-schedules")
     p.add_argument("--config", default=str(DEFAULT_RECIPE), help="pipeline recipe: the sft / rl / eval / split settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override, as in `parsimony pipeline`")
-    p.add_argument("--schedules", default=",".join(SCHEDULES))
+    p.add_argument("--schedules", action=CommaList, default=",".join(SCHEDULES))
     p.add_argument("--rl-step-cap", type=int, default=2000,
                    help="most GRPO steps a token-budgeted stage may take (rl_only from an untrained model "
                         "spends ~max_completion_length tokens per rollout, so it needs few)")

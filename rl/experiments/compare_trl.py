@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from rl.cli_flags import CommaList, FlagParser
+
 FRAMEWORKS = ("parsimony", "trl")
 # TRL settings read back from the trainer after the run and written to summary.json
 TRL_CHECKED = ("loss_type", "scale_rewards", "beta", "num_iterations", "top_k", "top_p", "temperature", "epsilon",
@@ -39,7 +41,7 @@ _TRL_EXTRA_KWARGS = ("trainer_state", "log_extra", "log_metric", "environments")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="parsimony compare-trl", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="parsimony compare-trl", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None,
                    help="start model directory (an SFT checkpoint); default: build the tiny model and run the "
                         "quickstart's SFT warm start on the task")
@@ -47,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset-kwargs", "--dataset_kwargs", dest="dataset_kwargs", default="{}",
                    help="JSON options of the task generator, e.g. '{\"redundancy\": \"heavy\"}'")
     p.add_argument("--out", default="outputs/compare_trl", help="output directory")
-    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="which to run: parsimony,trl")
+    p.add_argument("--frameworks", action=CommaList, default=",".join(FRAMEWORKS), help="which to run: parsimony,trl")
     p.add_argument("--sft-steps", type=int, default=1000, help="SFT warm-start steps when --model is not given")
     p.add_argument("--size", default="tiny", choices=["tiny", "small"], help="embedded model size (no --model)")
     p.add_argument("--steps", type=int, default=60, help="GRPO optimizer steps, each framework")

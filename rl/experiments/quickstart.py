@@ -17,9 +17,11 @@ import json
 import time
 from pathlib import Path
 
+from rl.cli_flags import CommaList, FlagParser
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="parsimony quickstart", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="parsimony quickstart", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="outputs/quickstart", help="output directory")
     p.add_argument("--size", default="tiny", choices=["tiny", "small"], help="embedded model size")
     p.add_argument("--task", default="overthink_slip",
@@ -58,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     add_grpo_speed_args(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--report-to", default="console,jsonl", help="console,jsonl[,wandb]")
+    p.add_argument("--report-to", action=CommaList, default="console,jsonl", help="console,jsonl[,wandb]")
     return p.parse_args(argv)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from rl.cli_flags import CommaList, FlagParser
 from rl.errors import ConfigError
 from rl.eval.report import fmt_pct
 
@@ -312,12 +313,12 @@ def eval_table(results: dict[str, dict]) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="parsimony pipeline", description=__doc__.split("\n\n")[0])
+    p = FlagParser(prog="parsimony pipeline", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="the DeReason recipe (YAML), e.g. recipes/dereason/tiny.yaml")
     p.add_argument("--out", default=None, help="output directory (overrides the recipe's out)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, dotted (repeatable): --set sft.max_steps=10 --set split.threshold=3")
-    p.add_argument("--stages", default=",".join(STAGES),
+    p.add_argument("--stages", action=CommaList, default=",".join(STAGES),
                    help="run only these stages, in order (the others must be complete when a later one needs them): "
                         "e.g. --stages sft under `accelerate launch scripts/pipeline.py`")
     p.add_argument("--dry_run", "--dry-run", action="store_true", help="print the resolved recipe and exit")

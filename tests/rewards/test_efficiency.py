@@ -10,7 +10,6 @@ from types import SimpleNamespace
 
 import pytest
 
-import rewards.length.published  # noqa: F401  registers the rewards (rl.presets.load_methods does it for the trainer)
 from rewards import REWARDS, get_reward_func
 from rewards.length.published import (
     CosineLengthReward,

@@ -314,7 +314,7 @@ def test_endpoint_half_open_probe_to_a_hanging_judge_does_not_block_the_step(ser
     items fall back (counted) and the probe's timeout reopens the breaker in the background."""
     server.mode, server.sleep = "sleep", 10.0
     cooldown = 0.3
-    j = EndpointJudge(server.url, template=TEST_TEMPLATE, timeout=2.0, retries=0, fallback="rule",
+    j = EndpointJudge(server.url, template=TEST_TEMPLATE, timeout=2.0, retries=0, fallback="rule", deadline=5.0,
                       breaker_failures=2, breaker_cooldown=cooldown, breaker_max_cooldown=cooldown)
     j.breaker.probe_wait = 0.3
     t0 = time.monotonic()

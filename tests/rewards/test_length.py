@@ -10,9 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-import rewards.length.penalties  # noqa: F401  registers the length rewards (rl.presets.load_methods does it for the trainer)
 from rewards import REWARDS, get_reward_func
-from rewards.length.penalties import L1TargetLengthReward, LengthPenaltyReward, ThinkPruneReward
+from rewards.length.penalties import L1TargetLengthReward, LengthPenaltyReward, ThinkPruneReward  # registers them
 from rewards.math import GradeResult
 
 
@@ -192,3 +191,12 @@ def test_with_the_real_math_grader(math_grader):
         reward_model=[{"ground_truth": "1/2"}] * 3,
     )
     assert out == pytest.approx([0.9, 0.75, 0.0])
+
+
+def test_the_package_exports_every_length_reward_and_settings_class():
+    import rewards.length as package
+    from rewards.length import penalties, published
+
+    assert sorted(package.__all__) == sorted([*penalties.__all__, *published.__all__])
+    assert all(getattr(package, name) is getattr(penalties if name in penalties.__all__ else published, name)
+               for name in package.__all__)

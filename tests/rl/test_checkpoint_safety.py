@@ -114,13 +114,21 @@ def test_an_explicit_incomplete_checkpoint_names_what_is_missing(run_with_checkp
     with pytest.raises(CheckpointError, match=r"checkpoint-2 is incomplete: missing rng_state_0\.pt"):
         resolve_resume(str(run / "checkpoint-2"), run, 1)
     with pytest.raises(CheckpointError, match="written by 1 process\\(es\\) but 2 are resuming"):
-        resolve_resume(str(run / "checkpoint-1"), run, 1) and resolve_resume(str(run / "checkpoint-1"), run, 2)
+        resolve_resume(str(run / "checkpoint-1"), run, 2)
 
 
 def test_a_resume_from_a_checked_checkpoint_still_trains(run_with_checkpoint, tiny_model_dir, tmp_path):
+    from tests_helpers_grpo import constant_reward, make_cfg, make_dataset
+
+    from rl.grpo_trainer import GRPOTrainer
+
     run = _copy(run_with_checkpoint, tmp_path)
-    assert _train_cli(tiny_model_dir, run, "--resume_from_checkpoint", "latest") == 0
-    assert (run / "checkpoint-3").is_dir() or (run / "metrics.jsonl").read_text().count("\n") >= 3
+    cfg = make_cfg(tiny_model_dir, tmp_path, max_steps=3, save_steps=1, save_total_limit=0,
+                   resume_from_checkpoint="latest")
+    t = GRPOTrainer(cfg.model, reward_funcs=[constant_reward], args=cfg, train_dataset=make_dataset())
+    assert t._resume_path == run / "checkpoint-2"
+    t.train()
+    assert t.global_step == 3 and (run / "checkpoint-3").is_dir()
 
 
 def test_a_new_run_into_a_used_output_dir_is_refused_unless_overwritten(run_with_checkpoint, tiny_model_dir,

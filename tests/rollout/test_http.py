@@ -193,9 +193,10 @@ def test_a_hanging_probe_costs_the_caller_probe_wait_not_the_timeout(server):
         c.post_json("/v1/x", {})
     assert time.monotonic() - t0 < 0.05 and c.breaker.state == "half_open"
     time.sleep(2.0)  # the probe's own timeout (2 s) ends: a failed probe opens the breaker again
-    assert c.breaker.state == "open" and c.breaker.trips == 2 and c.breaker.cooldown == 0.2
+    assert c.breaker.trips == 2 and c.breaker.state != "closed"
     s = c.pop_stats()
-    assert (s["breaker_trips"], s["breaker_probes"], s["short_circuits"]) == (2, 1, 1)
+    assert (s["breaker_trips"], s["breaker_probes"], s["breaker_probes_detached"], s["short_circuits"]) == (2, 1, 1, 1)
+    c.close()
 
 
 def test_a_slow_probe_closes_the_breaker_from_the_background(server):
