@@ -30,13 +30,28 @@ def load_dataset_spec(
     seed: int = 0,
     task_kwargs: dict[str, Any] | None = None,
 ):
-    """``task:<name>`` | a .parquet/.jsonl/.json file | a hub dataset id -> ``datasets.Dataset``."""
-    import datasets
+    """``task:<name>`` | a .parquet/.jsonl/.json file | a ``datasets.save_to_disk`` folder (a
+    ``DatasetDict``'s ``split``) | a hub dataset id -> ``datasets.Dataset``.
 
+    ``task_kwargs`` are the task generator's keyword arguments; for the other sources they may name
+    the columns (``prompt_column``, ``answer_column``, see :func:`map_columns`), which are otherwise
+    found as GSM8K (``question``, ``answer`` ending ``#### N``) and MATH (``problem``, ``solution``
+    with a boxed answer) store them."""
     if spec.startswith("task:"):
         from curriculum.tasks import get_task_dataset
 
         return get_task_dataset(spec[5:], num_examples, seed=seed, split=split, **(task_kwargs or {}))
+    mapping = dict(task_kwargs or {})
+    unknown = sorted(set(mapping) - {"prompt_column", "answer_column"})
+    if unknown:
+        raise DatasetError(f"dataset {spec!r}: dataset_kwargs {unknown} are a task's; a file, folder or hub dataset "
+                           "takes prompt_column and answer_column")
+    return map_columns(_load_table(spec, split), name=spec, **mapping)
+
+
+def _load_table(spec: str, split: str):
+    import datasets
+
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".jsonl", ".json", ".csv"):
@@ -50,8 +65,74 @@ def load_dataset_spec(
         except Exception as e:  # pyarrow / datasets raise many types for an unreadable file
             raise DatasetError(f"{path}: cannot be read as {kind} ({type(e).__name__}: {_first_line(e)})") from None
     if path.is_dir():
-        return datasets.load_from_disk(str(path))
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except Exception as e:  # not a save_to_disk folder
+            raise DatasetError(f"{path}: not a datasets.save_to_disk folder ({type(e).__name__}: {_first_line(e)})") from None
+        if isinstance(ds, datasets.DatasetDict):  # a save_to_disk of several splits: take dataset_split
+            if split not in ds:
+                raise DatasetError(f"{path}: a DatasetDict without split {split!r}; its splits: {sorted(ds)} "
+                                   "(set dataset_split)")
+            return ds[split]
+        return ds
     return load_hub_dataset(spec, split)
+
+
+PROMPT_COLUMNS = ("prompt", "question", "problem")  # where a prompt is found, in order (ours, GSM8K, MATH)
+
+
+def map_columns(dataset, *, prompt_column: str | None = None, answer_column: str | None = None, name: str = "dataset"):
+    """A table's columns mapped to ours: ``prompt`` from ``prompt_column`` (default: the first of
+    :data:`PROMPT_COLUMNS`), and, when the row has no ground truth of ours, ``ground_truth`` from
+    ``answer_column`` or as GSM8K and MATH store it: the ``N`` of an ``answer`` that ends ``#### N``,
+    the boxed answer of a ``solution``. A table that already has ours is returned unchanged."""
+    columns = list(getattr(dataset, "column_names", None) or [])
+    source = prompt_column or next((c for c in PROMPT_COLUMNS if c in columns), None)
+    if prompt_column and prompt_column not in columns:
+        raise DatasetError(f"{name}: prompt_column {prompt_column!r} is not a column (columns: {sorted(columns)})")
+    if answer_column and answer_column.split(".")[0] not in columns:
+        raise DatasetError(f"{name}: answer_column {answer_column!r} is not a column (columns: {sorted(columns)})")
+    if source is None or not len(dataset):
+        return dataset  # validation names what is missing
+    answer = answer_column or _derived_answer_column(dataset[0], columns)
+    if source == "prompt" and answer is None:
+        return dataset
+
+    def row_map(row: Any) -> dict[str, Any]:
+        row = dict(row)  # datasets passes a lazy mapping, not a dict
+        out: dict[str, Any] = {"prompt": row[source]}
+        if answer is not None:
+            out["ground_truth"] = _answer_of(get_field(row, answer), answer if answer_column else None)
+        return out
+
+    return dataset.map(row_map, desc=None, load_from_cache_file=False)
+
+
+def _derived_answer_column(row: dict[str, Any], columns: list[str]) -> str | None:
+    """The column a GSM8K / MATH row keeps its answer in, when it has no ground truth of ours."""
+    if "ground_truth" in columns or ("reward_model" in columns and get_field(row, "reward_model.ground_truth") is not None):
+        return None
+    if isinstance(row.get("answer"), str) and "####" in row["answer"]:
+        return "answer"
+    if "answer" not in columns and isinstance(row.get("solution"), str):
+        return "solution"
+    return None
+
+
+def _answer_of(value: Any, given: str | None) -> Any:
+    """A ground truth from an answer column: after GSM8K's ``####``, the last ``\\boxed{}`` of a
+    MATH solution, else the value itself (a column named by ``answer_column`` is read as it is)."""
+    if not isinstance(value, str):
+        return value
+    if "####" in value:
+        return value.rsplit("####", 1)[1].strip().replace(",", "")
+    if given is None or "\\boxed" in value:
+        from rewards.answers import extract_boxed
+
+        boxed = extract_boxed(value)
+        if boxed is not None:
+            return boxed
+    return value
 
 
 def _first_line(e: BaseException) -> str:

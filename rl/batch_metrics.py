@@ -28,6 +28,11 @@ def batch_metrics(batch: RolloutBatch, reward_metrics: dict[str, float] | None =
     m["completion/min_length"] = float(lengths.min())
     m["completion/max_length"] = float(lengths.max())
     m["completion/truncated_frac"] = float(batch.truncated.float().mean())
+    done = lengths[~batch.truncated]  # the completions that ended (TRL's "terminated" lengths)
+    m["completion/mean_terminated_length"] = float(done.mean()) if done.numel() else 0.0
+    m["completion/min_terminated_length"] = float(done.min()) if done.numel() else 0.0
+    m["completion/max_terminated_length"] = float(done.max()) if done.numel() else 0.0
+    m["reward_std"] = float(batch.total_reward.std()) if batch.total_reward.numel() > 1 else 0.0
     _, inv = torch.unique(batch.group_index, return_inverse=True)  # groups by group_index, any sizes
     k = int(inv.max()) + 1
     r = batch.total_reward.double()
@@ -42,6 +47,32 @@ def batch_metrics(batch: RolloutBatch, reward_metrics: dict[str, float] | None =
         mask = batch.completion_mask > 0
         m[f"advantages/{ch}/abs_mean"] = float(a[mask].abs().mean()) if mask.any() else 0.0
     return m
+
+
+# TRL's name for one of ours (so that a W&B workspace built for TRL's GRPOTrainer finds its plots); both are logged
+TRL_METRIC_NAMES = {
+    "completion/mean_length": "completions/mean_length",
+    "completion/min_length": "completions/min_length",
+    "completion/max_length": "completions/max_length",
+    "completion/truncated_frac": "completions/clipped_ratio",
+    "completion/mean_terminated_length": "completions/mean_terminated_length",
+    "completion/min_terminated_length": "completions/min_terminated_length",
+    "completion/max_terminated_length": "completions/max_terminated_length",
+    "zero_std_frac": "frac_reward_zero_std",
+    "lr": "learning_rate",
+    "clip_frac_low": "clip_ratio/low_mean",
+    "clip_frac_high": "clip_ratio/high_mean",
+    "clip_frac": "clip_ratio/region_mean",
+    "tools/calls_mean": "tools/call_frequency",
+}
+
+
+def with_trl_names(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` plus TRL's name of each metric that TRL logs under another one
+    (:data:`TRL_METRIC_NAMES`); ``reward``, ``reward_std``, ``rewards/<f>/mean|std``, ``kl``, ``entropy``
+    and ``grad_norm`` are already TRL's names."""
+    extra = {TRL_METRIC_NAMES[k]: v for k, v in metrics.items() if k in TRL_METRIC_NAMES and TRL_METRIC_NAMES[k] not in metrics}
+    return {**metrics, **extra} if extra else metrics
 
 
 def episode_metrics(meta: list[dict[str, Any]], accuracy: torch.Tensor | None = None) -> dict[str, float]:

@@ -38,7 +38,8 @@ def load_config(cls: type[C], argv: Sequence[str] | None = None,
     recipe: dict[str, Any] = read_recipe(path) if path is not None else {}
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     argv, foreign = _pop_foreign_flags(argv, fields)  # TRL's names given as flags
-    recipe = translate_trl_names(cls, {**recipe, **foreign})
+    # each source read on its own, so that a TRL name on the command line overrides the recipe as any flag does
+    recipe = {**translate_trl_names(cls, recipe), **translate_trl_names(cls, foreign)}
     unknown = sorted(set(recipe) - set(fields))
     if unknown:
         where = f"recipe {path}" if path else "the command line"
@@ -108,9 +109,10 @@ def _pop_config_flag(argv: list[str]) -> tuple[list[str], str | None]:
 
 
 def _pop_foreign_flags(argv: list[str], fields: dict[str, dataclasses.Field]) -> tuple[list[str], dict[str, Any]]:
-    """TRL's names given as flags (``--use_vllm true``, ``--vllm-mode server``) -> ``{name: value}``, the
-    value read as YAML (``true`` -> True, ``1e-5`` -> 1e-05); a flag with no value is ``true``."""
-    from rl.trl_names import NOT_OURS, RENAMED
+    """TRL's names given as flags (``--use_vllm true``, ``--vllm-mode server``, ``--loss_type dapo``) ->
+    ``{name: value}``, the value read as YAML (``true`` -> True, ``1e-5`` -> 1e-05); a flag with no value
+    is ``true``."""
+    from rl.trl_names import NOT_OURS, RENAMED, TRL_LOSS_TYPES, TRL_ONLY_LOSSES
 
     foreign = set(RENAMED) | set(NOT_OURS) | {"use_vllm", "vllm_mode", "vllm_server_base_url", "vllm_server_host",
                                                "vllm_server_port", "vllm_importance_sampling_correction", "dtype",
@@ -123,7 +125,9 @@ def _pop_foreign_flags(argv: list[str], fields: dict[str, dataclasses.Field]) ->
         tok = argv[i]
         key, eq, val = tok[2:].partition("=") if tok.startswith("--") else ("", "", "")
         key = key.replace("-", "_")
-        if key not in foreign:
+        trl_value = key == "loss_type" and (val if eq else (argv[i + 1] if i + 1 < len(argv) else "")) in (
+            *TRL_LOSS_TYPES, *TRL_ONLY_LOSSES)  # TRL's loss_type (ours names a registered loss)
+        if key not in foreign and not trl_value:
             out.append(tok)
             i += 1
             continue

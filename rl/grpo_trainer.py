@@ -23,7 +23,15 @@ from rl.config import GRPOConfig
 from rl.engines import make_rollout_engine, off_policy_engine
 from rl.losses import LossTerm, get_composition
 from rl.policy_update import PolicyUpdate
-from rl.rewarding import SkipBatch, collect_reward_metrics, resolve_reward_funcs, reward_meta, score_completions
+from rl.rewarding import (
+    RewardState,
+    SkipBatch,
+    collect_reward_metrics,
+    needs_answers,
+    resolve_reward_funcs,
+    reward_meta,
+    score_completions,
+)
 from rl.role_adapters import RoleEngines
 from rl.rollouts_ahead import RolloutsAhead
 from rl.trainer_base import BaseTrainer
@@ -54,18 +62,21 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         processing_class: Any = None,
         engine: RolloutEngine | None = None,
     ) -> None:
-        if args is None:
-            raise ValueError("args: a GRPOConfig is required")
+        if args is None:  # as in TRL: GRPOTrainer(model="...", reward_funcs=..., train_dataset=...)
+            args = GRPOConfig(model=model if isinstance(model, str) else "")
+        if not args.model and isinstance(model, str):  # as in TRL, the model argument names it
+            args.model = model
         if train_dataset is None:
             from curriculum.data import load_dataset_spec
 
             train_dataset = load_dataset_spec(
                 args.dataset, args.dataset_split, args.dataset_num_examples, args.seed, args.dataset_kwargs
             )
-        # fail on malformed rows before any model is loaded
-        validate_dataset(train_dataset, require_answer=True)
         funcs = reward_funcs if reward_funcs is not None else list(args.reward_funcs)
         self.reward_funcs, self.reward_names = resolve_reward_funcs(funcs)
+        # fail on malformed rows before any model is loaded (an answer is needed unless only the caller's
+        # own reward functions score, which may not read one: TRL's contract)
+        validate_dataset(train_dataset, require_answer=needs_answers(funcs, self.reward_funcs))
         weights = args.reward_weights or [1.0] * len(self.reward_funcs)
         if len(weights) != len(self.reward_funcs):
             raise ValueError(f"reward_weights has {len(weights)} entries for {len(self.reward_funcs)} reward functions")
@@ -176,6 +187,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
             nonfinite_policy=self.args.nonfinite_reward_policy,
             pop_metrics=False,
             meta=[reward_meta(t) for t in flat_traj],
+            trainer_state=RewardState(self.global_step, self.args.max_steps),
         )
         for k, v in metrics.items():  # counts (e.g. non-finite rewards) add up over rounds
             self._reward_metrics[k] = self._reward_metrics.get(k, 0.0) + v

@@ -1,10 +1,14 @@
 """Calling reward functions: the TRL contract, error policy, NaN policy, weighting.
 
 A reward function is ``f(prompts, completions, completion_ids, **columns) -> list[float | None]``
-(``None`` = not applicable to that completion). Dataset columns are passed by name, one
-entry per completion, and so is ``meta``: each completion's trajectory record (tool calls,
-turns, ``role``, parent rollout, ``prompt_index``, ...), so efficiency rewards read counts, not
-text. A function without ``**kwargs`` receives only the keywords it names.
+(``None`` = not applicable to that completion), as in TRL: the completion of a chat prompt (a list of
+messages) arrives as ``[{"role": "assistant", "content": text}]``, of a text prompt as the text, and
+``trainer_state`` (``global_step``, ``max_steps``) comes with them, so a reward written for TRL runs
+unchanged; the built-in rewards read either form (``rewards.answers.completion_text``). Dataset
+columns are passed by name, one entry per completion, and so is ``meta``: each completion's
+trajectory record (tool calls, turns, ``role``, parent rollout, ``prompt_index``, ...), so
+efficiency rewards read counts, not text. A function without ``**kwargs`` receives only the
+keywords it names.
 
 A *token-level* reward returns one list of floats per completion (one value per completion
 token). It does not enter the scalar total; it is collated into a ``[N, T]`` tensor in
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from rewards.hooks import check_hooks, hooks_of
@@ -32,6 +37,42 @@ class RewardError(RuntimeError):
 
 class SkipBatch(Exception):
     """The batch is dropped (configured policy) and the step is retried with new prompts."""
+
+
+@dataclass(frozen=True)
+class RewardState:
+    """What a reward function gets as ``trainer_state`` (TRL passes its ``TrainerState``): the optimizer
+    steps done so far and the run's length, e.g. for a reward with a schedule."""
+
+    global_step: int = 0
+    max_steps: int = 0
+
+
+def chat_completions(prompts: Sequence[Any], completions: Sequence[Any]) -> list[Any]:
+    """TRL's form of the completions: for a chat prompt (a list of messages) the completion text as
+    ``[{"role": "assistant", "content": text}]``; for a text prompt the text. A completion that is not
+    text is kept as it is."""
+    out = []
+    for p, c in zip(prompts, completions):
+        chat = isinstance(p, (list, tuple)) or type(p).__name__ == "ndarray"
+        out.append([{"role": "assistant", "content": c}] if chat and isinstance(c, str) else c)
+    return out if len(out) == len(completions) else list(completions)
+
+
+BUILT_IN_PACKAGES = ("rewards", "rl", "curriculum", "rollout")
+
+
+def needs_answers(given: Any, funcs: Sequence[Any]) -> bool:
+    """Whether training rows must carry a ground truth: yes when a reward is named (``reward_funcs: [...]``)
+    or is one of the library's own; a caller's own functions alone may not read one (TRL's contract)."""
+    items = given if isinstance(given, (list, tuple)) else [given]
+    if any(isinstance(f, str) for f in items):
+        return True
+    for f in funcs:
+        module = getattr(f, "__module__", None) or type(f).__module__
+        if str(module).split(".")[0] in BUILT_IN_PACKAGES:
+            return True
+    return False
 
 
 def reward_name(fn: Any) -> str:
@@ -78,6 +119,7 @@ def score_completions(
     nonfinite_policy: str = "raise",
     pop_metrics: bool = True,
     meta: list[dict[str, Any]] | None = None,
+    trainer_state: Any = None,
 ) -> tuple[dict[str, list[float]], list[float], dict[str, float], list[dict[str, Any]]]:
     """Returns (name -> per-completion values with NaN for None, weighted totals, metrics,
     per-completion meta records that reward objects exposed through ``pop_meta()``).
@@ -90,8 +132,12 @@ def score_completions(
     the reward functions as ``meta=`` (a list aligned with ``completions``; empty dicts when not
     given). A dataset column named ``meta`` is shadowed by it. Functions with ``**kwargs`` get every
     keyword; a function without ``**kwargs`` gets only the keywords it names (see
-    :func:`accepted_kwargs`)."""
+    :func:`accepted_kwargs`).
+
+    ``completions`` are given as text; the functions get them in TRL's form (:func:`chat_completions`),
+    and ``trainer_state`` (:class:`RewardState`) when given."""
     n = len(completions)
+    completions = chat_completions(prompts, completions)
     columns = {k: [r.get(k) for r in rows] for k in (rows[0].keys() if rows else []) if k != "prompt"}
     if meta is not None and len(meta) != n:
         raise ValueError(f"meta has {len(meta)} records for {n} completions")
@@ -101,7 +147,10 @@ def score_completions(
     metas: list[dict[str, Any]] = [{} for _ in range(n)]
     for fn, name in zip(funcs, names):
         try:
-            kwargs = accepted_kwargs(fn, dict(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns))
+            given = dict(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+            if trainer_state is not None:
+                given["trainer_state"] = trainer_state
+            kwargs = accepted_kwargs(fn, given)
             values = fn(**kwargs)
         except Exception as e:
             if error_policy == "skip_batch":

@@ -80,8 +80,10 @@ class Tracker:
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        from rl.batch_metrics import with_trl_names
+
         row = {"step": step, "time": round(time.time() - self._start, 3)}
-        row.update({k: _clean(v) for k, v in metrics.items()})
+        row.update({k: _clean(v) for k, v in with_trl_names(metrics).items()})  # TRL's names too
         if "jsonl" in self.report_to:
             with open(self.jsonl_path, "a") as f:
                 f.write(json.dumps(row) + "\n")

@@ -203,8 +203,11 @@ def _same_names(kept: dict[str, Any], fields: set[str]) -> list[str]:
         kept["loss_agg_mode"] = mode
     elif isinstance(lt, str) and lt in TRL_ONLY_LOSSES:
         problems.append(f"loss_type: {lt!r}: {TRL_ONLY_LOSSES[lt]}")
-    if isinstance(kept.get("scale_rewards"), bool):
-        kept["scale_rewards"] = "group" if kept["scale_rewards"] else "none"
+    sr = kept.get("scale_rewards")
+    if isinstance(sr, str) and sr.lower() in ("true", "false"):  # --scale_rewards false on the command line
+        sr = sr.lower() == "true"
+    if isinstance(sr, bool):
+        kept["scale_rewards"] = "group" if sr else "none"
     if kept.get("max_steps") == -1:
         problems.append("max_steps: -1 (TRL: derive it from num_train_epochs): set max_steps, the optimizer steps to run")
     if kept.get("save_total_limit", 0) is None:

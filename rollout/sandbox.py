@@ -207,14 +207,19 @@ def _announce(mode: str, python: str, cap_problem: str | None) -> None:
         logger.info("[sandbox] bubblewrap; %s", total)
 
 
-def _limits(cpu_seconds: int, memory_mb: int, nproc: int, fsize_mb: int, cap: "sandbox_cgroup.CgroupCap | None"):
+def _limits(cpu_seconds: int, memory_mb: int, nproc: int | None, fsize_mb: int,
+            cap: "sandbox_cgroup.CgroupCap | None"):
+    """The child's preexec_fn. ``nproc=None``: set later (the rlimits supervisor sets it on the
+    code's process only, so that a non-root trainer's own processes do not stop its fork)."""
+
     def apply() -> None:
         os.setsid()  # its own session and process group: killed as one at the end
         if cap is not None:
             cap.attach()
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
         resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        if nproc is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_mb << 20, fsize_mb << 20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
@@ -289,7 +294,7 @@ def _run(code: str, mode: str, python: str, ns: bool, *, timeout: float, memory_
     stop = _kill
     cap = sandbox_cgroup.CgroupCap.create(memory_mb, nproc + 8)
     try:
-        pre = _limits(cpu, memory_mb, nproc, fsize_mb, cap)
+        pre = _limits(cpu, memory_mb, nproc if mode == "bwrap" else None, fsize_mb, cap)
         if mode == "bwrap":
             launcher = _LAUNCHER % {"uid": NOBODY, "drop": True, "preamble": ""}
             cmd = _bwrap_args(python, fsize_mb << 20) + [python, "-I", "-c", launcher]
@@ -305,7 +310,7 @@ def _run(code: str, mode: str, python: str, ns: bool, *, timeout: float, memory_
             status_r, status_w = os.pipe()
             cfg = {"status_fd": status_w, "ns": ns, "workdir": workdir, "drop": drop, "uid": NOBODY,
                    "private": list(sandbox_rlimits.HOST_TMP_DIRS), "mask": sandbox_rlimits.mask_paths(python),
-                   "tmp_bytes": fsize_mb << 20,
+                   "tmp_bytes": fsize_mb << 20, "nproc": nproc,
                    "launcher": _LAUNCHER % {"uid": NOBODY, "drop": False, "preamble": sandbox_rlimits.NO_SOCKET_PREAMBLE}}
             cmd = [python, "-I", "-c", sandbox_rlimits.SUPERVISOR, json.dumps(cfg)]
             if ns:

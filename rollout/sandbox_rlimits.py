@@ -18,9 +18,11 @@ interpreter, ``-I``), which
   not, and nothing keeps the output pipes open after the call;
 * forks the program's process: drops root to ``nobody`` where asked; a process still uid 0 (the
   mapped root of ``--map-root-user``, or root with no interpreter ``nobody`` can run) loses every
-  capability (bounding set, ambient, effective, permitted); ``PR_SET_NO_NEW_PRIVS``; ``cwd``,
-  ``HOME`` and ``TMPDIR`` in a private directory (the private ``/tmp``, or a fresh host directory
-  that the trainer removes after the call); then execs the launcher with the code on stdin;
+  capability (bounding set, ambient, effective, permitted); ``PR_SET_NO_NEW_PRIVS``;
+  ``RLIMIT_NPROC`` (set here, not on the supervisor, whose fork a non-root trainer's own processes
+  would otherwise count against); ``cwd``, ``HOME`` and ``TMPDIR`` in a private directory (the
+  private ``/tmp``, or a fresh host directory that the trainer removes after the call); then execs
+  the launcher with the code on stdin;
 * reports how the program ended on a pipe of its own (``exit N`` / ``signal N``), which the
   program cannot write to.
 
@@ -145,6 +147,8 @@ if pid == 0:
                 _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
             check(libc.capset(ctypes.byref(Hdr(0x20080522, 0)), (Data * 2)()), "capset")
         check(libc.prctl(38, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
+        import resource
+        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["nproc"], cfg["nproc"]))
         env = {"PATH": "/usr/bin:/bin", "HOME": work, "TMPDIR": work, "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONIOENCODING": "utf-8"}
         os.execve(sys.executable, [sys.executable, "-I", "-c", cfg["launcher"]], env)

@@ -18,6 +18,7 @@ from curriculum.tasks.mixed import make_mixed_dataset
 from curriculum.tasks.overthink import SLIP_PRESET, make_overthink_dataset
 from curriculum.tasks.planner import ENVIRONMENT as PLANNER_ENVIRONMENT
 from curriculum.tasks.planner import make_planner_dataset
+from curriculum.tasks.word_problems import make_word_problems_dataset
 
 TaskBuilder = Callable[..., Any]
 
@@ -46,6 +47,9 @@ TASKS: dict[str, TaskBuilder] = {
     # the calculator; noisy teachers skip a term (planner) or guess a result (executor). role=
     # planner | executor | sft (both roles' traces) | single (one model with the calculator)
     "planner": make_planner_dataset,
+    # a real pretrained model's task: natural-language arithmetic word problems, 1-3 steps (GSM8K-like),
+    # integer answers in \boxed{}; SFT traces write one equation per step
+    "word_problems": make_word_problems_dataset,
 }
 
 # Tasks whose rollouts are multi-turn episodes: the GRPOConfig fields (environment, its kwargs,

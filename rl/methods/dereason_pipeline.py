@@ -98,7 +98,44 @@ def load_recipe(path: str | None, sets: list[str], out: str | None = None) -> di
     bad = sorted(set(recipe["score"]) - flags)
     if bad:
         raise ConfigError(f"recipe: score: unknown key(s) {bad}; known: {sorted(flags)} (data and split have their own sections)")
+    check_training_sections(recipe)
     return recipe
+
+
+def check_training_sections(recipe: dict[str, Any]) -> None:
+    """The ``sft`` and ``rl`` sections built into their configs now (keys, types, values, the method
+    preset), as their stages will build them, so that a bad key or value fails before any stage runs
+    (and in ``--dry_run``), naming the section."""
+    from rl.config import GRPOConfig, SFTConfig
+    from rl.methods.dereason import build_config
+
+    out = Path(recipe["out"])
+    model = str(out / "model") if str(recipe["model"]).startswith(EMBEDDED) else str(recipe["model"])
+    seed = recipe.get("seed", 0)
+    for name, cls, data, start in (("sft", SFTConfig, out / "score" / "sft.parquet", model),
+                                   ("rl", GRPOConfig, out / "score" / "rl.parquet", out / "sft" / "final")):
+        build_config(cls, {"seed": seed, **recipe[name]}, name, model=str(start), dataset=str(data),
+                     output_dir=str(out / name), resume_from_checkpoint="latest")
+    from rl.commands.score_difficulty import build_parser
+
+    build_parser().parse_args(score_argv(recipe, out / "score", model))  # the score stage's flags: one error line
+    for section, key, kind in VALUE_TYPES:
+        value = recipe[section].get(key) if section else recipe.get(key)
+        if value is None:
+            continue
+        ok = isinstance(value, kind) and not isinstance(value, bool) if kind is not list else isinstance(value, list)
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            where = f"{section}.{key}" if section else key
+            raise ConfigError(f"recipe: {where}: expects {VALUE_NAMES[kind]}, got {value!r}")
+
+
+VALUE_TYPES = (("", "seed", int), ("", "threads", int), ("data", "num_examples", int), ("split", "threshold", int),
+               ("split", "rl_fraction", float), ("eval", "num_examples", int), ("eval", "seed", int),
+               ("eval", "max_new_tokens", int), ("eval", "temperature", float), ("eval", "threshold", int),
+               ("eval", "batch_size", int), ("eval", "models", list), ("eval", "decodings", list))
+VALUE_NAMES = {int: "a whole number", float: "a number", list: "a list"}
 
 
 def score_argv(recipe: dict, out: Path, start_model: str) -> list[str]:

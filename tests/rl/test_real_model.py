@@ -23,9 +23,16 @@ PROBLEMS = [("Tom has 3 apples and buys 4 more. How many apples does he have?", 
             ("What is 6 + 8?", "14")]
 
 
+def varied_reward(prompts, completions, completion_ids, **kw):
+    """A reward with variance in every group (the bare model rarely boxes a right answer in 8 tokens), so
+    that the advantages, and hence the gradient, are not zero: these tests check the path, not learning."""
+    return [float(sum(ids) % 7) for ids in completion_ids]
+
+
 def _dataset() -> Dataset:
-    return Dataset.from_list([{"prompt": [{"role": "user", "content": q + " Put the final answer in \\boxed{}."}],
-                               "answer": a} for q, a in PROBLEMS])
+    from curriculum.tasks import get_task_dataset
+
+    return get_task_dataset("word_problems", 8, seed=0).remove_columns(["completion"])
 
 
 def _grpo(model_dir, out, **kw) -> GRPOConfig:
@@ -50,25 +57,23 @@ def test_the_import_checked_its_output(smollm2_dir):
     assert text.rstrip().endswith("<|im_start|>assistant") and "<|im_start|>user\nhi<|im_end|>" in text
 
 
-def test_the_check_catches_a_changed_weight(smollm2_dir, tmp_path):
-    """verify_folder compares a saved folder with the GGUF-loaded model: a changed weight is refused."""
+def test_the_check_catches_a_changed_weight(tiny_model_dir, tmp_path):
+    """verify_folder (run on every import) compares a saved folder with the model it came from: equal
+    logits and token ids pass, a changed weight is refused. Shown on the tiny model (seconds, not minutes)."""
     import shutil
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rl.model_import import ModelImportError, cache_dir, verify_folder
+    from rl.model_import import ModelImportError, verify_folder
 
-    gguf = cache_dir() / "gguf" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not gguf.is_file():
-        pytest.skip("the GGUF file is not in the cache")
-    reference = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    assert verify_folder(smollm2_dir, reference, tok)["logits_max_abs_diff"] == 0.0
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert verify_folder(tiny_model_dir, reference, tok)["logits_max_abs_diff"] == 0.0
     bad = tmp_path / "bad"
-    shutil.copytree(smollm2_dir, bad)
+    shutil.copytree(tiny_model_dir, bad)
     model = AutoModelForCausalLM.from_pretrained(bad, dtype=torch.float32)
     with torch.no_grad():
-        model.model.layers[3].mlp.down_proj.weight[0, 0] += 0.5
+        next(p for n, p in model.named_parameters() if n.endswith("mlp.down_proj.weight"))[0, 0] += 0.5
     model.save_pretrained(bad)
     with pytest.raises(ModelImportError, match="logits differ"):
         verify_folder(bad, reference, tok)
@@ -79,7 +84,7 @@ def test_grpo_with_lora_steps_and_resumes_exactly(smollm2_dir, tmp_path):
 
     def run(out, steps, resume=None):
         cfg = _grpo(smollm2_dir, out, max_steps=steps, save_steps=1, resume_from_checkpoint=resume)
-        t = GRPOTrainer(cfg.model, args=cfg, train_dataset=_dataset())
+        t = GRPOTrainer(cfg.model, reward_funcs=["accuracy", varied_reward], args=cfg, train_dataset=_dataset())
         before = {k: v.detach().clone() for k, v in t.unwrapped_model.named_parameters() if v.requires_grad}
         t.train()
         after = {k: v.detach().clone() for k, v in t.unwrapped_model.named_parameters() if v.requires_grad}
@@ -87,6 +92,7 @@ def test_grpo_with_lora_steps_and_resumes_exactly(smollm2_dir, tmp_path):
 
     before, straight = run(tmp_path / "a", 2)
     assert all("lora" in k for k in straight) and any(not torch.equal(before[k], straight[k]) for k in straight)
+    assert not (tmp_path / "a" / "final").exists()
     run(tmp_path / "b", 1)
     _, resumed = run(tmp_path / "b", 2, resume="latest")
     for k in straight:
