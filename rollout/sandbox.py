@@ -175,9 +175,12 @@ def sandbox_mode() -> str:
         else:
             _MODE_ERROR = _one_line(why)
     if _MODE is None:
-        raise SandboxUnavailableError(
-            f"bubblewrap does not work here ({_MODE_ERROR}): install it (scripts/setup_env.sh does), or set "
-            f"{SANDBOX_ENV}=rlimits to run model-written code with the weaker isolation (docs/tools.md)")
+        msg = (f"bubblewrap does not work here ({_MODE_ERROR}): install it (scripts/setup_env.sh does), or set "
+               f"{SANDBOX_ENV}=rlimits to run model-written code with the weaker isolation (docs/tools.md)")
+        if "unavailable" not in _ANNOUNCED:  # a tool may turn the exception into an observation: said in the log too
+            _ANNOUNCED.add("unavailable")
+            logger.error("[sandbox] %s", msg)
+        raise SandboxUnavailableError(msg)
     return _MODE
 
 

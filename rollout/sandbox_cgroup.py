@@ -119,6 +119,14 @@ def available() -> str | None:
     return _WHY
 
 
+def _signal(pids, sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
 def _write(path: Path, value: str) -> bool:
     try:
         path.write_text(value)
@@ -198,21 +206,25 @@ class CgroupCap:
                 pass
         return 0
 
-    def kill_all(self, seconds: float = 2.0) -> None:
-        """SIGKILL every process still in the cgroup until it is empty (or ``seconds`` pass)."""
+    def kill_all(self, seconds: float = 3.0) -> None:
+        """Kill every process still in the cgroup (``cgroup.kill`` on v2; else each one stopped
+        first, so that a fork loop cannot outrun the kill, then SIGKILLed), until it is empty or
+        ``seconds`` pass."""
         end = time.monotonic() + seconds
         v2 = self.dirs.get("v2")
         if v2 is not None:
             _write(v2 / "cgroup.kill", "1")  # kernel 5.14+
-        while True:
-            left = self.pids()
-            if not left or time.monotonic() > end:
+        while time.monotonic() < end:
+            seen: set[int] = set()
+            while time.monotonic() < end:
+                left = set(self.pids())
+                if left <= seen:
+                    break
+                _signal(left - seen, signal.SIGSTOP)
+                seen |= left
+            if not seen:
                 return
-            for pid in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            _signal(seen, signal.SIGKILL)
             time.sleep(0.01)
 
     def close(self) -> None:

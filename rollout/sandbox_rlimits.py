@@ -71,8 +71,8 @@ def check(rc, what):
 def mount_tmpfs(target, options, flags):
     check(libc.mount(b"tmpfs", target.encode(), b"tmpfs", flags, options.encode()), f"mount tmpfs on {target}")
 
-def children():
-    me, out = os.getpid(), []
+def subtree():  # every process below this one (a daemon re-parented here included)
+    me, kids = os.getpid(), {}
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
@@ -80,25 +80,48 @@ def children():
                     stat = f.read()
             except OSError:
                 continue
-            if int(stat[stat.rindex(b")") + 2:].split()[1]) == me:
-                out.append(int(d))
+            kids.setdefault(int(stat[stat.rindex(b")") + 2:].split()[1]), []).append(int(d))
+    out, todo = [], [me]
+    while todo:
+        for k in kids.get(todo.pop(), ()):
+            out.append(k)
+            todo.append(k)
     return out
 
-def kill_all(seconds=3.0):
+def signal_all(pids, sig):
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except OSError:
+            pass
+
+def reap():
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        return True
+    return False
+
+def kill_all(main, seconds=3.0):
+    # the program's process group at once (the kernel lets no fork in it escape), then what left it
+    # (a setsid daemon): stopped first, so that nothing forks while it is being killed
+    try:
+        os.killpg(main, signal.SIGKILL)
+    except OSError:
+        pass
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        kids = children()
-        for k in kids:
-            try:
-                os.kill(k, signal.SIGKILL)
-            except OSError:
-                pass
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            if not kids:
-                return
+        seen = set()
+        while time.monotonic() < end:
+            left = set(subtree())
+            if left <= seen:
+                break
+            signal_all(left - seen, signal.SIGSTOP)
+            seen |= left
+        signal_all(seen, signal.SIGKILL)
+        if reap() and not subtree():
+            return
         time.sleep(0.005)
 
 work = cfg["workdir"]
@@ -128,6 +151,7 @@ pid = os.fork()
 if pid == 0:
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.setpgid(0, 0)  # its own process group, killed as one at the end
         os.close(w)
         os.close(status_fd)
         os.dup2(r, 0)
@@ -170,7 +194,7 @@ except Stop:
     pass
 finally:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    kill_all()
+    kill_all(pid)
     status(ended)
 """
 

@@ -4,7 +4,8 @@
         --n 4 --temperature 0.6 --top-p 0.95 --max-new-tokens 8192 --output-dir outputs/eval
 
 Benchmarks: aime24 aime25 amc23 hmmt25 math500 olympiadbench gpqa (or ``all``) from
-``--data-dir``; ``task:overthink`` (the embedded synthetic task); a .parquet/.jsonl file
+``--data-dir``, ``$PARSIMONY_BENCHMARK_DIR`` or the cache ``~/.cache/parsimony/benchmarks`` (filled from
+the hub on first use where a hub copy is known); ``task:overthink`` (the embedded synthetic task); a .parquet/.jsonl file
 with prompt and answer columns; or ``--hub-dataset ID`` with a split and a column mapping.
 Writes results.json, samples.jsonl, results.md (also printed) and, with several models,
 accuracy_vs_tokens.png. An interrupted run resumes from samples.jsonl. See docs/evaluation.md.
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--benchmarks", nargs="+", default=[], metavar="NAME",
                    help=f"{', '.join(BENCHMARKS)}, all, task:<name>, or a .parquet/.jsonl/.json file")
     g.add_argument("--data-dir", default=None,
-                   help="directory with <name>/test.parquet (default: ../shared/data/benchmarks next to the repo if it exists)")
+                   help="directory with <name>/test.parquet (default: $PARSIMONY_BENCHMARK_DIR, else the cache "
+                        "~/.cache/parsimony/benchmarks or ../shared/data/benchmarks; math500, aime24, aime25 and "
+                        "hmmt25 are downloaded into the cache when missing; docs/evaluation.md)")
     g.add_argument("--limit", type=int, default=None, help="evaluate only the first K problems of each benchmark")
     g.add_argument("--task-examples", type=int, default=200, help="test problems built for a task:<name> benchmark")
     g.add_argument("--hub-dataset", default=None, metavar="ID", help="also evaluate a hub dataset (datasets.load_dataset)")

@@ -1,15 +1,14 @@
 """Where the named benchmarks' files are found, and the download that fills the cache.
 
-A registered benchmark (``math500``, ``aime24``, ...) is ``<directory>/test.parquet`` under the first of:
+A registered benchmark (``math500``, ``aime24``, ...) is ``<directory>/test.parquet`` in
 
-1. ``--data-dir`` (when given, only there);
-2. ``$PARSIMONY_BENCHMARK_DIR``;
-3. the cache, ``$PARSIMONY_CACHE/benchmarks`` (default ``$XDG_CACHE_HOME/parsimony/benchmarks``, i.e.
-   ``~/.cache/parsimony/benchmarks``);
-4. ``../shared/data/benchmarks`` next to the repository.
+1. ``--data-dir`` when given, else ``$PARSIMONY_BENCHMARK_DIR`` when set (only there: the user's own copy);
+2. otherwise the first of the cache, ``$PARSIMONY_CACHE/benchmarks`` (default
+   ``$XDG_CACHE_HOME/parsimony/benchmarks``, i.e. ``~/.cache/parsimony/benchmarks``), and
+   ``../shared/data/benchmarks`` next to the repository that holds it.
 
-When none holds it and the benchmark has a hub source (:data:`HUB_SOURCES`), it is downloaded once into
-the cache, in the same layout (chat prompt with the instruction, ``reward_model.ground_truth``), so
+When neither holds it and the benchmark has a hub source (:data:`HUB_SOURCES`), it is downloaded once
+into the cache, in the same layout (chat prompt with the instruction, ``reward_model.ground_truth``), so
 ``parsimony eval --benchmarks math500`` works as written on a fresh clone with network.
 """
 
@@ -59,10 +58,10 @@ def shared_dir() -> Path:
 
 def search_dirs(data_dir: str | Path | None = None) -> list[Path]:
     """The directories a registered benchmark is looked for in, in order (see the module doc)."""
-    if data_dir:
-        return [Path(data_dir).expanduser()]
-    dirs = [Path(os.environ[DATA_DIR_ENV]).expanduser()] if os.environ.get(DATA_DIR_ENV) else []
-    return dirs + [cache_dir() / "benchmarks", shared_dir()]
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV)
+    if chosen:
+        return [Path(chosen).expanduser()]
+    return [cache_dir() / "benchmarks", shared_dir()]
 
 
 def find_file(directory: str, data_dir: str | Path | None = None) -> Path | None:

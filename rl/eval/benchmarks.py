@@ -27,9 +27,10 @@ from typing import Any, Iterable, Sequence
 
 from curriculum.data import DatasetError, get_field, get_ground_truth, validate_prompt
 from rewards.answers import normalize_ground_truth
+from rl.eval.benchmark_data import DATA_DIR_ENV, HUB_SOURCES, cache_dir, download, find_file, search_dirs
 
 FILE_SUFFIXES = (".parquet", ".jsonl", ".json")
-DATA_DIR_ENV = "PARSIMONY_BENCHMARK_DIR"
+SPLIT_FILE_STEMS = ("test", "train", "validation", "val", "dev", "data")  # a file named so takes its folder's name
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,9 @@ def expand_benchmark_names(names: Iterable[str]) -> list[str]:
 
 
 def default_data_dir() -> Path | None:
-    """``$PARSIMONY_BENCHMARK_DIR``, else ``../shared/data/benchmarks`` next to the repository
-    when it exists, else None."""
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        return Path(env)
-    candidate = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "benchmarks"  # rl/eval/ -> repo/..
-    return candidate if candidate.is_dir() else None
+    """The first existing directory of :func:`rl.eval.benchmark_data.search_dirs` (``$PARSIMONY_BENCHMARK_DIR``,
+    the cache, ``../shared/data/benchmarks``), else None."""
+    return next((d for d in search_dirs() if d.is_dir()), None)
 
 
 def _looks_like_file(spec: str) -> bool:
@@ -230,21 +227,36 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
     raise DatasetError(f"{path}: unsupported file type {suffix!r} (use {', '.join(FILE_SUFFIXES)})")
 
 
-def load_registered(name: str, data_dir: str | Path | None = None, limit: int | None = None) -> Benchmark:
-    """A registered benchmark from ``<data_dir>/<directory>/test.parquet``."""
+def load_registered(name: str, data_dir: str | Path | None = None, limit: int | None = None,
+                    loader: Any = None) -> Benchmark:
+    """A registered benchmark from ``<dir>/<directory>/test.parquet``: in ``data_dir`` (or
+    ``$PARSIMONY_BENCHMARK_DIR``) when given, else the first of the cache and ``../shared/data/benchmarks``
+    that holds it, else downloaded into the cache from its hub source (:mod:`rl.eval.benchmark_data`;
+    ``loader`` replaces ``datasets.load_dataset``)."""
     canon = canonical_name(name)
     if canon is None:
         raise DatasetError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}, all")
     spec = BENCHMARKS[canon]
-    data_dir = Path(data_dir) if data_dir else default_data_dir()
-    if data_dir is None:
-        raise DatasetError(
-            f"benchmark {canon!r} needs --data-dir (a directory with {spec.directory}/test.parquet); "
-            f"../shared/data/benchmarks was not found and ${DATA_DIR_ENV} is unset"
-        )
-    path = data_dir / spec.directory / "test.parquet"
-    if not path.is_file():
-        raise DatasetError(f"benchmark {canon!r}: {path} does not exist (is --data-dir right?)")
+    path = find_file(spec.directory, data_dir)
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV)
+    if path is None and chosen:
+        flag = "--data-dir" if data_dir else f"${DATA_DIR_ENV}"
+        raise DatasetError(f"benchmark {canon!r}: {Path(chosen) / spec.directory / 'test.parquet'} does not exist "
+                           f"(is {flag} right? unset it to use the cache {cache_dir() / 'benchmarks'})")
+    if path is None:
+        where = ", ".join(str(d) for d in search_dirs())
+        place = (f"put {spec.directory}/test.parquet under ${DATA_DIR_ENV} or {cache_dir() / 'benchmarks'}, or pass "
+                 "--data-dir")
+        source = HUB_SOURCES.get(canon)
+        if source is None:
+            raise DatasetError(f"benchmark {canon!r}: {spec.directory}/test.parquet is in none of {where}: {place} "
+                               "(docs/evaluation.md)")
+        try:
+            path = download(canon, spec.directory, loader)
+        except Exception as e:  # no network, a gated or renamed dataset: one line
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DatasetError(f"benchmark {canon!r}: not in {where}, and fetching {source.dataset} from the hub "
+                               f"failed ({type(e).__name__}: {msg[:200]}): {place}") from None
     problems = rows_to_problems(read_table(path), name=canon, limit=limit)
     return Benchmark(canon, problems, mode=spec.mode, source=str(path), meta={"title": spec.title})
 
@@ -283,7 +295,8 @@ def load_table_benchmark(
     path = Path(source)
     if path.is_file():
         rows: Any = read_table(path)
-        default_name = path.stem
+        # name/test.parquet is benchmark "name" (the shared layout), other files are named by their stem
+        default_name = path.parent.name if path.stem.lower() in SPLIT_FILE_STEMS and path.parent.name else path.stem
     elif _looks_like_file(source):
         raise DatasetError(f"benchmark file {source!r} does not exist")
     else:

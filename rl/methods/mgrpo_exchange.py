@@ -11,7 +11,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 from curriculum.samplers import ScoredGroup
-from rewards.mgrpo import executor_reward
+from rewards.mgrpo import MGRPORewardSettings, executor_reward
 from rl.errors import ConfigError
 from rollout.mgrpo.store import InProcessStore, RedisStore, make_store
 from rollout.types import Trajectory
@@ -129,7 +129,8 @@ def push_executor_step(store: Any, run: str, step: int, groups: list[ScoredGroup
     return store.commit_step(run, step, prompts)
 
 
-def group_from_record(record: Mapping[str, Any], w_main: float = 1.0, w_local: float = 0.0) -> ScoredGroup:
+def group_from_record(record: Mapping[str, Any], w_main: float = MGRPORewardSettings.w_main,
+                      w_local: float = MGRPORewardSettings.w_local) -> ScoredGroup:
     """An executor-only group from a store record; ``R_S`` from the stored parents' ``R_M``."""
     main = {p["sub_group"]: float(p["main_reward"]) for p in record["parents"]}
     trajs, rs = [], []

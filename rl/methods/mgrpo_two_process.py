@@ -34,6 +34,7 @@ import threading
 from typing import Any
 
 from curriculum.samplers import ScoredGroup
+from rewards.mgrpo import MGRPORewardSettings
 from rl.grpo_trainer import GRPOTrainer
 from rl.methods.mgrpo_exchange import EXECUTOR_CURSOR, get_store, group_from_record, require_one_process
 from rl.methods.mgrpo_settings import MGRPOSettings
@@ -61,8 +62,8 @@ class StoreExecutorTrainer(GRPOTrainer):
         self.store = store if store is not None else get_store(self.mgrpo.store)
         self.run_name = self.mgrpo.run
         self.wait_timeout = float(wait_timeout)
-        kw = dict(getattr(args, "method_kwargs", None) or {})
-        self.w_main, self.w_local = float(kw.get("mgrpo_w_main", 1.0)), float(kw.get("mgrpo_w_local", 0.0))
+        weights = MGRPORewardSettings.from_args(args)  # R_S's weights, as the reward reads them
+        self.w_main, self.w_local = weights.w_main, weights.w_local
         self._pulled: tuple[int, list[ScoredGroup]] | None = None  # (step, its groups): the last store read
         self.consumed: list[int] = []  # steps trained on by this object (tests, logs)
         self.trained_steps: list[int] = []  # every store step in this model's weights (kept in its checkpoints)

@@ -69,7 +69,8 @@ def three_rollout_group(**kw):
 
 
 def test_registered():
-    assert ADVANTAGES["decs"] is decs and get_advantage("decs") is decs
+    entry = get_advantage("decs")
+    assert ADVANTAGES["decs"] is entry and entry.fn is decs and entry.name == "decs"
 
 
 def test_three_rollout_group_by_hand():

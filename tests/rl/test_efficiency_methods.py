@@ -151,11 +151,11 @@ class ParityGrader:
 @pytest.fixture
 def parity_grader(monkeypatch):
     import rewards.decs.reward
-    import rewards.length.penalties
+    import rewards.length.base
     import rewards.math
 
     g = ParityGrader()
-    for mod in (rewards.length.penalties, rewards.math, rewards.decs.reward):
+    for mod in (rewards.length.base, rewards.math, rewards.decs.reward):
         monkeypatch.setattr(mod, "get_default_grader", lambda mode="math": g)
     return g
 
