@@ -5,7 +5,8 @@
   number, else as text), so correct implies format_ok and ``R_M`` is 0, 0.1 or 1.
 - **Executor reward** ``R_S = 0`` when the executor's own format is invalid (no single non-empty
   ``<result>``, or a cut episode: ``meta["executor_format_ok"]``), else
-  ``R_S = w_main * R_M(parent) + w_local * r_local``, with ``r_local = meta["executor_r_local"]`` the
+  ``R_S = w_main * R_M(parent) + w_local * r_local``, the parent term being 0.1 instead of 0 when the
+  planner scored ``R_M = 0`` (MrlX's value; ``mgrpo_parent_zero_reward``), with ``r_local = meta["executor_r_local"]`` the
   verifiable score of its own result (1.0 when it equals the sub-task's exact value; a missing one
   counts 0). Defaults ``w_main = 1, w_local = 0``: the paper's executor inherits its planner's
   outcome (its credit is the whole system's success, which is what the planner's sub-task is for);
@@ -41,6 +42,10 @@ class MGRPORewardSettings(MethodSettings):
 
     w_main: float = setting("mgrpo_w_main", 1.0, "weight of the parent planner's R_M in R_S", minimum=0.0)
     w_local: float = setting("mgrpo_w_local", 0.0, "weight of the executor's own verifiable score in R_S", minimum=0.0)
+    parent_zero: float = setting(
+        "mgrpo_parent_zero_reward", 0.1,
+        "R_S's parent term for a well-formatted executor whose planner scored R_M = 0 (no valid answer): MrlX's "
+        "0.1 (0: the executor inherits the 0)", minimum=0.0)
 
     def check(self) -> None:
         if self.w_main == 0 and self.w_local == 0:
@@ -55,12 +60,15 @@ def main_reward(format_ok: bool, correct: bool) -> float:
 
 
 def executor_reward(format_ok: bool, parent_main: float, r_local: float | None,
-                    w_main: float = MGRPORewardSettings.w_main, w_local: float = MGRPORewardSettings.w_local) -> float:
+                    w_main: float = MGRPORewardSettings.w_main, w_local: float = MGRPORewardSettings.w_local,
+                    parent_zero: float = MGRPORewardSettings.parent_zero) -> float:
     """``R_S = 0`` if the executor's format is invalid, else ``w_main * R_M(parent) + w_local * r_local``
-    (``r_local`` None = no local score = 0)."""
+    (``r_local`` None = no local score = 0), where a parent with ``R_M = 0`` (the planner gave no valid
+    answer) counts ``parent_zero`` instead of ``w_main * 0``: MrlX gives such a well-formatted executor 0.1."""
     if not format_ok:
         return 0.0
-    return w_main * float(parent_main) + w_local * (0.0 if r_local is None else float(r_local))
+    parent_term = parent_zero if float(parent_main) == 0.0 else w_main * float(parent_main)
+    return parent_term + w_local * (0.0 if r_local is None else float(r_local))
 
 
 def _same_answer(a: str, b: str) -> bool:
@@ -86,14 +94,15 @@ def planner_outcome(text: str, ground_truth: Any) -> tuple[bool, bool]:
 class MGRPOReward(RewardHooks):
     """``R_M`` for planner rows, ``R_S`` for executor rows (see the module docstring)."""
 
-    def __init__(self, w_main: float = MGRPORewardSettings.w_main, w_local: float = MGRPORewardSettings.w_local) -> None:
+    def __init__(self, w_main: float = MGRPORewardSettings.w_main, w_local: float = MGRPORewardSettings.w_local,
+                 parent_zero: float = MGRPORewardSettings.parent_zero) -> None:
         self.__name__ = "mgrpo_reward"
-        self.w_main, self.w_local = float(w_main), float(w_local)
+        self.w_main, self.w_local, self.parent_zero = float(w_main), float(w_local), float(parent_zero)
         self._meta: list[dict[str, Any]] = []
 
     def setup(self, tokenizer: Any = None, args: Any = None) -> None:
         s = MGRPORewardSettings.from_kwargs(getattr(args, "method_kwargs", None) or {})
-        self.w_main, self.w_local = s.w_main, s.w_local
+        self.w_main, self.w_local, self.parent_zero = s.w_main, s.w_local, s.parent_zero
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, meta=None, **columns: Any) -> list[float]:
         completions = list(completions or [])
@@ -119,7 +128,7 @@ class MGRPOReward(RewardHooks):
                 raise ValueError(f"executor completion {i}: no parent planner rollout {key} in the call and no "
                                  "meta['parent_main_reward']")
             out[i] = executor_reward(bool(m.get("executor_format_ok")), parent, m.get("executor_r_local"),
-                                     self.w_main, self.w_local)
+                                     self.w_main, self.w_local, self.parent_zero)
             self._meta[i] = {"parent_main_reward": float(parent)}
         return out
 

@@ -50,17 +50,18 @@ def load_config(cls: type[C], argv: Sequence[str] | None = None,
     argv, cli_dicts = _pop_dict_args(argv, dict_fields)
     parser = _parser(cls, help_flags)
     argv = normalize_argv(parser, argv)
-    parser.set_defaults(**{k: v for k, v in recipe.items() if k not in dict_fields})
-    for action in parser._actions:  # a value from the recipe satisfies a required flag
-        if action.dest in recipe:
-            action.required = False
+    for action in parser._actions:  # the recipe's values are not parsed as flags (checked by the config itself)
+        action.required = False
     namespace, rest = parser.parse_known_args(args=argv)
     if rest:
         raise ConfigError(unknown_flags_message(rest, [o for o in parser._option_string_actions if o.startswith("--")])
                           + f": not settings of {cls.__name__} (see --help)")
     values = vars(namespace)
-    explicit = (set(recipe) | _flags_given(argv, fields) | set(cli_dicts)) & set(fields)
-    kwargs = {k: values[k] for k in explicit if k in values and k not in dict_fields}
+    flags = _flags_given(argv, fields) - dict_fields
+    explicit = (set(recipe) | flags | set(cli_dicts)) & set(fields)
+    # the recipe's values as written (typed by the config's own checks), the flags' as parsed over them
+    kwargs = {k: v for k, v in recipe.items() if k in fields and k not in dict_fields}
+    kwargs.update({k: values[k] for k in flags if k in values})
     for k in dict_fields & explicit:
         base = recipe.get(k) or {}
         if not isinstance(base, dict):

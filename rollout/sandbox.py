@@ -15,9 +15,9 @@ Isolation (``isolation="bwrap"``, used whenever bubblewrap works on the machine)
   exempt from ``RLIMIT_NPROC``, so without this a fork loop would not be capped;
 - rlimits on CPU seconds, address space, processes and file size (no core files), a wall-clock
   timeout that kills the whole sandbox, and stdout / stderr truncated to ``output_limit`` bytes
-  each (the rest is drained and dropped, so a 100 MB print costs no trainer memory).
-
-- a cgroup per call, where the kernel lets the trainer make one (:mod:`rollout.sandbox_cgroup`):
+  each (the rest is drained and dropped, so a 100 MB print costs no trainer memory); the call
+  returns when the program's main process ends, never waiting on a pipe something else holds;
+- a cgroup per call (both modes), where the kernel lets the trainer make one (:mod:`rollout.sandbox_cgroup`):
   ``memory_mb`` for all the sandbox's processes together and at most ``nproc + 8`` of them; where it
   cannot, the total is not capped (``nproc`` processes of ``memory_mb`` each), logged once.
 
@@ -33,7 +33,8 @@ project and home directories hidden. ``PARSIMONY_SANDBOX=bwrap`` fails loudly wh
 unusable. docs/tools.md has the table of what each mode guarantees, measured.
 
 A sandbox failure of any kind is reported in the result (``ok=False`` with ``error``); this
-module never raises because of the code it runs.
+module never raises because of the code it runs (only :class:`SandboxUnavailableError`, about the
+machine, before anything runs).
 """
 
 from __future__ import annotations
@@ -358,18 +359,6 @@ def _cleanup(proc, cap, workdir, cleaner, status_r: int, status_w: int) -> None:
             os.close(fd)
 
 
-def _read_status(fd: int) -> str:
-    if fd < 0:
-        return ""
-    os.set_blocking(fd, False)
-    try:
-        data = os.read(fd, 4096)
-    except (BlockingIOError, OSError):
-        return ""
-    lines = data.decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else ""
-
-
 def _communicate(proc: subprocess.Popen, code: str, timeout: float, limit: int, mode: str, stop=_kill,
                  status_fd: int = -1) -> SandboxResult:
     deadline = time.monotonic() + timeout
@@ -418,7 +407,7 @@ def _communicate(proc: subprocess.Popen, code: str, timeout: float, limit: int, 
     except subprocess.TimeoutExpired:
         _kill(proc)
         rc = proc.wait()
-    status = _read_status(status_fd)
+    status = sandbox_rlimits.read_status(status_fd)
     out = bufs[proc.stdout].decode("utf-8", errors="replace")
     err = bufs[proc.stderr].decode("utf-8", errors="replace")
     if truncated:

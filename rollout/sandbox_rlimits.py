@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "HOST_TMP_DIRS", "NO_SOCKET_PREAMBLE", "SUPERVISOR", "HostTmpCleaner", "mask_paths", "namespace_problem",
-    "rlimits_runtime", "unshare_prefix", "workdir_parent", "world_accessible",
+    "read_status", "rlimits_runtime", "unshare_prefix", "workdir_parent", "world_accessible",
 ]
 
 # world-writable places of a host that a program could leave files in
@@ -342,3 +342,16 @@ def workdir_parent() -> str:
         return str(d)
     except OSError:
         return tempfile.gettempdir()
+
+
+def read_status(fd: int) -> str:
+    """The supervisor's last status line (``exit N``, ``signal N``, ``stopped``, ``setup <why>``), or ""."""
+    if fd < 0:
+        return ""
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 4096)
+    except (BlockingIOError, OSError):
+        return ""
+    lines = data.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""

@@ -9,7 +9,10 @@ the trainer collates it into ``batch.rewards["decs_redundancy"]`` ``[N, T]``. Wi
 and length scale ``L_max``, the per-token reward is::
 
     R[i, t] = r_i * (1 + b)                       every position (NRP tokens, incorrect responses)
-    R[i, t] = r_i + b * (1 - L_i / L_max)         positions marked redundant (correct responses)
+    R[i, t] = r_i + b * (1 - L_i / L_max)         positions marked redundant, where r_i > 0 (correct responses)
+
+``L_max`` is ``max_completion_length`` by default: the paper's code pads every response to the maximum
+response length before it computes the reward (``decs_l_max: batch`` uses the batch's padded width).
 
 and the advantage is normalised *per token position* over the G rollouts of a prompt::
 
@@ -61,8 +64,10 @@ class DECSSettings(MethodSettings):
 
     beta: float = setting("decs_beta", 0.1, "length-reward weight b", minimum=0.0)
     l_max: str | int = setting(
-        "decs_l_max", "batch", "L_max: 'batch' = the padded batch width (the paper's choice), 'max_completion_length', "
-        "or a token count", choices=L_MAX_MODES, minimum=1)
+        "decs_l_max", "max_completion_length",
+        "L_max: 'max_completion_length' (the paper's: its code pads every response to the maximum response "
+        "length before the reward), 'batch' (the padded batch width), or a token count",
+        choices=L_MAX_MODES, minimum=1)
     redundancy_reward: str = setting("decs_redundancy_reward", "decs_redundancy",
                                      "the token-level reward in batch.rewards that marks the redundant tokens")
 
@@ -139,7 +144,9 @@ def decs_token_rewards(batch: RolloutBatch, settings: DECSSettings, args: Any = 
     l_max = settings.resolve_l_max(batch, args)
     base = r * (1.0 + b)  # [N]   NRP tokens and incorrect responses
     post = r + b * (1.0 - lengths / l_max)  # [N]   redundant tokens of correct responses
-    redundant = red.detach().to(r.device) > 0.5  # [N, T] (NaN -> False)
+    # the post-NRP value only where the outcome reward is positive (the paper's `score > 0`): the redundancy
+    # reward grades on its own, and where the two graders disagree a wrong response's tail is not rewarded
+    redundant = (red.detach().to(r.device) > 0.5) & (r > 0)[:, None]  # [N, T] (NaN -> False)
     return torch.where(redundant, post[:, None].expand(n, t), base[:, None].expand(n, t))
 
 

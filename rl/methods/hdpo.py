@@ -14,8 +14,10 @@ Two advantage channels (estimator ``hdpo``):
   ``|Q_g| < 2``. A correct rollout with 0 calls has ``r_tool = 1`` and qualifies (the public code
   does not require a call, although its docstring says "used tools"; we follow the code).
 
-The estimator also sets ``batch.rollout_masks["has_tool_signal"]`` [N]: the rollouts in a ``Q_g``
-with ``|Q_g| >= 2``.
+The estimator also sets ``batch.rollout_masks["has_tool_signal"]`` [N]: the rollouts whose tool advantage
+is not 0 (Metis's normalisation, ``hdpo_tool_loss_rows: nonzero``, the default), or every rollout of a
+``Q_g`` with ``|Q_g| >= 2`` (``hdpo_tool_loss_rows: qualifying``: zero-advantage rows, e.g. two correct
+rollouts with the same call count, then dilute the tool loss).
 
 Composition ``dual``::
 
@@ -67,6 +69,11 @@ class HDPOAdvantageSettings(MethodSettings):
     correct_reward: str = setting("hdpo_correct_reward", "accuracy", "the reward that decides which rollouts are correct")
     correct_threshold: float = setting("hdpo_correct_threshold", 0.5, "a rollout is correct when that reward is >= this")
     tool_eps: float = setting("hdpo_tool_eps", 1e-6, "eps of the tool advantage's std", exclusive_minimum=0.0)
+    tool_loss_rows: str = setting(
+        "hdpo_tool_loss_rows", "nonzero",
+        "the rollouts the tool loss is averaged over: 'nonzero' (Metis's code: rows whose tool advantage is not 0) "
+        "or 'qualifying' (every correct rollout of a group with >= 2 correct, zero-advantage rows included)",
+        choices=("nonzero", "qualifying"))
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,8 @@ def hdpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     r_tool = 1.0 / (T + 1.0)
     q = correct_mask(batch, s)
     a_tool, signal = conditional_tool_advantage(r_tool, q, batch.group_index.cpu(), s.tool_eps)
+    if s.tool_loss_rows == "nonzero":  # Metis: the tool loss is averaged over rows whose tool advantage is not 0
+        signal = signal & (a_tool != 0)
     batch.rollout_masks[TOOL_SIGNAL_MASK] = signal
     return {"acc": acc, "tool": broadcast_to_tokens(a_tool, batch.completion_mask)}
 

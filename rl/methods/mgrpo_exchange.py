@@ -130,7 +130,8 @@ def push_executor_step(store: Any, run: str, step: int, groups: list[ScoredGroup
 
 
 def group_from_record(record: Mapping[str, Any], w_main: float = MGRPORewardSettings.w_main,
-                      w_local: float = MGRPORewardSettings.w_local) -> ScoredGroup:
+                      w_local: float = MGRPORewardSettings.w_local,
+                      parent_zero: float = MGRPORewardSettings.parent_zero) -> ScoredGroup:
     """An executor-only group from a store record; ``R_S`` from the stored parents' ``R_M``."""
     main = {p["sub_group"]: float(p["main_reward"]) for p in record["parents"]}
     trajs, rs = [], []
@@ -144,6 +145,6 @@ def group_from_record(record: Mapping[str, Any], w_main: float = MGRPORewardSett
                              "executor_r_local": e["r_local"], "task": e["task"], "parent_rollout": e["sub_group"],
                              "parent_main_reward": parent, "prompt_index": int(record["prompt_index"])})
         trajs.append(t)
-        rs.append(executor_reward(e["format_ok"], parent, e["r_local"], w_main, w_local))
+        rs.append(executor_reward(e["format_ok"], parent, e["r_local"], w_main, w_local, parent_zero))
     return ScoredGroup(prompt_index=int(record["prompt_index"]), trajectories=trajs, rewards={"mgrpo_reward": list(rs)},
                        total=list(rs), meta={"parent_rollouts": [p["sub_group"] for p in record["parents"]]})

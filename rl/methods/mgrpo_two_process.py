@@ -63,7 +63,7 @@ class StoreExecutorTrainer(GRPOTrainer):
         self.run_name = self.mgrpo.run
         self.wait_timeout = float(wait_timeout)
         weights = MGRPORewardSettings.from_args(args)  # R_S's weights, as the reward reads them
-        self.w_main, self.w_local = weights.w_main, weights.w_local
+        self.w_main, self.w_local, self.parent_zero = weights.w_main, weights.w_local, weights.parent_zero
         self._pulled: tuple[int, list[ScoredGroup]] | None = None  # (step, its groups): the last store read
         self.consumed: list[int] = []  # steps trained on by this object (tests, logs)
         self.trained_steps: list[int] = []  # every store step in this model's weights (kept in its checkpoints)
@@ -89,7 +89,7 @@ class StoreExecutorTrainer(GRPOTrainer):
         groups = []
         for prompt, record in got.items():
             try:
-                groups.append(group_from_record(record, self.w_main, self.w_local))
+                groups.append(group_from_record(record, self.w_main, self.w_local, self.parent_zero))
             except (KeyError, TypeError, ValueError) as e:
                 raise StoreError(f"store {self.store.name}: run {self.run_name!r} step {step} prompt {prompt!r}: "
                                  f"corrupt record ({type(e).__name__}: {e})") from None

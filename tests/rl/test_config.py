@@ -23,7 +23,6 @@ def test_batch_not_divisible_by_group_size_names_field():
         ({"report_to": ["tensorboard"]}, "report_to"),
         ({"engine": "sglang"}, "engine"),
         ({"dual_clip_c": 0.5}, "dual_clip_c"),
-        ({"model": ""}, "model"),
         ({"rollout_mode": "remote"}, "rollout_mode"),
         ({"rollout_mode": "server"}, "rollout_mode"),  # server mode needs engine: vllm
         ({"engine": "vllm", "rollout_mode": "server", "server_url": "127.0.0.1:8000"}, "server_url"),

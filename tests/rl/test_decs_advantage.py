@@ -60,6 +60,9 @@ def make_batch(rewards, group_index, lengths, T, redundant_spans, completion_mas
 
 
 def cfg(eps=0.0, **method_kwargs):
+    # the hand computations below use L_max = the batch width T (decs_l_max: batch); the default
+    # (max_completion_length, the paper's) has its own tests at the end
+    method_kwargs.setdefault("decs_l_max", "batch")
     return SimpleNamespace(advantage_eps=eps, max_completion_length=20, scale_rewards="group", method_kwargs=method_kwargs)
 
 
@@ -75,13 +78,13 @@ def test_registered():
 
 def test_three_rollout_group_by_hand():
     batch = three_rollout_group()
-    # token rewards, b=0.1, L_max=10: base 1.1; row 0 redundant: 1 + 0.1(1 - 6/10) = 1.04; wrong: 0
-    R = decs_token_rewards(batch, DECSSettings(), cfg())
+    # token rewards, b=0.1, L_max=10 (decs_l_max: batch): base 1.1; row 0 redundant: 1 + 0.1(1 - 6/10) = 1.04; wrong: 0
+    R = decs_token_rewards(batch, DECSSettings(l_max="batch"), cfg())
     assert torch.allclose(R[0], torch.tensor([1.1, 1.1, 1.1, 1.04, 1.04, 1.04, 1.1, 1.1, 1.1, 1.1], dtype=torch.float64))
     assert torch.allclose(R[1], torch.full((10,), 1.1, dtype=torch.float64))
     assert torch.equal(R[2], torch.zeros(10, dtype=torch.float64))
 
-    A = decs(batch, cfg())["main"]
+    A = decs(batch, cfg(decs_l_max="batch"))["main"]
     assert A.shape == (3, 10) and A.dtype == torch.float32
     a, c = 1 / S3, -2 / S3  # positions with R = [1.1, 1.1, 0]
     p, q, w = 0.528166, 0.625176, -1.153341  # positions with R = [1.04, 1.1, 0]
@@ -98,7 +101,7 @@ def test_three_rollout_group_by_hand():
 
 def test_default_eps_is_advantage_eps():
     batch = three_rollout_group()
-    A = decs(batch, SimpleNamespace(method_kwargs={}))["main"]  # no advantage_eps attribute: 1e-6
+    A = decs(batch, SimpleNamespace(method_kwargs={"decs_l_max": "batch"}))["main"]  # no advantage_eps attribute: 1e-6
     # position 0: R = [1.1, 1.1, 0], std 0.635085 -> 0.366667 / (0.635085 + 1e-6)
     assert A[0, 0].item() == pytest.approx(0.366667 / 0.635086, abs=1e-5)
 
@@ -208,7 +211,7 @@ def test_settings_validation_names_the_key(kwargs, key):
 
 def test_settings_defaults_and_unrelated_keys():
     s = DECSSettings.from_kwargs({"decs_judge": "endpoint", "decs_kappa_lr": 0.2})
-    assert (s.beta, s.l_max, s.redundancy_reward) == (0.1, "batch", "decs_redundancy")
+    assert (s.beta, s.l_max, s.redundancy_reward) == (0.1, "max_completion_length", "decs_redundancy")
 
 
 def test_position_group_mean_std_helper():
@@ -256,3 +259,22 @@ def test_recipes_parse(name, monkeypatch):
     assert {f.name for f in dataclasses.fields(GRPOConfig)} >= set(
         __import__("yaml").safe_load(path.read_text())
     )
+
+
+def test_the_default_l_max_is_the_papers_maximum_response_length():
+    """pixas/DECS pads every response to max_response_length before the reward, so its L_max is that length,
+    not the batch's longest completion (audit item 1)."""
+    batch = three_rollout_group()
+    R = decs_token_rewards(batch, DECSSettings(), cfg())  # max_completion_length = 20
+    # row 0 redundant: 1 + 0.1 (1 - 6/20) = 1.07 (with the batch width 10 it would be 1.04)
+    assert torch.allclose(R[0, 3:6], torch.full((3,), 1.07, dtype=torch.float64))
+    assert DECSSettings.from_kwargs({}).l_max == "max_completion_length"
+
+
+def test_a_wrong_responses_tail_gets_no_length_reward_when_the_graders_disagree():
+    """The redundancy reward grades on its own: where it marked a wrong response's tail, the paper's
+    `score > 0` gate still gives that response r(1 + b) = 0 everywhere (audit item 2)."""
+    batch = make_batch([0.0, 1.0], [0, 0], [6, 4], 6, [(2, 4), None])  # row 0: wrong, but marked redundant
+    R = decs_token_rewards(batch, DECSSettings(), cfg())
+    assert torch.equal(R[0], torch.zeros(6, dtype=torch.float64))  # was [0, 0, 0.05, 0.05, 0.05, 0]
+    assert torch.allclose(R[1], torch.full((6,), 1.1, dtype=torch.float64))

@@ -58,13 +58,34 @@ def test_tool_channel_by_hand():
     # every token of a row carries its advantage; padding 0
     assert adv["tool"][3].tolist() == pytest.approx([-4 / 12 / (sd + EPS)] * 4)
     assert adv["tool"][0, 2:].abs().sum() == 0
-    # the tool signal: Q of groups with |Q| >= 2 (equal T included: in Q, advantage 0)
+    # the tool signal (Metis's normalisation, the default): the rows whose tool advantage is not 0; group 3's
+    # two correct rollouts share a call count, so they carry no signal and do not dilute the tool loss
     assert batch.rollout_masks[TOOL_SIGNAL_MASK].tolist() == [True, True, False, True] + [False] * 8 + \
-        [True, True, False, False] + [True, True]
+        [False, False, False, False] + [True, True]
     # acc channel: GRPO over all rollouts. group 0: r = 1,1,0,1, mean 3/4, std 1/2
     acc = adv["acc"][:, 0]
     assert acc[:4].tolist() == pytest.approx([0.25 / (0.5 + EPS)] * 2 + [-0.75 / (0.5 + EPS)] + [0.25 / (0.5 + EPS)])
     assert acc[8:12].abs().sum() == 0  # all wrong: no accuracy signal either
+
+
+def test_the_qualifying_rows_normalisation_is_one_setting_away():
+    """hdpo_tool_loss_rows: qualifying keeps every correct rollout of a group with >= 2 correct in the tool
+    loss's mask, zero-advantage rows included (the normalisation before the audit)."""
+    groups = [([1, 1, 0, 0], [2, 2, 0, 1], [1, 1, 1, 1]), ([1, 1], [0, 1], [1, 1])]
+    metis = _batch(groups)
+    hdpo(metis, CFG)
+    assert metis.rollout_masks[TOOL_SIGNAL_MASK].tolist() == [False, False, False, False, True, True]
+    old = _batch(groups)
+    cfg = types.SimpleNamespace(**{**vars(CFG), "method_kwargs": {"hdpo_tool_loss_rows": "qualifying"}})
+    hdpo(old, cfg)
+    assert old.rollout_masks[TOOL_SIGNAL_MASK].tolist() == [True, True, False, False, True, True]
+    # the dual loss's tool term averages over 2 rows with Metis, over 4 with the qualifying rows: twice as strong
+    from rl.losses import term_denominators
+
+    terms = dual(CFG)
+    d_metis = term_denominators(terms, metis.completion_mask, metis.rollout_masks, "token-mean")
+    d_old = term_denominators(terms, old.completion_mask, old.rollout_masks, "token-mean")
+    assert d_metis[1] * 2 == d_old[1]
 
 
 def test_correctness_reward_is_required_and_nan_is_incorrect():

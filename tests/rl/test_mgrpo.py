@@ -24,6 +24,11 @@ def test_main_reward_and_executor_reward_composition():
     assert executor_reward(False, 1.0, 1.0) == 0.0  # invalid format: 0 whatever the parent did
     assert executor_reward(True, 0.1, 1.0) == pytest.approx(0.1)  # defaults w_main 1, w_local 0
     assert executor_reward(True, 0.1, 1.0, w_main=0.5, w_local=0.5) == pytest.approx(0.55)
+    # a well-formatted executor whose planner scored R_M = 0 gets MrlX's 0.1 (audit item 5), or 0 when asked
+    assert executor_reward(True, 0.0, None) == pytest.approx(0.1)
+    assert executor_reward(True, 0.0, 1.0, w_local=0.5) == pytest.approx(0.6)
+    assert executor_reward(True, 0.0, None, parent_zero=0.0) == 0.0
+    assert executor_reward(False, 0.0, None) == 0.0  # its own format invalid: still 0
     assert executor_reward(True, 1.0, None, w_main=0.5, w_local=0.5) == pytest.approx(0.5)
 
 
@@ -125,7 +130,8 @@ def test_the_preset_expands_and_settings_are_checked(tiny_model_dir, tmp_path):
     cfg = GRPOConfig(model=str(tiny_model_dir), output_dir=str(tmp_path), method="mgrpo")
     assert cfg.reward_funcs == ["mgrpo_reward"] and cfg.advantage_estimator == "mgrpo"
     assert cfg.environment == "planner" and "planner" in cfg.system_prompt
-    assert cfg.method_kwargs == {"mgrpo_d_max": "auto", "mgrpo_d_max_cap": 8, "mgrpo_w_main": 1.0, "mgrpo_w_local": 0.0}
+    assert cfg.method_kwargs == {"mgrpo_d_max": "auto", "mgrpo_d_max_cap": 8, "mgrpo_w_main": 1.0, "mgrpo_w_local": 0.0,
+                                 "mgrpo_parent_zero_reward": 0.1}
     with pytest.raises(ConfigError, match="mgrpo_d_max"):
         GRPOConfig(model=str(tiny_model_dir), output_dir=str(tmp_path), method="mgrpo", method_kwargs={"mgrpo_d_max": 0})
     with pytest.raises(ConfigError, match="mgrpo_w_local"):
