@@ -46,7 +46,24 @@ def load_dataset_spec(
     if unknown:
         raise DatasetError(f"dataset {spec!r}: dataset_kwargs {unknown} are a task's; a file, folder or hub dataset "
                            "takes prompt_column and answer_column")
-    return map_columns(_load_table(spec, split), name=spec, **mapping)
+    with _quiet_datasets():  # no progress bars around what may end in one error line
+        return map_columns(_load_table(spec, split), name=spec, **mapping)
+
+
+class _quiet_datasets:
+    """``datasets``' progress bars off inside the block (restored after)."""
+
+    def __enter__(self) -> None:
+        from datasets.utils import logging as dlog
+
+        self.was_on = dlog.is_progress_bar_enabled()
+        dlog.disable_progress_bar()
+
+    def __exit__(self, *exc: Any) -> None:
+        from datasets.utils import logging as dlog
+
+        if self.was_on:
+            dlog.enable_progress_bar()
 
 
 def _load_table(spec: str, split: str):

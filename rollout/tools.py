@@ -36,6 +36,7 @@ import re
 from typing import Any, Callable, Mapping, Sequence
 
 from rollout.episodes import Messages, StepResult, Turn, register_environment, row_messages
+from rollout.sandbox import SandboxUnavailableError
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
@@ -231,6 +232,8 @@ class ToolEnvironment:
         self.by_name[name] = self.by_name.get(name, 0) + 1
         try:
             result = fn(**args)
+        except SandboxUnavailableError:  # no sandbox for model-written code: the run stops, it does not train on errors
+            raise
         except Exception as e:  # a crashing tool is an observation, never a crash of the trainer
             self.tool_errors += 1
             return f"Error: {type(e).__name__}: {e}"

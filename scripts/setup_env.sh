@@ -8,14 +8,15 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${PARSIMONY_VENV:-.venv}
 STAMP="$VENV/.parsimony-installed"
-# bubblewrap: the Linux namespaces of the sandbox for model-written code (rollout/sandbox.py); without
-# it the sandbox falls back to rlimits only (weaker, logged). Installed only when missing and apt exists.
+# bubblewrap: the Linux namespaces of the sandbox for model-written code (rollout/sandbox.py); without it,
+# running model-written code needs the explicit, weaker PARSIMONY_SANDBOX=rlimits (docs/tools.md).
+# Installed only when missing and apt exists.
 if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=""
   if [ "$(id -u)" != "0" ]; then SUDO="sudo -n"; fi
   echo "[setup] installing bubblewrap (sandbox for model-written code)"
   { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq bubblewrap >/dev/null; } \
-    || echo "[setup] WARNING: could not install bubblewrap; the code sandbox falls back to rlimits" >&2
+    || echo "[setup] WARNING: could not install bubblewrap; model-written code then needs PARSIMONY_SANDBOX=rlimits (weaker, docs/tools.md)" >&2
 fi
 # redis-server: the store of decoupled multi-agent training (rollout/mgrpo/store.py); tests and `parsimony`
 # start their own server on 127.0.0.1 (own port, own data directory). Installed only when missing.

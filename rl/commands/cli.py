@@ -85,13 +85,14 @@ def run_cli(fn, argv=None) -> None:
     from rl.model_import import ModelImportError
     from rl.modeling import ModelLoadError
     from rollout.mgrpo.store import StoreError
+    from rollout.sandbox import SandboxUnavailableError
     from rollout.vllm import VLLMUnavailable
     from rollout.vllm_server import RolloutServerError
 
     try:
         code = fn(argv)
     except (ConfigError, CheckpointError, DatasetError, ModelLoadError, FileNotFoundError, VLLMUnavailable, RolloutServerError,
-            StoreError, ModelImportError) as e:
+            StoreError, ModelImportError, SandboxUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     raise SystemExit(code or 0)

@@ -365,3 +365,20 @@ print("connected")
     assert int(lines[0]) <= 3, r.stdout  # the supervisor and the program
     assert lines[1] == "False False"
     assert not r.ok and "connected" not in r.stdout and ("ConnectionRefused" in r.error or "unreachable" in r.error)
+
+
+def test_a_missing_sandbox_stops_a_tool_episode_instead_of_training_on_errors(monkeypatch):
+    """The python tool without a sandbox: the episode raises (one line), it does not become an error
+    observation that the trainer would learn from."""
+    import rollout.sandbox as sb
+    from rollout.sandbox import SandboxUnavailableError
+    from rollout.tools import ToolEnvironment
+
+    def unavailable(*a, **k):
+        raise SandboxUnavailableError("bubblewrap is not available: set PARSIMONY_SANDBOX=rlimits to run without it")
+
+    monkeypatch.setattr(sb, "run_python", unavailable)
+    env = ToolEnvironment(tools=["python"])
+    with pytest.raises(SandboxUnavailableError, match="PARSIMONY_SANDBOX"):
+        env._execute("python", {"code": "print(1)"})
+    assert env._execute("nope", {}).startswith("Error: unknown tool")  # other tool errors stay observations

@@ -58,7 +58,7 @@ BAD_TRAIN = [
     (BASE + "bf16: maybe\n", [], "bf16: expects true or false"),                      # 10
     (BASE + "temperature: hot\n", [], "temperature: expects a number"),               # 10
     (BASE + "reward_weights: [1, two]\n", [], "reward_weights[1]: expects a number"), # 10
-    (BASE + "method_kwargs: 3\n", [], "method_kwargs: expects a mapping"),            # 10
+    (BASE + "method_kwargs: 3\n", [], "method_kwargs: must be a mapping"),              # 10
     (BASE + "num_generation: 4\n", [], "'num_generation' (did you mean 'num_generations'?)"),
     (BASE, ["--temperatur", "0.5"], "--temperatur (did you mean '--temperature'?)"),  # 6: no abbreviations
     (BASE, ["--learning_rat", "1e-5"], "--learning_rat (did you mean '--learning_rate'?)"),
@@ -99,6 +99,7 @@ def test_bad_data_is_one_line_before_any_model(flags, message, tmp_path, capsys,
     monkeypatch.chdir(tmp_path)
     datasets.DatasetDict({"train": datasets.Dataset.from_list([{"prompt": "1+1?", "answer": "2"}])}).save_to_disk("dd")
     Path("rows.jsonl").write_text(json.dumps({"question": "1+1?", "answer": "so #### 2"}) + "\n")
+    capsys.readouterr()
     argv = ["train", "--config", recipe(tmp_path, BASE), "--output_dir", str(tmp_path / "out"), *flags]
     assert message in one_error_line(capsys, argv)
     assert not (tmp_path / "out").exists()
