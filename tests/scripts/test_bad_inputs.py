@@ -165,7 +165,8 @@ def test_argparse_commands_take_both_spellings_and_comma_lists():
                                    "--report_to", "console", "wandb", "--temperature", "-1e-5", "--max_new_tokens", "8"])
     assert a.models == ["a", "b"] and a.benchmarks == ["aime24", "math500", "amc23"] and a.top_p == 0.9
     assert a.report_to == "console,wandb" and a.temperature == -1e-5 and a.max_new_tokens == 8
-    s = score_parser().parse_args(["--dataset", "task:overthink", "--scorer", "column", "--judge-url", "http://x:1"])
+    s = score_parser().parse_args(["--dataset", "task:overthink", "--scorer", "column", "--judge-url", "http://x:1",
+                                  "--out", "x"])
     assert s.judge_url == "http://x:1"
     c = compare_args(["--methods", "grpo", "decs", "--report_to", "jsonl,console"])
     assert c.methods == "grpo,decs" and c.report_to == "jsonl,console"
