@@ -5,6 +5,9 @@ chunk by chunk, whether the chunk *presents the correct final answer*. The first
 judged "yes" closes the necessary reasoning prefix (NRP); everything after it is redundant.
 This module holds the judges; :mod:`rewards.decs.reward` does the chunking and the reward.
 
+A judge may name the chunking its verdicts are meant for (``preferred_chunking``: the endpoint
+judge says ``"paper"``, the chunking its detector was trained on); ``decs_chunking: auto`` follows it.
+
 Every judge implements one batch method (so that all chunks of all responses of a rollout
 batch go out in a single call, concurrently where the judge allows; the item type and the
 protocol are :mod:`rewards.decs.judge_types`', re-exported here)::
@@ -21,8 +24,9 @@ treats the whole response as having no redundant part.
   answer(s) and compares them with the ground truth through :func:`rewards.math.verify_answer`
   (in-process) or through a :class:`rewards.math.MathGrader` pool (per-item timeouts).
 * :class:`EndpointJudge`: an OpenAI-compatible chat-completions server running the released
-  detector (``vllm serve <path>/DECS_NRP_DETECTOR --port 10041``), which answers
-  ``\\boxed{yes}`` / ``\\boxed{no}``. HTTP through the shared :class:`rollout.http.HTTPClient`;
+  detector (``vllm serve <path>/DECS_NRP_DETECTOR --port 10041``), asked in the detector's own
+  language by default (the paper's prompt, 5 new tokens, "yes" anywhere in the reply; the prompts
+  are :mod:`rewards.decs.judge_prompts`'). HTTP through the shared :class:`rollout.http.HTTPClient`;
   concurrent requests, per-request timeout, retries with exponential backoff (never of a
   request that timed out), a circuit breaker, one overall deadline per call, and a configurable
   fallback when the server cannot be reached. A dead judge never raises and never blocks
@@ -33,13 +37,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from typing import Sequence
+from typing import Any, Sequence
 
-from rewards.decs.judge_types import Judge, JudgeItem  # re-exported, with the rule judge: the judges' one import path
+from rewards.decs.judge_prompts import (  # re-exported: the judges' one import path
+    DEFAULT_JUDGE_PROMPT,
+    DEFAULT_JUDGE_TEMPLATE,
+    JUDGE_PROMPTS,
+    PAPER_JUDGE_TEMPLATE,
+    PARSIMONY_JUDGE_TEMPLATE,
+    VERDICTS,
+    parse_verdict,
+    render_template,
+    verdict_contains_yes,
+)
+from rewards.decs.judge_types import Judge, JudgeItem  # re-exported, with the rule judge and the prompts
 from rewards.decs.rule_judge import RuleJudge, rule_candidates
 from rewards.math import format_ground_truth
 
@@ -47,7 +61,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_JUDGE_MODEL",
+    "DEFAULT_JUDGE_PROMPT",
     "DEFAULT_JUDGE_TEMPLATE",
+    "JUDGE_PROMPTS",
+    "PAPER_JUDGE_TEMPLATE",
+    "PARSIMONY_JUDGE_TEMPLATE",
+    "VERDICTS",
     "JUDGE_URL_ENV",
     "JUDGE_API_KEY_ENV",
     "EndpointJudge",
@@ -58,57 +77,17 @@ __all__ = [
     "parse_verdict",
     "render_template",
     "rule_candidates",
+    "verdict_contains_yes",
 ]
 
 JUDGE_URL_ENV = "PARSIMONY_DECS_JUDGE_URL"
 JUDGE_API_KEY_ENV = "PARSIMONY_DECS_JUDGE_API_KEY"
 DEFAULT_JUDGE_MODEL = "DECS_NRP_DETECTOR"
 
-# The detector was fine-tuned on (problem, reasoning segment, ground truth) -> \boxed{yes|no}.
-# Placeholders: {problem}, {segment}, {ground_truth}; every other brace is literal (see
-# render_template), so the LaTeX below needs no escaping.
-DEFAULT_JUDGE_TEMPLATE = (
-    "You are given a math problem, its ground-truth answer, and one segment of a model's "
-    "step-by-step reasoning about the problem.\n"
-    "Decide whether this reasoning segment arrives at and explicitly states a final answer to "
-    "the problem that is equivalent to the ground-truth answer. An intermediate result that only "
-    "happens to equal the answer, an answer that is merely guessed, planned or repeated from the "
-    "problem statement, or a different final answer does not count.\n\n"
-    "Problem:\n{problem}\n\n"
-    "Reasoning segment:\n{segment}\n\n"
-    "Ground-truth answer:\n{ground_truth}\n\n"
-    "Does the reasoning segment present the correct final answer? "
-    "Reply with \\boxed{yes} or \\boxed{no} only."
-)
-
-_PLACEHOLDER = re.compile(r"\{(problem|segment|ground_truth)\}")
-_VERDICT = re.compile(r"\\boxed\s*\{\s*(?:\\text(?:bf)?\s*\{\s*)?(yes|no)\s*\}", re.I)
-
 
 # ---------------------------------------------------------------------------------------
 # Endpoint judge
 # ---------------------------------------------------------------------------------------
-
-
-def render_template(template: str, problem: str, segment: str, ground_truth: str) -> str:
-    """Fills ``{problem}``, ``{segment}`` and ``{ground_truth}`` in one pass. Unlike
-    ``str.format``, any other brace is kept literally (``\\boxed{yes}`` needs no escaping), and
-    braces inside the inserted texts are never interpreted."""
-    values = {"problem": problem, "segment": segment, "ground_truth": ground_truth}
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
-
-
-def parse_verdict(text: str | None) -> bool | None:
-    """The last ``\\boxed{yes}`` / ``\\boxed{no}`` (case-insensitive; ``\\boxed{\\text{yes}}``
-    too) -> True / False; None when the reply has neither."""
-    if not text:
-        return None
-    last = None
-    for m in _VERDICT.finditer(text):
-        last = m
-    if last is None:
-        return None
-    return last.group(1).lower() == "yes"
 
 
 def chat_completions_url(url: str) -> str:
@@ -132,9 +111,12 @@ class EndpointJudge:
     detector served by vLLM, e.g. ``vllm serve <path>/DECS_NRP_DETECTOR --port 10041``).
 
     Each item becomes one chat request whose single user message is ``template`` filled with
-    the item (:func:`render_template`; default :data:`DEFAULT_JUDGE_TEMPLATE`), sent with
-    ``temperature=0`` and ``max_tokens``. The reply's last ``\\boxed{yes|no}`` is the verdict;
-    any other reply counts as "no" and as ``unparseable``.
+    the item (:func:`render_template`), sent with ``temperature=0`` and ``max_tokens``; ``verdict``
+    reads the reply (:data:`VERDICTS`). ``prompt`` (``"paper"``, default, or ``"parsimony"``, see
+    :mod:`rewards.decs.judge_prompts`) gives every one of ``template``, ``max_tokens``, ``verdict``,
+    ``max_prompt_tokens`` and ``max_segment_chars`` left at None. The paper's: its detector's
+    template, 5 new tokens, "yes" anywhere in the reply, prompts over 17,990 tokens not sent. A reply
+    the verdict rule cannot read counts as "no" and as ``unparseable``.
 
     Robustness (a dead judge must not crash or hang training); the HTTP goes through the shared
     :class:`rollout.http.HTTPClient`:
@@ -156,7 +138,11 @@ class EndpointJudge:
     * one :meth:`judge` call never takes much longer than ``deadline`` seconds (default: enough
       for every request to use all its attempts once, sequentially per thread, capped at 300 s);
       requests not finished by then count as timeouts;
-    * segments longer than ``max_segment_chars`` are not sent and count as "no";
+    * prompts longer than ``max_prompt_tokens`` tokens of ``tokenizer`` (the judge's: a tokenizer,
+      or a path loaded with ``transformers.AutoTokenizer``; the reward passes the policy's, which
+      is the paper code's own fallback) and segments longer than ``max_segment_chars`` characters
+      are not sent and count as "no" (``skipped_long``); 0 turns a limit off. Without a tokenizer
+      the token limit cannot apply (a warning says so);
     * an item whose request finally failed gets the ``fallback``: ``"rule"`` = the verdict of a
       :class:`RuleJudge` (in-process), ``"no_penalty"`` = ``None`` (the caller treats that
       response as having no redundant part).
@@ -175,16 +161,20 @@ class EndpointJudge:
         self,
         url: str | None = None,
         model: str = DEFAULT_JUDGE_MODEL,
-        template: str = DEFAULT_JUDGE_TEMPLATE,
+        template: str | None = None,
         *,
+        prompt: str = DEFAULT_JUDGE_PROMPT,
         timeout: float = 30.0,
         retries: int = 2,
         backoff: float = 0.5,
         concurrency: int = 16,
-        max_segment_chars: int = 20_000,
+        max_segment_chars: int | None = None,
         fallback: str = "rule",
         deadline: float | None = None,
-        max_tokens: int = 128,
+        max_tokens: int | None = None,
+        verdict: str | None = None,
+        max_prompt_tokens: int | None = None,
+        tokenizer: Any = None,
         api_key_env: str = JUDGE_API_KEY_ENV,
         rule_judge: RuleJudge | None = None,
         breaker_failures: int = 5,
@@ -198,8 +188,22 @@ class EndpointJudge:
             raise ValueError(f"EndpointJudge needs a url (argument or ${JUDGE_URL_ENV})")
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"judge url must start with http:// or https://, got {url!r}")
+        if prompt not in JUDGE_PROMPTS:
+            raise ValueError(f"prompt must be one of {sorted(JUDGE_PROMPTS)}, got {prompt!r}")
+        profile = JUDGE_PROMPTS[prompt]
+        template = profile.template if template is None else template
+        max_tokens = profile.max_tokens if max_tokens is None else int(max_tokens)
+        verdict = profile.verdict if verdict is None else verdict
+        max_prompt_tokens = profile.max_prompt_tokens if max_prompt_tokens is None else int(max_prompt_tokens)
+        max_segment_chars = profile.max_segment_chars if max_segment_chars is None else int(max_segment_chars)
         if "{segment}" not in template:
             raise ValueError("judge template must contain the {segment} placeholder")
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {sorted(VERDICTS)}, got {verdict!r}")
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        if max_prompt_tokens < 0:
+            raise ValueError(f"max_prompt_tokens must be >= 0 (0 = no limit), got {max_prompt_tokens}")
         if fallback not in ("rule", "no_penalty"):
             raise ValueError(f"fallback must be 'rule' or 'no_penalty', got {fallback!r}")
         if not timeout > 0:
@@ -208,8 +212,8 @@ class EndpointJudge:
             raise ValueError(f"retries must be >= 0, got {retries}")
         if int(concurrency) < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        if int(max_segment_chars) < 1:
-            raise ValueError(f"max_segment_chars must be >= 1, got {max_segment_chars}")
+        if max_segment_chars < 0:
+            raise ValueError(f"max_segment_chars must be >= 0 (0 = no limit), got {max_segment_chars}")
         if backoff < 0:
             raise ValueError(f"backoff must be >= 0, got {backoff}")
         if int(breaker_failures) < 0:
@@ -222,11 +226,23 @@ class EndpointJudge:
             raise ValueError(f"breaker_max_cooldown must be >= breaker_cooldown, got {breaker_max_cooldown}")
         self.url = chat_completions_url(url)
         self.model = model
+        self.prompt = prompt
         self.template = template
+        self.strip_problem = profile.strip_problem
         self.concurrency = int(concurrency)
-        self.max_segment_chars = int(max_segment_chars)
+        self.max_segment_chars = max_segment_chars
+        self.max_prompt_tokens = max_prompt_tokens
+        self.verdict = verdict
         self.fallback = fallback
-        self.max_tokens = int(max_tokens)
+        self.max_tokens = max_tokens
+        if isinstance(tokenizer, str):
+            from transformers import AutoTokenizer  # lazy, and only for a path
+
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+        self.tokenizer = tokenizer
+        if max_prompt_tokens and tokenizer is None:
+            logger.warning("DECS endpoint judge: no tokenizer, so prompts over max_prompt_tokens=%d are sent anyway",
+                           max_prompt_tokens)
         self.api_key_env = api_key_env
         breaker = None
         if int(breaker_failures) > 0:

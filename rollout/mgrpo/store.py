@@ -277,10 +277,12 @@ class RedisStore(_WaitMixin):
 
     def committed(self, run, step) -> list[str] | None:
         c = self._call(f"committed (run {run!r} step {step})", self.client.get, step_key(run, step, "commit"))
-        if c is None:
-            return None
+        return None if c is None else self._commit_marker(c, run, step)
+
+    def _commit_marker(self, raw: str, run: str, step: int) -> list[str]:
+        """A step's commit marker (the JSON list of its prompts); anything else is a :class:`StoreError`."""
         try:
-            prompts = json.loads(c)
+            prompts = json.loads(raw)
         except json.JSONDecodeError as e:
             raise StoreError(f"store {self.name}: run {run!r} step {step}: corrupt commit marker ({e})") from None
         if not isinstance(prompts, list):
@@ -297,12 +299,8 @@ class RedisStore(_WaitMixin):
         c, g = self._call(f"get_step (run {run!r} step {step})", read)
         if c is None:
             return None
-        try:
-            prompts = json.loads(c)
-        except json.JSONDecodeError as e:
-            raise StoreError(f"store {self.name}: run {run!r} step {step}: corrupt commit marker ({e})") from None
         out = {}
-        for p in prompts:
+        for p in self._commit_marker(c, run, step):
             where = f"store {self.name}: run {run!r} step {step} prompt {p!r}"
             if p not in g:
                 raise StoreError(f"{where}: committed, but its record is missing")
