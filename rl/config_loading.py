@@ -38,7 +38,10 @@ def load_config(cls: type[C], argv: Sequence[str] | None = None,
     recipe: dict[str, Any] = read_recipe(path) if path is not None else {}
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     argv, foreign = _pop_foreign_flags(argv, fields)  # TRL's names given as flags
-    # each source read on its own, so that a TRL name on the command line overrides the recipe as any flag does
+    # a key given on the command line replaces the recipe's before either is read (TRL: max_steps wins over epochs)
+    on_cli = _flags_given(argv, fields) | set(foreign)
+    on_cli |= {"num_train_epochs"} if "max_steps" in on_cli else set()
+    recipe = {k: v for k, v in recipe.items() if k not in on_cli}
     recipe = {**translate_trl_names(cls, recipe), **translate_trl_names(cls, foreign)}
     unknown = sorted(set(recipe) - set(fields))
     if unknown:

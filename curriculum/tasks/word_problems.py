@@ -1,7 +1,7 @@
 """Arithmetic word problems in natural language (GSM8K-like, one to three steps), for a real pretrained
 model: a story about a person and things they have, buy, give away, pack or share, and one question.
 
-    Maya has 12 marbles. She buys 5 more. Then she gives 4 marbles to a friend.
+    Maya has 12 marbles. Maya buys 5 more marbles. Then Maya gives 4 marbles to a friend.
     How many marbles does Maya have now? Put the final answer in \\boxed{}.
 
 The answer is an integer (every intermediate value too: a share divides evenly), and the contract is

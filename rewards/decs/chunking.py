@@ -10,8 +10,9 @@ For one completion (token ids + the tokenizer that produced them):
    emitted by the token that completes it, and every one of those tokens *starts* at that
    character. Other tokenizers fall back to windowed incremental decoding. Special tokens
    (``<|im_end|>``, ...) decode to nothing; added non-special tokens (``<think>``) to their text.
-2. **Chunking** (:func:`chunk_spans`, :func:`chunk_completion`): only the reasoning counts:
-   the text before the first ``</think>`` (exclusive); the summary / ``\\boxed{}`` after it is
+2. **Chunking** (:func:`chunk_spans`, :func:`chunk_completion`; ``decs_chunking: lines``, the
+   rule judge's; the paper code's chunking is :mod:`rewards.decs.paper_chunking`): only the
+   reasoning counts: the text before the first ``</think>`` (exclusive; ``decs_think_end``); the summary / ``\\boxed{}`` after it is
    in no chunk. **Without ``</think>`` the whole completion is reasoning** (a truncated or
    think-less response). A new chunk starts at every split word (default
    :data:`DEFAULT_SPLIT_WORDS`: Wait, But, Alternatively, Hmm, Let, Therefore; case-sensitive,
@@ -201,10 +202,10 @@ class Chunk:
     text: str
 
 
-def reasoning_end(text: str) -> int:
-    """Offset of the first ``</think>`` (the reasoning is ``text[:offset]``); ``len(text)``
-    when there is none (the whole completion is reasoning)."""
-    i = text.find(THINK_END)
+def reasoning_end(text: str, think_end: str = THINK_END) -> int:
+    """Offset of the first ``think_end`` marker (default ``</think>``; the reasoning is
+    ``text[:offset]``); ``len(text)`` when there is none (the whole completion is reasoning)."""
+    i = text.find(think_end) if think_end else -1
     return len(text) if i < 0 else i
 
 
@@ -236,10 +237,11 @@ def chunk_spans(
     text: str,
     split_words: Sequence[str] = DEFAULT_SPLIT_WORDS,
     split_inline: bool = True,
+    think_end: str = THINK_END,
 ) -> list[tuple[int, int]]:
     """Character spans ``[(start, end), ...]`` of the reasoning chunks of ``text`` (see the
-    module docstring for the rules). Empty reasoning -> ``[]``."""
-    end = reasoning_end(text)
+    module docstring for the rules; the reasoning ends at ``think_end``). Empty reasoning -> ``[]``."""
+    end = reasoning_end(text, think_end)
     if end == 0:
         return []
     reasoning = text[:end]
@@ -269,18 +271,21 @@ def chunk_completion(
     split_words: Sequence[str] = DEFAULT_SPLIT_WORDS,
     split_inline: bool = True,
     offsets: tuple[str, list[int]] | None = None,
+    think_end: str = THINK_END,
 ) -> list[Chunk]:
     """The reasoning chunks of a completion given as token ids (``offsets`` = a precomputed
-    :func:`token_char_offsets` result)."""
+    :func:`token_char_offsets` result). These are the ``lines`` chunks; the paper code's are
+    :func:`rewards.decs.paper_chunking.paper_chunks`."""
     text, starts = offsets if offsets is not None else token_char_offsets(tokenizer, ids)
-    return chunks_from(text, starts, split_words, split_inline)
+    return chunks_from(text, starts, split_words, split_inline, think_end)
 
 
-def chunks_from(text: str, starts: list[int], split_words: Sequence[str], split_inline: bool) -> list[Chunk]:
+def chunks_from(text: str, starts: list[int], split_words: Sequence[str], split_inline: bool,
+                think_end: str = THINK_END) -> list[Chunk]:
     """The chunks of ``text`` (:func:`chunk_spans`) with their token spans, ``starts`` being each
     token's first character (:func:`token_char_offsets`)."""
     out = []
-    for a, b in chunk_spans(text, split_words, split_inline):
+    for a, b in chunk_spans(text, split_words, split_inline, think_end):
         out.append(Chunk(a, b, bisect.bisect_left(starts, a), bisect.bisect_left(starts, b), text[a:b]))
     return out
 

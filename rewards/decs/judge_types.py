@@ -1,6 +1,10 @@
 """What every DECS NRP judge speaks: the question (:class:`JudgeItem`) and the batch protocol
 (:class:`Judge`). Both judges (:mod:`rewards.decs.rule_judge`, :mod:`rewards.decs.judges`) and the
 reward (:mod:`rewards.decs.reward`) import them from here; :mod:`rewards.decs.judges` re-exports them.
+
+A judge may also carry ``preferred_chunking`` (``"lines"`` or ``"paper"``): the chunking its verdicts are
+meant for, which ``decs_chunking: auto`` follows (:func:`rewards.decs.nrp.resolve_chunking`); without it,
+``lines``.
 """
 
 from __future__ import annotations

@@ -157,6 +157,8 @@ class EndpointJudge:
     it opened), breaker_probes, breaker_open (1.0 while it is not closed).
     """
 
+    preferred_chunking = "paper"  # the chunking the released detector was trained on (decs_chunking: auto)
+
     def __init__(
         self,
         url: str | None = None,
@@ -300,11 +302,23 @@ class EndpointJudge:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def _ask(self, item: JudgeItem, stop_at: float, cancelled: threading.Event) -> bool:
-        """Verdict for one item (the client retries what is safe to retry); raises _Failure."""
+    def render(self, item: JudgeItem) -> str:
+        """The user message sent for ``item``."""
+        problem = item.problem.strip() if self.strip_problem else item.problem
+        return render_template(self.template, problem, item.segment, format_ground_truth(item.ground_truth))
+
+    def _too_long(self, item: JudgeItem, prompt: str) -> bool:
+        """The rules that keep an item from being sent (it counts as "no")."""
+        if self.max_segment_chars and len(item.segment) > self.max_segment_chars:
+            return True
+        if self.max_prompt_tokens and self.tokenizer is not None:
+            return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) > self.max_prompt_tokens
+        return False
+
+    def _ask(self, prompt: str, stop_at: float, cancelled: threading.Event) -> bool:
+        """Verdict for one prompt (the client retries what is safe to retry); raises _Failure."""
         from rollout.http import CircuitOpenError, HTTPRequestError
 
-        prompt = render_template(self.template, item.problem, item.segment, format_ground_truth(item.ground_truth))
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],
@@ -321,7 +335,7 @@ class EndpointJudge:
             content = data["choices"][0]["message"]["content"]
         except Exception:
             raise _Failure("error", "malformed chat-completions response") from None
-        verdict = parse_verdict(content if isinstance(content, str) else "")
+        verdict = VERDICTS[self.verdict](content if isinstance(content, str) else "")
         if verdict is None:
             self._count("unparseable")
             return False
@@ -338,21 +352,22 @@ class EndpointJudge:
         or None for ``"no_penalty"``)."""
         items = list(items)
         t0 = time.monotonic()
-        stop_at = t0 + self.deadline
         out: list[bool | None] = [False] * len(items)
         failed: list[int] = []
         kinds = {"timeout": 0, "error": 0, "short_circuit": 0, "abandoned": 0}
         breaker_opened = False
-        todo = []
+        todo, prompts = [], {}
         for i, it in enumerate(items):
-            if len(it.segment) > self.max_segment_chars:
+            prompts[i] = self.render(it)
+            if self._too_long(it, prompts[i]):
                 self._count("skipped_long")
             else:
                 todo.append(i)
+        stop_at = time.monotonic() + self.deadline
         if todo:
             cancelled = threading.Event()
             pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo)), thread_name_prefix="decs-judge")
-            futures = {pool.submit(self._ask, items[i], stop_at, cancelled): i for i in todo}
+            futures = {pool.submit(self._ask, prompts[i], stop_at, cancelled): i for i in todo}
             pending = set(futures)
             trips0 = self.breaker.trips if self.breaker is not None else 0
             try:

@@ -17,12 +17,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from rewards.decs.chunking import DEFAULT_SPLIT_WORDS, Chunk, chunks_from, token_char_offsets
+from rewards.decs.chunking import DEFAULT_SPLIT_WORDS, THINK_END, Chunk, chunks_from, token_char_offsets
 from rewards.decs.judge_types import Judge, JudgeItem
+from rewards.decs.paper_chunking import newline_token_ids, paper_chunks, split_token_patterns
 from rewards.decs.rule_judge import RuleJudge
 from rewards.math import MathGrader, completion_text, grade_one, normalize_ground_truth
 
-__all__ = ["DECSResult", "analyze_completions", "redundant_token_fraction"]
+__all__ = ["CHUNKINGS", "DECSResult", "analyze_completions", "redundant_token_fraction", "resolve_chunking"]
+
+CHUNKINGS = ("auto", "lines", "paper")
+
+
+def resolve_chunking(chunking: str, judge: Any) -> str:
+    """``lines`` or ``paper``: ``auto`` takes the judge's ``preferred_chunking`` (the endpoint judge's
+    is ``paper``, the chunking its detector was trained on), else ``lines`` (the rule judge's)."""
+    if chunking not in CHUNKINGS:
+        raise ValueError(f"chunking must be one of {list(CHUNKINGS)}, got {chunking!r}")
+    if chunking == "auto":
+        chunking = getattr(judge, "preferred_chunking", None) or "lines"
+    return chunking
+
+
+def _chunker(tokenizer: Any, chunking: str, split_words: Sequence[str], split_inline: bool, think_end: str):
+    """``f(ids, offsets) -> chunks`` for one batch (the paper's token patterns computed once)."""
+    if chunking == "lines":
+        return lambda ids, off: chunks_from(off[0], off[1], split_words, split_inline, think_end)
+    patterns, newlines = split_token_patterns(tokenizer, split_words), newline_token_ids(tokenizer)
+    return lambda ids, off: paper_chunks(ids, tokenizer, off, split_words, think_end, patterns=patterns,
+                                         newline_ids=newlines)
 
 
 @dataclass
@@ -92,6 +114,8 @@ def analyze_completions(
     grader: MathGrader | None = None,
     split_words: Sequence[str] = DEFAULT_SPLIT_WORDS,
     split_inline: bool = True,
+    chunking: str = "auto",
+    think_end: str = THINK_END,
 ) -> list[DECSResult]:
     """DECS analysis of a batch of completions (one judge call for all chunks of all correct
     responses).
@@ -100,8 +124,12 @@ def analyze_completions(
     the tokens. Correctness: ``correct`` if given, else the math grader on the full completion
     text (``completions``, else the decoded ids) against the ground truth: through ``grader``
     when given, else in-process (:func:`rewards.math.grade_one`, no timeout). Rows without a
-    ground truth are incorrect. ``judge`` defaults to an in-process :class:`RuleJudge`.
+    ground truth are incorrect. ``judge`` defaults to an in-process :class:`RuleJudge`. ``chunking``:
+    ``lines`` (:mod:`rewards.decs.chunking`), ``paper`` (:mod:`rewards.decs.paper_chunking`) or
+    ``auto`` (:func:`resolve_chunking`); the reasoning ends at ``think_end``.
     """
+    judge = judge if judge is not None else RuleJudge()
+    chunker = _chunker(tokenizer, resolve_chunking(chunking, judge), split_words, split_inline, think_end)
     if completion_ids is None:
         if completions is None:
             raise ValueError("need completion_ids or completions")
@@ -136,7 +164,7 @@ def analyze_completions(
     results = [
         DECSResult(
             correct=bool(correct[i]) and gts[i] is not None,
-            chunks=chunks_from(offsets[i][0], offsets[i][1], split_words, split_inline),
+            chunks=chunker(completion_ids[i], offsets[i]),
             num_tokens=len(completion_ids[i]),
             text=offsets[i][0],
         )
@@ -150,7 +178,7 @@ def analyze_completions(
         for j, ch in enumerate(res.chunks):
             items.append(JudgeItem(problem=(problems[i] if problems is not None else "") or "", segment=ch.text, ground_truth=gts[i]))
             owner.append((i, j))
-    verdicts, fell_back = _run_judge(judge if judge is not None else RuleJudge(), items)
+    verdicts, fell_back = _run_judge(judge, items)
     per: dict[int, list[tuple[bool | None, bool]]] = {}
     for (i, _j), v, f in zip(owner, verdicts, fell_back):
         per.setdefault(i, []).append((v, f))
@@ -185,6 +213,8 @@ def redundant_token_fraction(
     grader: MathGrader | None = None,
     split_words: Sequence[str] = DEFAULT_SPLIT_WORDS,
     split_inline: bool = True,
+    chunking: str = "auto",
+    think_end: str = THINK_END,
 ) -> tuple[int, int]:
     """``(redundant tokens, total tokens)`` of one completion, for evaluation
     (``redundant_fraction`` = their ratio over a benchmark). ``completion`` is the text (or
@@ -203,5 +233,7 @@ def redundant_token_fraction(
         grader=grader,
         split_words=split_words,
         split_inline=split_inline,
+        chunking=chunking,
+        think_end=think_end,
     )[0]
     return res.redundant_tokens, res.num_tokens

@@ -33,8 +33,8 @@ from rewards.decs.chunking import (
     token_char_offsets,
 )
 from rewards.decs.judges import EndpointJudge, Judge, RuleJudge
-from rewards.decs.nrp import DECSResult, analyze_completions, redundant_token_fraction
-from rewards.decs.settings import SETTING_KEYS, DECSRewardSettings, parse_settings
+from rewards.decs.nrp import DECSResult, analyze_completions, redundant_token_fraction, resolve_chunking
+from rewards.decs.settings import CHUNK_KEYS, SETTING_KEYS, DECSRewardSettings, parse_settings
 from rewards.hooks import RewardHooks
 from rewards.math import MathGrader, get_default_grader, ground_truths_from_columns
 from rewards.registry import register_reward
@@ -94,8 +94,10 @@ class DECSRedundancyReward(RewardHooks):
     prompt.
 
     Configuration (constructor, or ``setup(tokenizer, args)`` reading ``args.method_kwargs``): the
-    ``decs_*`` keys of :class:`rewards.decs.settings.DECSRewardSettings` (split words, the judge and
-    its endpoint, timeouts, circuit breaker; ``parsimony methods`` lists them with their defaults).
+    ``decs_*`` keys of :class:`rewards.decs.settings.DECSRewardSettings` (the chunking, the judge and
+    its endpoint, its prompt and decoding, timeouts, circuit breaker; ``parsimony methods`` lists them
+    with their defaults). ``chunking="auto"`` (default) is ``lines`` for the rule judge and ``paper`` for
+    the endpoint judge (:func:`rewards.decs.nrp.resolve_chunking`).
 
     Correctness and the rule judge's comparisons go through ``grader`` (default: the shared
     :func:`rewards.math.get_default_grader`), so sympy never runs in the training process.
@@ -112,16 +114,21 @@ class DECSRedundancyReward(RewardHooks):
         grader: MathGrader | None = None,
         split_words: Sequence[str] = DEFAULT_SPLIT_WORDS,
         split_inline: bool = True,
+        chunking: str = "auto",
+        think_end: str = THINK_END,
         name: str = "decs_redundancy",
     ):
         self.__name__ = name
         self.tokenizer = tokenizer
         self._grader = grader
         self._judge = judge
+        resolve_chunking(chunking, None)  # validates
         self.split_words = tuple(split_words)
         self.split_inline = bool(split_inline)
+        self.chunking = chunking
+        self.think_end = think_end
         # what setup() starts from, so that a second setup() never keeps the first one's judge
-        self._initial = (judge, self.split_words, self.split_inline)
+        self._initial = (judge, self._chunk_options())
         self._lock = threading.Lock()
         self._meta: list[dict[str, Any]] = []
         self._reset()
@@ -133,6 +140,18 @@ class DECSRedundancyReward(RewardHooks):
         if self._grader is None:
             self._grader = get_default_grader("math")
         return self._grader
+
+    def _chunk_options(self) -> dict[str, Any]:
+        return {attr: getattr(self, attr) for attr in CHUNK_KEYS.values()}
+
+    def _restore(self, state: tuple[Any, dict[str, Any]]) -> None:
+        self._judge = state[0]
+        for attr, v in state[1].items():
+            setattr(self, attr, v)
+
+    def resolved_chunking(self) -> str:
+        """``lines`` or ``paper``: the chunking this reward uses with its judge."""
+        return resolve_chunking(self.chunking, self._judge)
 
     @property
     def judge(self) -> Judge:
@@ -148,19 +167,23 @@ class DECSRedundancyReward(RewardHooks):
         kw = getattr(args, "method_kwargs", None) if args is not None else None
         if kw is None and isinstance(args, dict):
             kw = args
-        previous = (self._judge, self.split_words, self.split_inline)
-        self._judge, self.split_words, self.split_inline = self._initial
+        previous = (self._judge, self._chunk_options())
+        self._restore(self._initial)
         try:
             self.configure(**{k: v for k, v in (kw or {}).items() if k in SETTING_KEYS})
         except Exception:
-            self._judge, self.split_words, self.split_inline = previous  # nothing applied on error
+            self._restore(previous)  # nothing applied on error
             raise
 
     def configure(self, **kw: Any) -> None:
         """Applies ``decs_*`` settings (the :meth:`setup` keys); errors name the key."""
-        split_words, split_inline, kind, p = parse_settings(kw, self.split_words, self.split_inline)
+        chunk, kind, p = parse_settings(kw, self._chunk_options())
+        if kind == "endpoint" and p["tokenizer"] is None:
+            p["tokenizer"] = self.tokenizer  # counts the judge prompt's tokens (the paper code's fallback too)
+        judge = EndpointJudge(**p, rule_judge=RuleJudge(grader=self.grader)) if kind == "endpoint" else None
         # everything is valid: apply
-        self.split_words, self.split_inline = split_words, split_inline
+        for attr, v in chunk.items():
+            setattr(self, attr, v)
         if kind == "rule":
             endpoint_keys = sorted(k for k in kw if k.startswith("decs_judge_"))
             if endpoint_keys:
@@ -168,7 +191,7 @@ class DECSRedundancyReward(RewardHooks):
             if "decs_judge" in kw:
                 self._judge = None  # a RuleJudge over the grader, made on first use
             return
-        self._judge = EndpointJudge(**p, rule_judge=RuleJudge(grader=self.grader))
+        self._judge = judge
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -193,6 +216,8 @@ class DECSRedundancyReward(RewardHooks):
             grader=self.grader,
             split_words=self.split_words,
             split_inline=self.split_inline,
+            chunking=self.chunking,
+            think_end=self.think_end,
         )
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **columns) -> list[list[float]]:

@@ -403,7 +403,13 @@ def test_reward_setup_and_validation(tok, math_grader, monkeypatch):
         ({"decs_judge_retries": -1}, "decs_judge_retries"),
         ({"decs_judge_retries": 1.5}, "decs_judge_retries"),
         ({"decs_judge_concurrency": 0}, "decs_judge_concurrency"),
-        ({"decs_judge_max_segment_chars": 0}, "decs_judge_max_segment_chars"),
+        ({"decs_judge_max_segment_chars": -1}, "decs_judge_max_segment_chars"),
+        ({"decs_judge_prompt": "mine"}, "decs_judge_prompt"),
+        ({"decs_judge_max_tokens": 0}, "decs_judge_max_tokens"),
+        ({"decs_judge_verdict": "maybe"}, "decs_judge_verdict"),
+        ({"decs_judge_max_prompt_tokens": -1}, "decs_judge_max_prompt_tokens"),
+        ({"decs_chunking": "words"}, "decs_chunking"),
+        ({"decs_think_end": ""}, "decs_think_end"),
         ({"decs_judge_fallback": "zero"}, "decs_judge_fallback"),
         ({"decs_judge_template": "no placeholder"}, "decs_judge_template"),
         ({"decs_judge_model": ""}, "decs_judge_model"),
@@ -460,3 +466,79 @@ def test_problem_text():
             {"role": "user", "content": [{"type": "text", "text": "q"}, {"type": "text", "text": "2"}]}]
     assert problem_text(msgs) == "q2"
     assert problem_text(None) == "" and problem_text([]) == ""
+
+
+# --------------------------------------------------------------------------- the paper code's chunking (issue 30 item 3)
+
+PAPER_TEXT = ("To start, 3 + 4\n= 7 Wait, let me check:\n3 + 4 = 7\nHmm, fine.\n"
+              "Let me add once more: 3 + 4 = 7\nso 7.\n</think>\nTherefore the answer is \\boxed{7}.")
+
+
+def test_paper_chunking_hand_built(tok):
+    from rewards.decs.paper_chunking import paper_chunks
+
+    ids = enc(tok, PAPER_TEXT) + [tok.eos_token_id]
+    offsets = token_char_offsets(tok, ids)
+    chunks = paper_chunks(ids, tok, offsets, DEFAULT_SPLIT_WORDS)
+    assert [c.text for c in chunks] == [
+        "To start, 3 + 4\n= 7 ",  # "Wait" splits mid-line (no sentence end before it); a newline inside: kept
+        "Wait, let me check:\n3 + 4 = 7\n",
+        "Hmm, fine.\nLet me add once more: 3 + 4 = 7\nso 7.\n",  # the one-line "Hmm, fine." merged forward
+    ]  # the final answer after </think>, "Therefore" and all, is in no chunk
+    think = ids.index(tok.convert_tokens_to_ids("</think>"))
+    assert chunks[0].start_token == 0 and chunks[-1].end_token == think
+    assert all(x.end_token == y.start_token for x, y in zip(chunks, chunks[1:]))
+    assert [PAPER_TEXT[c.start_char:c.end_char] for c in chunks] == [c.text for c in chunks]
+    # ours on the same text: split words start a chunk at line starts (or after . ! ?) only
+    assert [c.text for c in chunk_completion(ids, tok)] == [
+        "To start, 3 + 4\n= 7 Wait, let me check:\n3 + 4 = 7\n", "Hmm, fine.\nLet me add once more: 3 + 4 = 7\nso 7.\n"]
+    # another end-of-reasoning marker; none at all: the whole completion is reasoning
+    assert paper_chunks(ids, tok, offsets, DEFAULT_SPLIT_WORDS, think_end="so 7.")[-1].text == (
+        "Hmm, fine.\nLet me add once more: 3 + 4 = 7\n")
+    no_end = enc(tok, "Wait, a\nb\nc")
+    assert [c.text for c in paper_chunks(no_end, tok, token_char_offsets(tok, no_end), DEFAULT_SPLIT_WORDS)] == [
+        "Wait, a\nb\nc"]
+    # no split word: one chunk, up to the marker
+    plain = enc(tok, "a\nb\n</think>\nc")
+    assert [c.text for c in paper_chunks(plain, tok, token_char_offsets(tok, plain), DEFAULT_SPLIT_WORDS)] == ["a\nb\n"]
+
+
+def test_paper_multi_line_rule_on_tokens():
+    from rewards.decs.paper_chunking import is_multi_line, paper_token_spans
+
+    nl = frozenset({1})
+    assert is_multi_line([5, 1, 5], nl) and is_multi_line([1, 5, 1], nl)  # inside; or leading + trailing (the code's)
+    assert not is_multi_line([5, 1], nl) and not is_multi_line([1, 5], nl) and not is_multi_line([1, 1], nl)
+    assert not is_multi_line([5], nl) and not is_multi_line([], nl)
+    # split token 9: [5 1 5] [9 5] [9 5 1 5 1] [9 5] -> the one-line [9 5] merges forward, the last is kept as is
+    ids = [5, 1, 5, 9, 5, 9, 5, 1, 5, 1, 9, 5, 3]
+    assert paper_token_spans(ids, 12, [(9,)], nl) == [(0, 3), (3, 10), (10, 12)]
+    assert paper_token_spans(ids, 0, [(9,)], nl) == []
+    assert paper_token_spans([9, 5, 1, 5], 4, [(9,)], nl) == [(0, 4)]  # a split word at 0 opens the first chunk
+
+
+def test_chunking_setting_and_defaults(tok, math_grader, monkeypatch):
+    from rewards.decs.judges import EndpointJudge
+    from rewards.decs.nrp import resolve_chunking
+    from rewards.decs.settings import DECSRewardSettings
+
+    s = DECSRewardSettings.from_kwargs({})
+    assert (s.chunking, s.think_end, s.judge, s.judge_prompt) == ("auto", "</think>", "rule", "paper")
+    assert resolve_chunking("auto", RuleJudge()) == "lines" and resolve_chunking("auto", None) == "lines"
+    assert resolve_chunking("auto", EndpointJudge("http://127.0.0.1:9", tokenizer=tok)) == "paper"
+    assert resolve_chunking("lines", EndpointJudge("http://127.0.0.1:9", tokenizer=tok)) == "lines"
+    r = DECSRedundancyReward(grader=math_grader)
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={}))
+    assert r.resolved_chunking() == "lines"  # the rule judge (the embedded model's): unchanged
+    ids = enc(tok, PAPER_TEXT) + [tok.eos_token_id]
+    kw = dict(completion_ids=[ids], completions=[PAPER_TEXT], ground_truth=["7"], prompts=["What is 3 + 4?"])
+    assert len(r.analyze(**kw)[0].chunks) == 2
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_chunking": "paper"}))
+    assert r.resolved_chunking() == "paper" and len(r.analyze(**kw)[0].chunks) == 3
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_chunking": "paper", "decs_think_end": "so 7."}))
+    assert r.analyze(**kw)[0].chunks[-1].text.endswith("= 7\n")
+    monkeypatch.setenv("PARSIMONY_DECS_JUDGE_URL", "http://127.0.0.1:9/v1")
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_judge": "endpoint"}))
+    assert r.resolved_chunking() == "paper"
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_judge": "endpoint", "decs_chunking": "lines"}))
+    assert r.resolved_chunking() == "lines"

@@ -14,6 +14,8 @@ from tests.helpers import closed_port_url, local_http_server
 
 from rewards.decs.judges import (
     DEFAULT_JUDGE_TEMPLATE,
+    PAPER_JUDGE_TEMPLATE,
+    PARSIMONY_JUDGE_TEMPLATE,
     EndpointJudge,
     JudgeItem,
     RuleJudge,
@@ -21,6 +23,7 @@ from rewards.decs.judges import (
     parse_verdict,
     render_template,
     rule_candidates,
+    verdict_contains_yes,
 )
 
 # --------------------------------------------------------------------------- rule judge
@@ -89,9 +92,19 @@ def test_endpoint_judge_config(monkeypatch):
     assert j.fallback == "rule" and j.deadline == pytest.approx(3 * 30 + 0.5 + 1.0)
     assert (j.breaker.failures, j.breaker.cooldown, j.breaker.max_cooldown) == (5, 30.0, 300.0)
     assert EndpointJudge(breaker_failures=0).breaker is None
+    # the paper's prompt and decoding by default, ours on request; each can be set on its own
+    assert (j.prompt, j.template, j.max_tokens, j.verdict, j.max_prompt_tokens, j.max_segment_chars) == (
+        "paper", PAPER_JUDGE_TEMPLATE, 5, "contains_yes", 17_990, 0)
+    o = EndpointJudge(prompt="parsimony")
+    assert (o.template, o.max_tokens, o.verdict, o.max_prompt_tokens, o.max_segment_chars) == (
+        PARSIMONY_JUDGE_TEMPLATE, 128, "boxed", 0, 20_000)
+    o = EndpointJudge(prompt="parsimony", max_tokens=9, verdict="contains_yes", max_prompt_tokens=7, max_segment_chars=0)
+    assert (o.template, o.max_tokens, o.verdict, o.max_prompt_tokens, o.max_segment_chars) == (
+        PARSIMONY_JUDGE_TEMPLATE, 9, "contains_yes", 7, 0)
     for kw in ({"fallback": "x"}, {"timeout": 0}, {"retries": -1}, {"concurrency": 0}, {"template": "{problem}"},
-               {"max_segment_chars": 0}, {"deadline": 0}, {"breaker_failures": -1}, {"breaker_cooldown": 0},
-               {"breaker_cooldown": 10, "breaker_max_cooldown": 5}):
+               {"max_segment_chars": -1}, {"deadline": 0}, {"breaker_failures": -1}, {"breaker_cooldown": 0},
+               {"breaker_cooldown": 10, "breaker_max_cooldown": 5}, {"prompt": "mine"}, {"verdict": "maybe"},
+               {"max_tokens": 0}, {"max_prompt_tokens": -1}):
         with pytest.raises(ValueError):
             EndpointJudge(**kw)
 
@@ -123,6 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
         content = body["messages"][-1]["content"]
         if mode == "garbage":
             reply = "I think so."
+        elif mode == "reply":  # a fixed reply
+            reply = srv.reply
         elif mode == "bad_json":
             raw = b"not json"
             self.send_response(200)
@@ -133,7 +148,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:  # inspect the segment: yes iff it states "the answer is <ground truth>"
             seg = re.search(r"SEG<<(.*?)>> GT<<", content, re.S)
             gt = re.search(r"GT<<(.*?)>>", content, re.S)
-            if seg is None:  # default template
+            if seg is None:  # the paper's template (the default)
+                seg = re.search(r"\*\*Reasoning segment\*\*:\n(.*?)\n\*\*Ground Truth\*\*: ", content, re.S)
+                gt = re.search(r"\*\*Ground Truth\*\*: (.*)$", content, re.S)
+            if seg is None:  # ours
                 seg = re.search(r"Reasoning segment:\n(.*?)\n\nGround-truth answer:", content, re.S)
                 gt = re.search(r"Ground-truth answer:\n(.*?)\n\n", content, re.S)
             ok = seg is not None and gt is not None and f"answer is {gt.group(1)}" in seg.group(1)
@@ -148,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture()
 def server():
-    with local_http_server(_Handler, path="/v1", mode="ok", sleep=0.0, requests=[]) as srv:
+    with local_http_server(_Handler, path="/v1", mode="ok", sleep=0.0, requests=[], reply="") as srv:
         yield srv
 
 
@@ -189,6 +207,83 @@ def test_endpoint_default_template(server, monkeypatch):
     j = EndpointJudge(timeout=5)
     assert j.judge(ITEMS) == SERVER_VERDICTS
     assert server.requests[0]["auth"] is None and server.requests[0]["body"]["model"] == "DECS_NRP_DETECTOR"
+
+
+# --------------------------------------------------------------------------- the paper's protocol (issue 30 item 3)
+
+# the released detector's prompt for SAMPLE, written out by hand (its typo "segement" included)
+PAPER_PROMPT_SAMPLE = (
+    "Given a math problem and a segement of a long reasoning process to solve the problem, your task is to identify "
+    "whether this segment has presented a correct final answer. If the segment contains information that can serve "
+    "as the final answer to the problem and the answer is semantically correct when referring to the ground truth, "
+    "simply explain the reason and output \\boxed{yes}. Otherwise, directly output \\boxed{no}.\n"
+    "**Problem**:\nWhat is 3 + 4?\n**Reasoning segment**:\n3 + 4 = 7, so the answer is 7.\n**Ground Truth**: 7"
+)
+SAMPLE = JudgeItem("What is 3 + 4?", "3 + 4 = 7, so the answer is 7.", "7")
+
+
+class _WordTokenizer:
+    """Counts whitespace-separated words as tokens (the judge only needs a count)."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [0] * len(text.split())}
+
+
+def test_paper_prompt_renders_the_released_template():
+    assert DEFAULT_JUDGE_TEMPLATE == PAPER_JUDGE_TEMPLATE
+    assert render_template(PAPER_JUDGE_TEMPLATE, SAMPLE.problem, SAMPLE.segment, SAMPLE.ground_truth) == PAPER_PROMPT_SAMPLE
+    j = EndpointJudge("http://127.0.0.1:9", tokenizer=_WordTokenizer())
+    assert j.render(SAMPLE) == PAPER_PROMPT_SAMPLE
+    assert j.render(JudgeItem("  What is 3 + 4?\n", SAMPLE.segment, "7")) == PAPER_PROMPT_SAMPLE  # stripped, as the code does
+    assert render_template("{answer}|{ground_truth}", "p", "s", "7") == "7|7"  # the released template's name for it
+
+
+def test_verdict_rules():
+    # the paper's: "yes" anywhere (case-sensitive); neither yes nor no -> None (unparseable, then no)
+    assert [verdict_contains_yes(t) for t in ("The answer is yes", "\\boxed{yes}", "yes", "\\boxed{no}", "Yes", "", None)] == [
+        True, True, True, False, None, None, None]
+    # ours: the last \boxed{yes|no}
+    assert parse_verdict("The answer is yes") is None and parse_verdict("\\boxed{yes}") is True
+
+
+def test_endpoint_speaks_the_paper_protocol_by_default(server):
+    server.mode, server.reply = "reply", "The answer is yes"
+    j = EndpointJudge(server.url, timeout=5, tokenizer=_WordTokenizer())
+    assert j.judge([SAMPLE]) == [True]
+    body = server.requests[0]["body"]
+    assert body["max_tokens"] == 5 and body["temperature"] == 0.0 and body["model"] == "DECS_NRP_DETECTOR"
+    assert body["messages"] == [{"role": "user", "content": PAPER_PROMPT_SAMPLE}]
+    for reply, want in (("\\boxed{yes}", True), ("yes", True), ("\\boxed{no}", False), ("The segment", False)):
+        server.reply = reply
+        assert j.judge([SAMPLE]) == [want], reply
+    s = j.pop_stats()
+    assert (s["requests"], s["unparseable"], s["fallbacks"]) == (5, 1, 0)
+    # ours, on request: 128 new tokens, the last \boxed{yes|no}, so a bare "yes" is unreadable (no)
+    server.reply = "The answer is yes"
+    o = EndpointJudge(server.url, prompt="parsimony", timeout=5)
+    assert o.judge([SAMPLE]) == [False] and o.pop_stats()["unparseable"] == 1
+    body = server.requests[-1]["body"]
+    assert body["max_tokens"] == 128
+    assert body["messages"][0]["content"] == render_template(PARSIMONY_JUDGE_TEMPLATE, SAMPLE.problem, SAMPLE.segment, "7")
+
+
+def test_over_long_prompt_counts_as_no_without_a_request(server):
+    server.mode, server.reply = "reply", "\\boxed{yes}"
+    tokenizer = _WordTokenizer()
+    j = EndpointJudge(server.url, timeout=5, tokenizer=tokenizer)  # the paper's limit: 17,990 judge tokens
+
+    def item(extra_words: int) -> JudgeItem:
+        return JudgeItem("p", "the answer is 7" + " x" * extra_words, "7")
+
+    base = len(tokenizer(j.render(item(0)))["input_ids"])
+    at_limit, over = item(17_990 - base), item(17_991 - base)
+    assert len(tokenizer(j.render(over))["input_ids"]) == 17_991
+    assert j.judge([over, at_limit]) == [False, True]
+    assert len(server.requests) == 1 and server.requests[0]["body"]["messages"][0]["content"] == j.render(at_limit)
+    s = j.pop_stats()
+    assert (s["skipped_long"], s["requests"], s["fallbacks"], s["calls"]) == (1, 1, 0, 2)
+    # 0 turns the limit off; the paper's prompt has no character limit (the segments above are 36k characters)
+    assert EndpointJudge(server.url, timeout=5, tokenizer=tokenizer, max_prompt_tokens=0).judge([over]) == [True]
 
 
 def test_endpoint_unparseable_and_bad_json(server):
@@ -425,3 +520,25 @@ def test_reward_with_dead_endpoint(tok, math_grader, fallback):
     m = r.pop_metrics()
     assert m["decs/judge_fallbacks"] == 3 and m["decs/judge_short_circuits"] == 3 and m["decs/judge_errors"] == 0
     assert m["decs/judge_breaker_trips"] == 0
+
+
+def test_reward_endpoint_judge_defaults_to_the_paper_protocol_and_chunking(server, tok, math_grader):
+    from rewards.decs.reward import DECSRedundancyReward
+
+    row, text, ids, a, b = _overthink(tok)
+    r = DECSRedundancyReward(grader=math_grader)
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_judge": "endpoint", "decs_judge_url": server.url}))
+    assert r.resolved_chunking() == "paper" and r.judge.tokenizer is tok  # the policy's tokenizer counts the prompt
+    out = r(prompts=[row["prompt"]], completions=[text], completion_ids=[ids], reward_model=[row["reward_model"]])
+    assert out == [[1.0 if a <= i < b else 0.0 for i in range(len(ids))]]
+    chunks = r.analyze(prompts=[row["prompt"]], completions=[text], completion_ids=[ids],
+                       reward_model=[row["reward_model"]])[0].chunks
+    assert [c.text for c in chunks] == [tok.decode(ids[c.start_token:c.end_token], skip_special_tokens=True) for c in chunks]
+    bodies = [q["body"] for q in server.requests[:3]]
+    assert {q["max_tokens"] for q in bodies} == {5}
+    problem = row["prompt"][-1]["content"].strip()
+    assert sorted(q["messages"][0]["content"] for q in bodies) == sorted(
+        render_template(PAPER_JUDGE_TEMPLATE, problem, c.text, str(row["reward_model"]["ground_truth"])) for c in chunks)
+    # the rule judge keeps its line chunking
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_judge": "rule"}))
+    assert r.resolved_chunking() == "lines"
