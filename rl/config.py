@@ -134,7 +134,12 @@ class GRPOConfig(TrainConfig):
     loss_composition: str = field(
         default="single", metadata={"help": "Registered loss composition (which loss consumes which channel)."}
     )
-    loss_type: str = field(default="clipped", metadata={"help": "Registered policy loss for the 'single' composition."})
+    loss_type: str = field(
+        default="clipped",
+        metadata={"help": "Registered policy loss for the 'single' composition. TRL's values are read as its "
+                          "loss_agg_mode: dapo | bnpo -> token-mean, grpo -> seq-mean-token-mean, dr_grpo -> "
+                          "seq-mean-token-sum-norm (docs/coming-from-trl.md)."},
+    )
     loss_agg_mode: str = field(
         default="token-mean",
         metadata={"help": "token-mean | seq-mean-token-mean | seq-mean-token-sum | seq-mean-token-sum-norm."},
@@ -155,11 +160,14 @@ class GRPOConfig(TrainConfig):
         default=None, metadata={"help": "loss_type cispo: IS weight clipped above at 1 + this (default: epsilon_high)."}
     )
     beta: float = field(default=0.0, metadata={"help": "k3 KL coefficient to a frozen reference (0 = no reference)."})
-    scale_rewards: str = field(default="group", metadata={"help": "Divide advantages by std: group | batch | none."})
+    scale_rewards: str = field(
+        default="group", metadata={"help": "Divide advantages by std: group | batch | none (TRL's true = group, false = none)."}
+    )
     advantage_eps: float = field(default=1e-6, metadata={"help": "Added to the std when normalising."})
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy"],
-        metadata={"help": "Reward functions: registered names or 'module:function' import paths."},
+        metadata={"help": "Reward functions: registered names or 'module:function' import paths (a list; one name or "
+                          "comma-separated names in a recipe are a list too; TRL's accuracy_reward etc. are read as ours)."},
     )
     reward_weights: list[float] | None = field(
         default=None, metadata={"help": "One weight per reward function (default: all 1)."}

@@ -42,7 +42,7 @@ def load_config(cls: type[C], argv: Sequence[str] | None = None,
     on_cli = _flags_given(argv, fields) | set(foreign)
     on_cli |= {"num_train_epochs"} if "max_steps" in on_cli else set()
     recipe = {k: v for k, v in recipe.items() if k not in on_cli}
-    recipe = {**translate_trl_names(cls, recipe), **translate_trl_names(cls, foreign)}
+    recipe = {**translate_trl_names(cls, recipe), **translate_trl_names(cls, foreign, context=recipe)}
     unknown = sorted(set(recipe) - set(fields))
     if unknown:
         where = f"recipe {path}" if path else "the command line"

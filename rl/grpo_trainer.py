@@ -76,7 +76,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         self.reward_funcs, self.reward_names = resolve_reward_funcs(funcs)
         # fail on malformed rows before any model is loaded (an answer is needed unless only the caller's
         # own reward functions score, which may not read one: TRL's contract)
-        validate_dataset(train_dataset, require_answer=needs_answers(funcs, self.reward_funcs))
+        validate_dataset(train_dataset, require_answer=needs_answers(funcs, self.reward_funcs, train_dataset))
         weights = args.reward_weights or [1.0] * len(self.reward_funcs)
         if len(weights) != len(self.reward_funcs):
             raise ValueError(f"reward_weights has {len(weights)} entries for {len(self.reward_funcs)} reward functions")

@@ -62,9 +62,14 @@ def chat_completions(prompts: Sequence[Any], completions: Sequence[Any]) -> list
 BUILT_IN_PACKAGES = ("rewards", "rl", "curriculum", "rollout")
 
 
-def needs_answers(given: Any, funcs: Sequence[Any]) -> bool:
-    """Whether training rows must carry a ground truth: yes when a reward is named (``reward_funcs: [...]``)
-    or is one of the library's own; a caller's own functions alone may not read one (TRL's contract)."""
+def needs_answers(given: Any, funcs: Sequence[Any], dataset: Any = None) -> bool:
+    """Whether every training row must carry a ground truth: yes when a reward is named
+    (``reward_funcs: [...]``) or is one of the library's own, or when the dataset has an answer column
+    (then a row without one is a mistake); a caller's own functions on a dataset without answers may
+    not read one (TRL's contract: e.g. a length reward on ``trl-lib/tldr``)."""
+    columns = set(getattr(dataset, "column_names", None) or [])
+    if columns & {"reward_model", "ground_truth", "answer"}:
+        return True
     items = given if isinstance(given, (list, tuple)) else [given]
     if any(isinstance(f, str) for f in items):
         return True

@@ -24,7 +24,8 @@ class TrainConfig(metaclass=TracksExplicitFields):
     # --- model -----------------------------------------------------------------------
     model: str = field(
         default="",
-        metadata={"help": "Model to train: a local directory or a hub id (e.g. Qwen/Qwen2.5-1.5B)."},
+        metadata={"help": "Model to train: a local directory or a hub id (e.g. Qwen/Qwen2.5-1.5B); required on the "
+                          "command line, optional in Python when the trainer's model argument names it (as in TRL)."},
     )
     tokenizer: str | None = field(default=None, metadata={"help": "Tokenizer path/id (default: the model's)."})
     bf16: bool = field(default=False, metadata={"help": "Compute in bfloat16 autocast (weights stay fp32)."})
@@ -41,17 +42,22 @@ class TrainConfig(metaclass=TracksExplicitFields):
     dataset: str = field(
         default="task:overthink",
         metadata={
-            "help": "Training data: 'task:<name>' (built-in synthetic task), a .parquet/.jsonl/.json file, "
-            "or a hub dataset id. Rows need a `prompt` (chat messages or string) and, for RL, an answer "
-            "(`reward_model.ground_truth`, `ground_truth` or `answer`)."
+            "help": "Training data: 'task:<name>' (built-in synthetic task), a .parquet/.jsonl/.json/.csv file, a "
+            "datasets.save_to_disk folder, or a hub dataset id. Rows need a `prompt` (chat messages or string) "
+            "and, for RL, an answer (`reward_model.ground_truth`, `ground_truth` or `answer`); GSM8K's "
+            "(`question`, `answer` ending '#### N') and MATH's (`problem`, boxed `solution`) columns are read too."
         },
     )
-    dataset_split: str = field(default="train", metadata={"help": "Split to read from a hub dataset or task."})
+    dataset_split: str = field(
+        default="train", metadata={"help": "Split to read from a hub dataset, a saved DatasetDict folder or a task."}
+    )
     dataset_num_examples: int = field(
         default=4096, metadata={"help": "Number of examples to generate for a 'task:' dataset."}
     )
     dataset_kwargs: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "Extra keyword arguments for the task generator."}
+        default_factory=dict,
+        metadata={"help": "A task's generator keyword arguments; for a file, folder or hub dataset, its column "
+                          "names: {\"prompt_column\": \"q\", \"answer_column\": \"gold\"}."},
     )
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message prepended."})
     # --- optimisation ----------------------------------------------------------------

@@ -122,10 +122,11 @@ def _special(key: str, value: Any, given: Mapping[str, Any], fields: set[str]) -
         return {"engine": "vllm"} if value else {}
     if key == "steps_per_generation":
         return {} if value in (None, given.get("gradient_accumulation_steps", 1)) else None
+    vllm_on = bool(given.get("use_vllm")) or given.get("engine") == "vllm"  # TRL reads vllm_* only with use_vllm
     if key == "vllm_mode":
         if value not in ("colocate", "server"):
             return f"vllm_mode: colocate | server, got {value!r}"
-        return {"rollout_mode": value}
+        return {"rollout_mode": value} if vllm_on else {}
     if key == "vllm_server_base_url":
         return {} if value is None else {"server_url": str(value).rstrip("/")}
     if key in ("vllm_server_host", "vllm_server_port"):
@@ -135,6 +136,8 @@ def _special(key: str, value: Any, given: Mapping[str, Any], fields: set[str]) -
             return {}  # the base URL wins, as in TRL; host + port make one URL once
         return {"server_url": f"http://{host}:{given.get('vllm_server_port', 8000)}"}
     if key == "vllm_importance_sampling_correction":
+        if not vllm_on:
+            return {}
         if not value:
             return {"vllm_is_cap": 0.0}
         cap = given.get("vllm_importance_sampling_cap") or given.get("vllm_importance_sampling_clip_max") or 3.0
@@ -150,10 +153,12 @@ def _special(key: str, value: Any, given: Mapping[str, Any], fields: set[str]) -
     return None
 
 
-def translate_trl_names(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+def translate_trl_names(cls: type, values: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``values`` (keywords of ``cls``, or a recipe) with TRL's names and values read into ours
-    (see the module doc). Keys that are neither ours nor TRL's are left for the caller to refuse."""
+    (see the module doc). Keys that are neither ours nor TRL's are left for the caller to refuse.
+    ``context``: other settings of the same config that a value is read with (the recipe, for flags)."""
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    given = {**(context or {}), **values}
     out: dict[str, Any] = {}
     problems: list[str] = []
     for key, value in values.items():
@@ -162,7 +167,7 @@ def translate_trl_names(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
         if key in RENAMED and RENAMED[key] in fields:
             msg = _conflict(out, values, key, RENAMED[key], value)
         else:
-            special = _special(key, value, values, fields)
+            special = _special(key, value, given, fields)
             if isinstance(special, dict):
                 msg = None
                 for f, v in special.items():

@@ -307,13 +307,19 @@ class EndpointJudge:
         problem = item.problem.strip() if self.strip_problem else item.problem
         return render_template(self.template, problem, item.segment, format_ground_truth(item.ground_truth))
 
-    def _too_long(self, item: JudgeItem, prompt: str) -> bool:
-        """The rules that keep an item from being sent (it counts as "no")."""
-        if self.max_segment_chars and len(item.segment) > self.max_segment_chars:
-            return True
-        if self.max_prompt_tokens and self.tokenizer is not None:
-            return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"]) > self.max_prompt_tokens
-        return False
+    def _too_long(self, items: list[JudgeItem], prompts: list[str]) -> list[bool]:
+        """Per item, whether the rules keep it from being sent (it then counts as "no"). Prompt tokens
+        are counted in one batch, and only for prompts of at least ``max_prompt_tokens`` UTF-8 bytes:
+        every token covers at least one byte (byte-level BPE; SentencePiece adds at most one "▁")."""
+        out = [bool(self.max_segment_chars) and len(it.segment) > self.max_segment_chars for it in items]
+        limit = self.max_prompt_tokens
+        if limit and self.tokenizer is not None:
+            count = [i for i, p in enumerate(prompts) if not out[i] and len(p.encode("utf-8")) >= limit]
+            if count:
+                ids = self.tokenizer([prompts[i] for i in count], add_special_tokens=False)["input_ids"]
+                for i, x in zip(count, ids):
+                    out[i] = len(x) > limit
+        return out
 
     def _ask(self, prompt: str, stop_at: float, cancelled: threading.Event) -> bool:
         """Verdict for one prompt (the client retries what is safe to retry); raises _Failure."""
@@ -356,13 +362,10 @@ class EndpointJudge:
         failed: list[int] = []
         kinds = {"timeout": 0, "error": 0, "short_circuit": 0, "abandoned": 0}
         breaker_opened = False
-        todo, prompts = [], {}
-        for i, it in enumerate(items):
-            prompts[i] = self.render(it)
-            if self._too_long(it, prompts[i]):
-                self._count("skipped_long")
-            else:
-                todo.append(i)
+        prompts = [self.render(it) for it in items]
+        too_long = self._too_long(items, prompts)
+        self._count("skipped_long", sum(too_long))
+        todo = [i for i in range(len(items)) if not too_long[i]]
         stop_at = time.monotonic() + self.deadline
         if todo:
             cancelled = threading.Event()

@@ -223,9 +223,11 @@ SAMPLE = JudgeItem("What is 3 + 4?", "3 + 4 = 7, so the answer is 7.", "7")
 
 
 class _WordTokenizer:
-    """Counts whitespace-separated words as tokens (the judge only needs a count)."""
+    """Counts whitespace-separated words as tokens (the judge only needs a count); a text or a batch."""
 
     def __call__(self, text, add_special_tokens=False):
+        if isinstance(text, list):
+            return {"input_ids": [self(t)["input_ids"] for t in text]}
         return {"input_ids": [0] * len(text.split())}
 
 
@@ -542,3 +544,28 @@ def test_reward_endpoint_judge_defaults_to_the_paper_protocol_and_chunking(serve
     # the rule judge keeps its line chunking
     r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={"decs_judge": "rule"}))
     assert r.resolved_chunking() == "lines"
+
+
+def test_over_long_prompt_with_a_real_tokenizer(server, tok):
+    server.mode, server.reply = "reply", "\\boxed{yes}"
+    j = EndpointJudge(server.url, timeout=5, tokenizer=tok)
+    n = len(tok(j.render(SAMPLE), add_special_tokens=False)["input_ids"])
+    j.max_prompt_tokens = n
+    assert j.judge([SAMPLE]) == [True]
+    j.max_prompt_tokens = n - 1
+    assert j.judge([SAMPLE]) == [False]
+    assert len(server.requests) == 1 and j.pop_stats()["skipped_long"] == 1
+
+
+def test_judge_tokenizer_setting_loads_the_judges_own(server, tok, tiny_model_dir, math_grader):
+    from rewards.decs.reward import DECSRedundancyReward
+
+    r = DECSRedundancyReward(grader=math_grader)
+    r.setup(tokenizer=tok, args=SimpleNamespace(method_kwargs={
+        "decs_judge": "endpoint", "decs_judge_url": server.url, "decs_judge_tokenizer": str(tiny_model_dir),
+        "decs_judge_prompt": "parsimony", "decs_judge_max_prompt_tokens": 40}))
+    j = r.judge
+    assert j.tokenizer is not tok and j.tokenizer("a b")["input_ids"] == tok("a b")["input_ids"]
+    assert (j.prompt, j.max_tokens, j.verdict, j.max_prompt_tokens, j.max_segment_chars) == (
+        "parsimony", 128, "boxed", 40, 20_000)
+    assert j.judge([SAMPLE]) == [False] and server.requests == [] and j.pop_stats()["skipped_long"] == 1

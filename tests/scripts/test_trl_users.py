@@ -146,6 +146,26 @@ def test_trls_documented_example_runs_with_its_own_reward(tmp_path, tiny_model_d
     assert [r["step"] for r in rows] == [1, 2] and "rewards/accuracy_reward/mean" in rows[0]
 
 
+def test_trls_tldr_example_runs_in_process(tmp_path, tiny_model_dir):
+    """TRL's other documented example (docs: GRPO Trainer, quick start): a text dataset without answers
+    (trl-lib/tldr's layout) and a length reward; GRPOConfig without model."""
+    from datasets import Dataset
+
+    from rl.grpo_trainer import GRPOConfig as Config, GRPOTrainer  # was: from trl import GRPOConfig, GRPOTrainer
+
+    dataset = Dataset.from_list([{"prompt": f"Summarise post {i}: the cat sat on the mat.", "completion": "x"}
+                                 for i in range(8)])
+
+    def reward_len(completions, **kwargs):
+        return [-abs(20 - len(completion)) for completion in completions]
+
+    training_args = Config(output_dir=str(tmp_path / "Qwen2-0.5B-GRPO"), **TINY, report_to="none")
+    trainer = GRPOTrainer(model=str(tiny_model_dir), reward_funcs=reward_len, args=training_args,
+                          train_dataset=dataset)
+    assert trainer.train()["global_step"] == 1
+    assert training_args.model == str(tiny_model_dir)
+
+
 def test_config_without_model_takes_the_trainers():
     cfg = GRPOConfig(output_dir="o", **TINY)  # TRL: the model is the trainer's argument
     assert cfg.model == ""
@@ -230,8 +250,10 @@ def test_the_page_maps_every_name_the_code_maps():
     from rl.trl_names import NOT_OURS, RENAMED, TRL_LOSS_TYPES, TRL_REWARDS
 
     page = (REPO / "docs/coming-from-trl.md").read_text()
-    for name in [*RENAMED, *TRL_LOSS_TYPES, *TRL_REWARDS, *NOT_OURS, "use_vllm", "vllm_mode", "scale_rewards"]:
+    for name in [*RENAMED, *TRL_REWARDS, *NOT_OURS, "use_vllm", "vllm_mode", "scale_rewards"]:
         assert f"`{name}" in page, name
+    for loss_type in TRL_LOSS_TYPES:
+        assert f"`loss_type: {loss_type}`" in page, loss_type
     for default in ("seed", "logging_steps", "max_completion_length", "gradient_checkpointing", "adam_beta2",
                     "lr_scheduler_type", "save_steps", "optim"):
         assert f"`{default}`" in page, default
