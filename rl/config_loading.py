@@ -39,7 +39,7 @@ def load_config(cls: type[C], argv: Sequence[str] | None = None,
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     argv, foreign = _pop_foreign_flags(argv, fields)  # TRL's names given as flags
     # a key given on the command line replaces the recipe's before either is read (TRL: max_steps wins over epochs)
-    on_cli = _flags_given(argv, fields) | set(foreign)
+    on_cli = {k for k in _flags_given(argv, fields) if not _is_dict_field(fields[k])} | set(foreign)  # dicts merge
     on_cli |= {"num_train_epochs"} if "max_steps" in on_cli else set()
     recipe = {k: v for k, v in recipe.items() if k not in on_cli}
     recipe = {**translate_trl_names(cls, recipe), **translate_trl_names(cls, foreign, context=recipe)}
