@@ -83,7 +83,7 @@ def _parser(cls: type, help_flags: Sequence[tuple[str, str]]):
 
     parser = one_line_errors(HfArgumentParser(cls, allow_abbrev=False))
     parser.add_argument("--config", metavar="RECIPE.yaml",
-                        help="A YAML recipe of field: value (also --config=PATH); flags given after it override it.")
+                        help="A YAML recipe of field: value (also --config=PATH); flags override its values.")
     for flag, text in help_flags:
         parser.add_argument(flag, help=text, nargs="?", metavar="VALUE")
     return parser

@@ -17,15 +17,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def no_model(monkeypatch):
-    """Loading a model (or a tokenizer) fails the test: every bad input must be caught before."""
+    """Loading a model (or a tokenizer) fails the test: every bad input must be caught before. The
+    trainers are imported first, so that the modules bound to the loaders keep the real ones after."""
+    import rl.grpo_trainer  # noqa: F401
     import rl.modeling
+    import rl.sft_trainer  # noqa: F401
 
     def refuse(*a, **k):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(rl.modeling, "load_model", refuse)
-    monkeypatch.setattr(rl.modeling, "load_tokenizer", refuse)
-    monkeypatch.setattr("rl.trainer_base.load_tokenizer", refuse, raising=False)
+    for name in ("load_model", "load_tokenizer"):
+        real = getattr(rl.modeling, name)
+        for mod_name, module in list(sys.modules.items()):
+            if mod_name.split(".")[0] in ("rl", "curriculum") and getattr(module, name, None) is real:
+                monkeypatch.setattr(module, name, refuse)
 
 
 def one_error_line(capsys, argv: list[str]) -> str:
@@ -63,6 +68,7 @@ BAD_TRAIN = [
     (BASE, ["--temperatur", "0.5"], "--temperatur (did you mean '--temperature'?)"),  # 6: no abbreviations
     (BASE, ["--learning_rat", "1e-5"], "--learning_rat (did you mean '--learning_rate'?)"),
     (BASE, ["--temperature", "-0.5"], "temperature: must be > 0, got -0.5"),           # 6: a negative value
+    (BASE, ["--learning_rate", "-1e-5"], "learning_rate: must be >= 0, got -1e-05"),   # 6: in exponent form too
     (BASE, ["--max_steps", "many"], "--max_steps"),                                    # 6: one line, no usage dump
     (BASE + "loss_type: sapo\n", [], "loss_type: 'sapo'"),                             # 13
     (BASE + "num_train_epochs: 2\n", [], "num_train_epochs=2: use max_steps"),         # 13
