@@ -103,10 +103,17 @@ class DECSRewardSettings(MethodSettings):
         return self.judge_url or (os.environ.get(JUDGE_URL_ENV) if self.judge == "endpoint" else None)
 
     def check(self) -> None:
+        # a URL given must be http(s); a missing one is the real run's concern (require_endpoint, run before the
+        # model loads), so that `--dry_run` resolves a paper-scale recipe without a live judge
         url = self.resolved_url()
-        if self.judge == "endpoint" and (not url or not url.startswith(("http://", "https://"))):
-            raise self.bad("decs_judge_url", f"must be an http(s) URL (or set ${JUDGE_URL_ENV}) for decs_judge='endpoint', "
-                           f"got {url!r}")
+        if self.judge == "endpoint" and url and not url.startswith(("http://", "https://")):
+            raise self.bad("decs_judge_url", f"must be an http(s) URL for decs_judge='endpoint', got {url!r}")
+
+    def require_endpoint(self) -> None:
+        """The endpoint judge needs its URL: ``decs_judge_url`` or ``$PARSIMONY_DECS_JUDGE_URL``."""
+        if self.judge == "endpoint" and not self.resolved_url():
+            raise self.bad("decs_judge_url", f"decs_judge='endpoint' needs the judge's http(s) URL: set "
+                           f"decs_judge_url or ${JUDGE_URL_ENV}")
 
     def endpoint_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :class:`rewards.decs.judges.EndpointJudge` (but its rule judge)."""

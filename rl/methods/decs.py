@@ -150,7 +150,15 @@ def decs_token_rewards(batch: RolloutBatch, settings: DECSSettings, args: Any = 
     return torch.where(redundant, post[:, None].expand(n, t), base[:, None].expand(n, t))
 
 
-@register_advantage("decs", settings=DECSSettings)
+def require_judge(cfg: Any) -> None:
+    """Before the model loads (not in ``--dry_run``): the endpoint judge has its URL."""
+    try:
+        DECSRewardSettings.from_args(cfg).require_endpoint()
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+@register_advantage("decs", settings=DECSSettings, preflight=require_judge)
 def decs(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """DECS: per-token decoupled length reward, normalised per position within each group."""
     settings = DECSSettings.from_args(cfg)

@@ -195,7 +195,7 @@ for _name, _lam in COUPLED_LAMBDAS.items():
 # --- DECS + HDPO in one run ---------------------------------------------------------------------
 # DECS's per-token length advantage on the accuracy channel, HDPO's conditional tool channel on the
 # other: L = w_acc * TokenMean_all[clip(A_decs)] + w_tool * TokenMean_S[clip(A_tool)].
-from rl.methods.decs import DECS_PRESET, DECSSettings, decs  # noqa: E402
+from rl.methods.decs import DECS_PRESET, DECSSettings, decs, require_judge  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class DECSHDPOSettings(DECSSettings, HDPOAdvantageSettings):
     """The ``decs_hdpo`` estimator reads both estimators' settings."""
 
 
-@register_advantage("decs_hdpo", settings=DECSHDPOSettings)
+@register_advantage("decs_hdpo", settings=DECSHDPOSettings, preflight=require_judge)
 def decs_hdpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """``acc`` = DECS's per-token advantage (rl/methods/decs.py); ``tool`` = HDPO's conditional tool advantage."""
     out = hdpo(batch, cfg)

@@ -230,11 +230,13 @@ def test_recipes_parse(name, monkeypatch):
     from curriculum.decs_kappa import KappaSettings
 
     path = REPO / "recipes" / "decs" / f"{name}.yaml"
-    if name != "tiny":  # the endpoint judge's URL is checked when the config is built
+    if name != "tiny":  # the config (and --dry_run) resolves without a judge URL; the real run needs one
         monkeypatch.delenv("PARSIMONY_DECS_JUDGE_URL", raising=False)
+        cfg_ = load_config(GRPOConfig, ["--config", str(path)])
         with pytest.raises(ConfigError, match="decs_judge_url.*PARSIMONY_DECS_JUDGE_URL"):
-            load_config(GRPOConfig, ["--config", str(path)])
+            get_advantage("decs").preflight(cfg_)  # run before the model loads
         monkeypatch.setenv("PARSIMONY_DECS_JUDGE_URL", "http://127.0.0.1:10041/v1")
+        get_advantage("decs").preflight(cfg_)
     cfg_ = load_config(GRPOConfig, ["--config", str(path)])
     assert cfg_.method == "decs"
     assert cfg_.advantage_estimator == "decs" and cfg_.sampler == "decs_kappa"

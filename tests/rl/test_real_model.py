@@ -102,9 +102,11 @@ def test_grpo_with_lora_steps_and_resumes_exactly(smollm2_dir, tmp_path):
 def test_full_fine_tuning_with_decs_changes_the_weights(smollm2_dir, tmp_path):
     from rl.grpo_trainer import GRPOTrainer
 
+    # sampler plain: decs_kappa drops all-wrong groups, and the bare model is wrong on every one of them
     cfg = _grpo(smollm2_dir, tmp_path / "run", use_peft=False, method="decs", learning_rate=1e-4,
-                max_completion_length=12)
-    t = GRPOTrainer(cfg.model, args=cfg, train_dataset=_dataset())
+                max_completion_length=12, sampler="plain")
+    t = GRPOTrainer(cfg.model, reward_funcs=["accuracy", "decs_redundancy", varied_reward], args=cfg,
+                    train_dataset=_dataset())
     w = t.unwrapped_model.model.layers[0].self_attn.q_proj.weight
     before = w.detach().clone()
     t.train()
