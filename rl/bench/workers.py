@@ -38,7 +38,7 @@ def run_ours(args, model_dir: Path, out: Path) -> dict[str, Any]:
     from rl.grpo_trainer import GRPOTrainer
 
     s = settings(args)
-    cfg = GRPOConfig(model=str(model_dir), dataset=f"task:{args.task}", reward_funcs=["accuracy"],
+    cfg = GRPOConfig(model=str(model_dir), dataset=f"task:{args.task}", reward_funcs=["accuracy"], overwrite_output_dir=True,
                      loss_type="clipped", advantage_estimator="grpo", output_dir=str(out), report_to=[],
                      logging_steps=1, save_final=False, disable_progress_bar=True, num_threads=args.threads,
                      **s, **{**_ours_engine_fields(args), **json.loads(args.ours_overrides)})

@@ -112,6 +112,7 @@ def sft_warm_start(
     from rl.sft_trainer import SFTTrainer
 
     cfg = SFTConfig(
+        overwrite_output_dir=True,  # a harness stage owns its folder: a rerun replaces it
         model=str(model_dir), dataset=f"task:{task}", dataset_num_examples=max(4096, steps * 32),
         learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(50, steps // 10),
         per_device_train_batch_size=32, split_by_length=4, max_steps=steps, output_dir=str(output_dir),

@@ -140,6 +140,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         return final, {**json.loads(info_path.read_text()), "reused": True}
     settings = method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args), parse_variants(args.variant))
     cfg = GRPOConfig(
+        overwrite_output_dir=True,  # a harness stage owns its folder: a rerun replaces it
         model=str(start), dataset=f"task:{task}", dataset_num_examples=4096, learning_rate=args.lr,
         num_generations=args.num_generations,
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,

@@ -119,6 +119,7 @@ def sft_start(args, model_dir: Path, role: str, out: Path) -> Path:
     steps = args.multi_sft_steps if role == "sft" else args.sft_steps
     teacher = {"single_guesses": True} if role == "single" and args.single_guesses else {}
     cfg = SFTConfig(
+        overwrite_output_dir=True,  # a harness stage owns its folder: a rerun replaces it
         model=str(model_dir), dataset=f"task:{args.task}", dataset_kwargs={"role": role, **teacher},
         # rows seen once: a problem gives ~4.5 rows in `sft` (its planner row and its executor rows), 1 in `single`
         dataset_num_examples=max(2048, steps * (8 if role == "sft" else 32)), learning_rate=args.sft_lr, lr_scheduler_type="cosine",
@@ -135,6 +136,7 @@ def _grpo_config(args, start: Path, run_dir: Path, name: str, **fields: Any):
     from rl.config import GRPOConfig
 
     base = dict(
+        overwrite_output_dir=True,  # a harness stage owns its folder: a rerun replaces it
         model=str(start), dataset=f"task:{args.task}", dataset_num_examples=4096, learning_rate=args.lr,
         num_generations=args.num_generations, per_device_train_batch_size=args.prompts_per_step * args.num_generations,
         max_completion_length=args.max_completion_length, max_episode_tokens=args.max_episode_tokens,

@@ -168,6 +168,7 @@ def train_parsimony(args, start: Path, dataset, out: Path) -> dict[str, Any]:
 
     s = shared_settings(args)
     cfg = GRPOConfig(
+        overwrite_output_dir=True,  # a harness stage owns its folder: a rerun replaces it
         model=str(start), dataset=f"task:{args.task}", dataset_num_examples=args.train_examples,
         dataset_kwargs=json.loads(args.dataset_kwargs), reward_funcs=["accuracy"], loss_type="clipped",
         advantage_estimator="grpo", output_dir=str(out), report_to=["jsonl"], logging_steps=1,

@@ -67,7 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def method_fields(method: str) -> dict:
     """GRPOConfig fields of the quickstart's method: its preset (``rl/presets.py``; ``decs``: accuracy +
     token-level penalty on tokens after the necessary reasoning prefix, with the settings of docs/decs.md,
-    Results, registered in ``rl/methods/decs.py``)."""
+    Results, registered in ``rl/methods/decs.py``). DECS keeps ``decs_l_max: batch``, the setting its published
+    table (docs/quickstart.md) was measured with before the preset's default became the paper's
+    ``max_completion_length`` (2026-12-07): the quickstart reproduces that table exactly."""
+    if method == "decs":
+        return {"method": method, "method_kwargs": {"decs_l_max": "batch"}}
     return {"method": method}
 
 
@@ -123,6 +127,7 @@ def main(argv=None) -> int:
 
     t0 = time.time()
     grpo_cfg = GRPOConfig(
+        overwrite_output_dir=True,  # a harness stage owns its folder: a rerun replaces it
         model=str(sft_dir),
         dataset=f"task:{args.task}",
         dataset_num_examples=4096,
