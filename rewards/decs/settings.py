@@ -141,5 +141,6 @@ def parse_settings(kw: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[d
     if unknown:
         raise ValueError(f"unknown DECS reward settings {unknown}; known: {list(SETTING_KEYS)}")
     s = DECSRewardSettings.from_kwargs(kw)
+    s.require_endpoint()  # the reward is being set up for a run: the endpoint judge needs its URL now
     chunk = {attr: getattr(s, attr) if key in kw else current[attr] for key, attr in CHUNK_KEYS.items()}
     return chunk, s.judge, s.endpoint_kwargs()

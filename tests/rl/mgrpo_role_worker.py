@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_grpo_mgrpo import PlannerExecutorEngine, dataset  # noqa: E402
 from tests_helpers_grpo import make_cfg  # noqa: E402
 
+import rl.methods.mgrpo as mgrpo  # noqa: E402  (its prepare_groups pushes the planner's steps)
 import rl.methods.mgrpo_two_process as decoupled  # noqa: E402
 from rl.grpo_trainer import GRPOTrainer  # noqa: E402
 
@@ -52,7 +53,7 @@ def main() -> int:
     if a.role == "planner":
         from transformers import AutoTokenizer
 
-        push = decoupled.push_executor_step
+        push = mgrpo.push_executor_step
 
         def push_then_maybe_die(store, run, step, groups):
             out = push(store, run, step, groups)
@@ -61,7 +62,7 @@ def main() -> int:
                 die()
             return out
 
-        decoupled.push_executor_step = push_then_maybe_die
+        mgrpo.push_executor_step = push_then_maybe_die
         trainer = GRPOTrainer(cfg.model, args=cfg, train_dataset=dataset(),
                               engine=PlannerExecutorEngine(AutoTokenizer.from_pretrained(a.model)))
     else:
