@@ -95,11 +95,12 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.loss_terms: list[LossTerm] = get_composition(args.loss_composition)(args)
-        self.engine = as_rollout_engine(engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator))
+        built = engine or make_rollout_engine(args, self.model, self.tokenizer, self.accelerator)
         if engine is not None:  # an engine the caller built may hold other weights (a shared server, an earlier run)
-            self.engine.sync_weights(self.model)
-            if args.async_rollouts:
-                self.engine = off_policy_engine(self.engine)
+            built.sync_weights(self.model)
+            if args.async_rollouts:  # wrapped as given: the off-policy engine passes a seed to a generate() that takes one
+                built = off_policy_engine(built)
+        self.engine = as_rollout_engine(built)
         if self.role_adapters:  # role 0 generates with its adapter; sub-episodes of role r ask for_role(r)
             if self.accelerator.num_processes > 1 or self.is_sharded:
                 raise ValueError("role_adapters: one process only for now (DDP would see the idle role's "
