@@ -50,6 +50,9 @@ TASKS: dict[str, TaskBuilder] = {
     # a real pretrained model's task: natural-language arithmetic word problems, 1-3 steps (GSM8K-like),
     # integer answers in \boxed{}; SFT traces write one equation per step
     "word_problems": make_word_problems_dataset,
+    # the same problems with a reasoning model's trace: equations in <think>, then 0-3 redundant re-checks
+    # (U{0..3}) before </think> and the boxed answer: the real model's length-efficiency task
+    "word_problems_think": partial(make_word_problems_dataset, style="think"),
 }
 
 # Tasks whose rollouts are multi-turn episodes: the GRPOConfig fields (environment, its kwargs,
@@ -73,6 +76,10 @@ def task_text_metrics(name: str) -> dict[str, Callable[[str], float]]:
         from curriculum.tasks.explore import GUESS_OPENING_LINE, count_tries
 
         return {"tries": lambda t: float(count_tries(t)), "guess": lambda t: float(GUESS_OPENING_LINE in t)}
+    if name == "word_problems_think":
+        from curriculum.tasks.overthink import count_redundant_chunks
+
+        return {"rechecks": lambda t: float(count_redundant_chunks(t))}
     if name.startswith(("overthink", "mixed")):
         from curriculum.tasks.overthink import count_steps, is_quick
 

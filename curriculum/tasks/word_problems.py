@@ -10,18 +10,27 @@ closes with ``The answer is \\boxed{N}.``, a short format a small instruct model
 steps. Train and test are disjoint problem sets (stable hash of the problem text, 10% test), drawn with a
 seeded RNG per (seed, split). ``extra_info``: ``difficulty`` = ``num_steps``, ``split``, ``index``,
 ``problem``.
+
+``style="think"`` (the task ``word_problems_think``) writes the trace a reasoning model writes: the
+equations inside ``<think>``, the first answer statement, then k re-checks that repeat the equations and
+the answer (k drawn from ``redundancy``, the ``overthink`` task's presets: U{0..3} by default), and
+``The answer is \\boxed{N}.`` after ``</think>``. The re-checks change nothing: the redundancy DECS and the
+length presets are meant to remove, on a real model. ``extra_info["redundant_chunks"]`` is k.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from typing import Any
+from typing import Any, Mapping
+
+from curriculum.tasks.overthink import choose_phrases, redundancy_weights
 
 NAMES = ("Maya", "Tom", "Sara", "Leo", "Ana", "Ben", "Nora", "Omar", "Lily", "Sam", "Ivy", "Max")
 THINGS = ("apple", "marble", "sticker", "pencil", "book", "coin", "card", "shell", "cookie", "stamp")
 INSTRUCTION = "Put the final answer in \\boxed{}."
 MAX_VALUE = 200
+STYLES = ("plain", "think")
 
 
 def problem_split(problem: str) -> str:
@@ -83,13 +92,28 @@ def sample_problem(rng: random.Random, num_steps: int) -> dict[str, Any]:
             return {"problem": problem, "trace": trace, "answer": value}
 
 
+def think_trace(equations: list[str], answer: int, phrases: list[str]) -> str:
+    """A reasoning trace: the equations, the first answer statement, one re-check per phrase (the same
+    equations, the same answer), then the boxed answer after ``</think>``."""
+    lines = ["<think>", *equations, f"So the answer is {answer}."]
+    for phrase in phrases:
+        lines += [phrase, *equations, f"Yes, the answer is {answer}."]
+    return "\n".join([*lines, "</think>", f"The answer is \\boxed{{{answer}}}."])
+
+
 def generate_examples(num_examples: int, seed: int = 0, split: str = "train", min_steps: int = 1,
-                      max_steps: int = 3) -> list[dict[str, Any]]:
+                      max_steps: int = 3, style: str = "plain",
+                      redundancy: str | Mapping[int, float] = "standard") -> list[dict[str, Any]]:
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    ks, ws = redundancy_weights(redundancy)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if not 1 <= min_steps <= max_steps:
         raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
     rng = random.Random(f"word_problems/{seed}/{split}")
+    # the re-check draws use their own stream: both styles pose the same problems in the same order
+    chunk_rng = random.Random(f"word_problems/{seed}/{split}/rechecks")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     attempts = 0
@@ -102,20 +126,28 @@ def generate_examples(num_examples: int, seed: int = 0, split: str = "train", mi
         if p["problem"] in seen or problem_split(p["problem"]) != split:
             continue
         seen.add(p["problem"])
+        extra: dict[str, Any] = {}
+        completion = p["trace"]
+        if style == "think":
+            k = chunk_rng.choices(ks, weights=ws)[0]
+            completion = think_trace(p["trace"].split("\n")[:-1], p["answer"], choose_phrases(chunk_rng, k))
+            extra["redundant_chunks"] = k
         rows.append({
             "prompt": [{"role": "user", "content": f"{p['problem']} {INSTRUCTION}"}],
-            "completion": p["trace"],
+            "completion": completion,
             "reward_model": {"ground_truth": str(p["answer"]), "style": "rule"},
             "data_source": "word_problems",
             "extra_info": {"difficulty": steps, "num_steps": steps, "split": split, "index": len(rows),
-                           "problem": p["problem"]},
+                           "problem": p["problem"], **extra},
         })
     return rows
 
 
 def make_word_problems_dataset(num_examples: int, seed: int = 0, split: str = "train", min_steps: int = 1,
-                               max_steps: int = 3):
+                               max_steps: int = 3, style: str = "plain",
+                               redundancy: str | Mapping[int, float] = "standard"):
     """Seeded word problems (``datasets.Dataset``) in the shared-benchmark layout, with SFT traces."""
     import datasets
 
-    return datasets.Dataset.from_list(generate_examples(num_examples, seed, split, min_steps, max_steps))
+    return datasets.Dataset.from_list(
+        generate_examples(num_examples, seed, split, min_steps, max_steps, style, redundancy))
