@@ -39,15 +39,16 @@ class GRPOConfig(TrainConfig):
     # --- rollout ---------------------------------------------------------------------
     engine: str = field(default="hf", metadata={"help": "Rollout engine: hf | vllm | any name registered with rl.engines.register_engine."})
     split_by_length: int = field(
-        default=1,
+        default=4,
         metadata={"help": "Cut each accumulation micro-batch of the update into k pieces of rows of similar completion "
                           "length, each trimmed to its longest row: the same gradient with less padding "
-                          "(rl/update_padding.py)."},
+                          "(rl/update_padding.py). 1 = one padded pass (the default before 2026-12-07)."},
     )
     hf_decode: str = field(
-        default="generate",
-        metadata={"help": "engine hf: generate (transformers' generate) | compact (finished rows leave the batch and its "
-                          "KV cache; same distribution, cost follows the generated tokens; rollout/hf_decode.py)."},
+        default="compact",
+        metadata={"help": "engine hf: compact (finished rows leave the batch and its KV cache; the same distribution as "
+                          "generate, cost follows the generated tokens; rollout/hf_decode.py; the default from "
+                          "2026-12-07) | generate (transformers' generate: the random stream of earlier seeded runs)."},
     )
     num_generations: int = field(default=8, metadata={"help": "Completions per prompt (group size G)."})
     max_prompt_length: int = field(default=512, metadata={"help": "Prompts longer than this are left-truncated."})

@@ -15,7 +15,7 @@ import torch
 
 from curriculum.data import get_ground_truth, render_prompt, validate_dataset
 from curriculum.samplers import PromptSampler, ScoredGroup, get_assembler
-from rewards.hooks import hooks_of
+from rewards.hooks import hooks_of, state_hooks_of
 from rl.advantages import get_advantage
 from rl.batch import RolloutBatch, collate, reward_tensor
 from rl.batch_metrics import batch_metrics
@@ -374,10 +374,16 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         # The prompt sampler's and the assembler's states are each process's own (the assembler's
         # curriculum state, e.g. decs_kappa's running counts and RNG draws, follows the groups that
         # process saw), so they go to rng_state_<rank>.pt; only what every process agrees on is shared.
+        # A reward's own state (e.g. a running accuracy maximum, re-estimated length targets) follows the
+        # completions that process scored, so it is per process too, under the reward's name.
         shared = {"skipped_batches": self.skipped_batches}
         local = {"sampler": self.sampler.state_dict(), "assembler": self.assembler.state_dict()}
         if self.ahead is not None:  # the round in flight, finished: a resumed run takes the same rollouts
             local["rollouts_ahead"] = self.ahead.state_dict()
+        rewards = {name: state for name, fn in zip(self.reward_names, self.reward_funcs)
+                   if (state := state_hooks_of(fn).checkpoint_state())}
+        if rewards:
+            local["rewards"] = rewards
         return shared, local
 
     def load_extra_state(self, shared, local):
@@ -388,6 +394,10 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
             self.sampler.load_state_dict(local["sampler"])
         if self.ahead is not None and "rollouts_ahead" in local:
             self.ahead.load_state_dict(local["rollouts_ahead"])
+        saved = local.get("rewards", {})
+        for name, fn in zip(self.reward_names, self.reward_funcs):
+            if name in saved:
+                state_hooks_of(fn).load_checkpoint_state(saved[name])
 
     def close(self) -> None:
         """Stop what the engine started (the async rollout thread and process; idempotent)."""

@@ -3,7 +3,10 @@ constructor keywords, which win), grading against the row's ground truth, length
 
 Each reward declares its settings as a :class:`rewards.settings.MethodSettings` class in
 ``method_settings`` (the registry reads it: keys, defaults, help, validation); ``self.settings`` is the
-validated ``{key: value}`` dict of the defaults, then ``method_kwargs``, then the constructor's keywords."""
+validated ``{key: value}`` dict of the defaults, then ``method_kwargs``, then the constructor's keywords.
+
+Also here: :class:`BudgetedLengthReward` (the completion budget and truncation) and the grouping of
+completions by prompt (:func:`group_keys`, :func:`group_rows`) that the group-relative rewards share."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from rewards.hooks import RewardHooks
 from rewards.math import completion_text, get_default_grader, ground_truths_from_columns
 from rewards.settings import MethodSettings
 
-__all__ = ["GradedLengthReward"]
+__all__ = ["BudgetedLengthReward", "GradedLengthReward", "group_keys", "group_rows"]
 
 
 class GradedLengthReward(RewardHooks):
@@ -88,3 +91,54 @@ class GradedLengthReward(RewardHooks):
         with self._mlock:
             out, self._metrics = self._metrics, {}
         return out
+
+
+class BudgetedLengthReward(GradedLengthReward):
+    """Adds the length budget (a setting, else ``max_completion_length``, else the call's longest
+    completion) and truncation (``max_completion_length`` reached without an eos token)."""
+
+    def _limit(self, value: Any, lengths: Sequence[int]) -> int:
+        if value is not None:
+            return int(value)
+        if self.max_completion_length:
+            return self.max_completion_length
+        return max(1, max(lengths, default=1))
+
+    def _truncated(self, ids: Sequence[int]) -> bool:
+        limit = self.max_completion_length
+        if limit is None or len(ids) < limit:
+            return False
+        return not (self.eos_token_ids and len(ids) > 0 and ids[-1] in self.eos_token_ids)
+
+    def _graded(self, prompts: Any, completions: Any, completion_ids: Any, columns: Mapping[str, Any]):
+        """``(n, lengths, correct, groups)`` of one call: ``groups`` maps each prompt's key to its graded rows."""
+        completions = list(completions or [])
+        n = len(completions)
+        lengths = self._lengths(completion_ids, n)
+        correct = self._correct(completions, columns)
+        groups = group_rows(group_keys(n, prompts, columns), [i for i in range(n) if correct[i] is not None])
+        return n, lengths, correct, groups
+
+
+def group_keys(n: int, prompts: Sequence[Any] | None, columns: Mapping[str, Any]) -> list[Any]:
+    """One key per completion: ``meta["prompt_index"]``, else ``meta["group_index"]``, else the prompt."""
+    metas = columns.get("meta") or [{} for _ in range(n)]
+    prompts = list(prompts) if prompts is not None else [None] * n
+    out = []
+    for i in range(n):
+        m = metas[i] if i < len(metas) and isinstance(metas[i], Mapping) else {}
+        if m.get("prompt_index") is not None:
+            out.append(("prompt_index", m["prompt_index"]))
+        elif m.get("group_index") is not None:
+            out.append(("group_index", m["group_index"]))
+        else:
+            out.append(("prompt", repr(prompts[i])))
+    return out
+
+
+def group_rows(keys: list[Any], rows: Sequence[int]) -> dict[Any, list[int]]:
+    """``{key: [row, ...]}`` of ``rows`` (in order), grouped by ``keys[row]``."""
+    out: dict[Any, list[int]] = {}
+    for i in rows:
+        out.setdefault(keys[i], []).append(i)
+    return out

@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
-from rewards.length.base import GradedLengthReward
+from rewards.length.base import BudgetedLengthReward, group_keys, group_rows
 from rewards.registry import register_reward
 from rewards.settings import MethodSettings, setting
 
@@ -72,46 +72,6 @@ def soft_overlong_penalty(length: int, max_len: int, buffer: int) -> float:
     return -1.0
 
 
-def group_keys(n: int, prompts: Sequence[Any] | None, columns: Mapping[str, Any]) -> list[Any]:
-    """One key per completion: ``meta["prompt_index"]``, else ``meta["group_index"]``, else the prompt."""
-    metas = columns.get("meta") or [{} for _ in range(n)]
-    prompts = list(prompts) if prompts is not None else [None] * n
-    out = []
-    for i in range(n):
-        m = metas[i] if i < len(metas) and isinstance(metas[i], Mapping) else {}
-        if m.get("prompt_index") is not None:
-            out.append(("prompt_index", m["prompt_index"]))
-        elif m.get("group_index") is not None:
-            out.append(("group_index", m["group_index"]))
-        else:
-            out.append(("prompt", repr(prompts[i])))
-    return out
-
-
-def _groups(keys: list[Any], rows: Sequence[int]) -> dict[Any, list[int]]:
-    out: dict[Any, list[int]] = {}
-    for i in rows:
-        out.setdefault(keys[i], []).append(i)
-    return out
-
-
-class _EfficiencyReward(GradedLengthReward):
-    """Shared: the length budget (``None`` -> max_completion_length, else the call's longest) and truncation."""
-
-    def _limit(self, value: Any, lengths: Sequence[int]) -> int:
-        if value is not None:
-            return int(value)
-        if self.max_completion_length:
-            return self.max_completion_length
-        return max(1, max(lengths, default=1))
-
-    def _truncated(self, ids: Sequence[int]) -> bool:
-        limit = self.max_completion_length
-        if limit is None or len(ids) < limit:
-            return False
-        return not (self.eos_token_ids and len(ids) > 0 and ids[-1] in self.eos_token_ids)
-
-
 @dataclass(frozen=True)
 class CosineSettings(MethodSettings):
     max_len: int | None = setting("cosine_max_len", None, "L_max (null: max_completion_length, else the call's "
@@ -124,7 +84,7 @@ class CosineSettings(MethodSettings):
 
 
 @register_reward("cosine")
-class CosineLengthReward(_EfficiencyReward):
+class CosineLengthReward(BudgetedLengthReward):
     """``cosine``: cosine-scaled length reward by correctness (Demystifying Long CoT)."""
 
     name = "cosine"
@@ -166,7 +126,7 @@ class SoftOverlongSettings(MethodSettings):
 
 
 @register_reward("soft_overlong")
-class SoftOverlongReward(_EfficiencyReward):
+class SoftOverlongReward(BudgetedLengthReward):
     """``soft_overlong``: correctness (+1 / -1) plus DAPO's soft overlong punishment."""
 
     name = "soft_overlong"
@@ -207,7 +167,7 @@ class LinearPassRateSettings(MethodSettings):
 
 
 @register_reward("linear_pass_rate")
-class LinearPassRateReward(_EfficiencyReward):
+class LinearPassRateReward(BudgetedLengthReward):
     """``linear_pass_rate``: correct ``1 - alpha * pass_rate_g * L / L_ref``, wrong 0."""
 
     name = "linear_pass_rate"
@@ -221,7 +181,7 @@ class LinearPassRateReward(_EfficiencyReward):
         keys = group_keys(n, prompts, columns)
         alpha, ref = self.settings["pass_rate_alpha"], self.settings["pass_rate_length_ref"]
         out: list[float | None] = [None] * n
-        for rows in _groups(keys, [i for i in range(n) if correct[i] is not None]).values():
+        for rows in group_rows(keys, [i for i in range(n) if correct[i] is not None]).values():
             p = sum(bool(correct[i]) for i in rows) / len(rows)
             if ref == "group":
                 L_ref = max(1, max(lengths[i] for i in rows))
@@ -240,7 +200,7 @@ class GRPOLeadSettings(MethodSettings):
 
 
 @register_reward("grpo_lead")
-class GRPOLeadReward(_EfficiencyReward):
+class GRPOLeadReward(BudgetedLengthReward):
     """``grpo_lead``: correct ``exp(-alpha * z)`` (length z-score among the group's correct), wrong -1."""
 
     name = "grpo_lead"
@@ -254,7 +214,7 @@ class GRPOLeadReward(_EfficiencyReward):
         keys = group_keys(n, prompts, columns)
         s = self.settings
         out: list[float | None] = [None if c is None else (None if c else s["lead_wrong_reward"]) for c in correct]
-        for rows in _groups(keys, [i for i in range(n) if correct[i]]).values():
+        for rows in group_rows(keys, [i for i in range(n) if correct[i]]).values():
             mu = sum(lengths[i] for i in rows) / len(rows)
             sigma = math.sqrt(sum((lengths[i] - mu) ** 2 for i in rows) / len(rows))
             for i in rows:
@@ -269,7 +229,7 @@ class DLERTruncationSettings(MethodSettings):
 
 
 @register_reward("dler_truncation")
-class DLERTruncationReward(_EfficiencyReward):
+class DLERTruncationReward(BudgetedLengthReward):
     """``dler_truncation``: 1 when correct within the length budget, else 0 (DLER's truncation penalty)."""
 
     name = "dler_truncation"

@@ -14,7 +14,8 @@ METHODS = ("grpo", "length_penalty", "thinkprune", "decs", "decs_plain", "decs_n
 OPTIONAL_METHODS: tuple[str, ...] = ()
 # `--methods efficiency`: every length-efficiency preset of the leaderboard (docs/efficiency-methods.md)
 EFFICIENCY_METHODS = ("grpo", "length_penalty", "cosine", "soft_overlong", "linear_pass_rate", "grpo_lead", "gfpo", "dler",
-                      "l1", "thinkprune", "decs")
+                      "l1", "thinkprune", "kimi_length", "sigmoid_length", "laser_d", "shorter_better", "alp", "short_rl",
+                      "decs")
 METHOD_GROUPS = {"efficiency": EFFICIENCY_METHODS}
 
 
@@ -90,6 +91,11 @@ def method_settings(name: str, steps: int, max_len: int, decs_options: dict | No
         return {"method": "l1", "method_kwargs": {"length_target": max(1, max_len // 2)}}
     if name == "dler":  # DLER's truncation budget: half the completion budget (ThinkPrune's final cap)
         return {"method": "dler", "method_kwargs": {"dler_length_cap": max(1, max_len // 2)}}
+    # token-denominated settings, scaled from the paper's completion budget to this one
+    if name == "short_rl":  # Short-RL's math runs: 100 tokens of tolerance in a 4096-token budget
+        return {"method": "short_rl", "method_kwargs": {"short_rl_length_tolerance": max(1, round(max_len * 100 / 4096))}}
+    if name == "shorter_better":  # ShorterBetter: beta 0.001 per token of a 6000-token budget (6 over the budget)
+        return {"method": "shorter_better", "method_kwargs": {"sb_beta": 6.0 / max_len}}
     if name not in ("decs", "decs_plain", "decs_no_kappa"):
         from rl.presets import get_method
 

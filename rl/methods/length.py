@@ -2,8 +2,8 @@
 
     N = rollouts in the batch, T = padded completion length, G = num_generations
 
-Rewards live in :mod:`rewards.length.published`; this module adds the two non-reward pieces and the
-presets (docs/efficiency-methods.md has each method's formula, settings and paper result):
+Rewards live in :mod:`rewards.length` (``published``, ``penalties``, ``group_shaped``, ``adaptive``); this
+module adds the two non-reward pieces and the presets (docs/efficiency-methods.md has each method's formula, settings and paper result):
 
 - advantage ``dler`` (DLER, arXiv 2510.15110, batch-wise reward normalisation):
   ``A_i = r_i - mean_g(r)`` (group baseline), then ``(A_i - mean_B(A)) / (std_B(A) + eps)`` over
@@ -33,7 +33,10 @@ import torch
 from torch import Tensor
 
 # importing these registers the length rewards: length_penalty, l1_target_length, thinkprune (penalties);
-# cosine, soft_overlong, linear_pass_rate, grpo_lead, dler_truncation (published)
+# cosine, soft_overlong, linear_pass_rate, grpo_lead, dler_truncation (published); kimi_length,
+# sigmoid_length, shorter_better, alp (group_shaped); laser_d, short_rl (adaptive)
+from rewards.length.adaptive import LaserDSettings, ShortRLSettings
+from rewards.length.group_shaped import ALPSettings, KimiLengthSettings, ShorterBetterSettings, SigmoidLengthSettings
 from rewards.length.penalties import L1Settings, LengthPenaltySettings, ThinkPruneSettings
 from rewards.length.published import GRPOLeadSettings, LinearPassRateSettings
 from rewards.settings import MethodSettings, setting
@@ -222,4 +225,49 @@ register_method(
     reward_funcs=["thinkprune"],
     method_kwargs=ThinkPruneSettings.defaults("thinkprune_require_think_close"),
     description="ThinkPrune: accuracy, 0 past a (scheduled) token cap, when truncated or without </think>",
+)
+
+# --- the second round of published presets (rewards/length/group_shaped.py, rewards/length/adaptive.py) -------
+
+register_method(
+    "kimi_length",
+    reward_funcs=["kimi_length"],
+    method_kwargs=KimiLengthSettings.defaults(),
+    description="Kimi k1.5: accuracy + w * lambda, lambda = 0.5 - (L - L_min) / (L_max - L_min) in the group "
+                "(wrong: min(0, lambda)), after a warm-up",
+)
+register_method(
+    "sigmoid_length",
+    reward_funcs=["sigmoid_length"],
+    advantage_estimator="rloo",
+    method_kwargs=SigmoidLengthSettings.defaults("sigmoid_alpha"),
+    description="Arora & Zanette: correct 1 - alpha * sigmoid((L - mu) / sigma) over the group's correct lengths, "
+                "wrong 0; RLOO advantages (the authors' code)",
+)
+register_method(
+    "laser_d",
+    reward_funcs=["laser_d"],
+    method_kwargs=LaserDSettings.defaults("laser_alpha", "laser_wrong_reward", "laser_update_every"),
+    description="LASER-D: correctness + alpha if correct within the target length of the group's difficulty "
+                "bucket; targets re-estimated during training",
+)
+register_method(
+    "shorter_better",
+    reward_funcs=["shorter_better"],
+    method_kwargs=ShorterBetterSettings.defaults(),
+    description="ShorterBetter: alpha * correct - beta * |L - l*|, l* the group's shortest correct length "
+                "(its mean length if none is correct)",
+)
+register_method(
+    "alp",
+    reward_funcs=["alp"],
+    method_kwargs=ALPSettings.defaults("alp_beta"),
+    description="Adaptive length penalty: correct - beta * max(solve_rate, 1/G) * L / N",
+)
+register_method(
+    "short_rl",
+    reward_funcs=["short_rl"],
+    method_kwargs=ShortRLSettings.defaults(),
+    description="Short-RL: a Kimi-style length reward on correct rollouts beyond a tolerance above the group's "
+                "shortest correct, on while training accuracy holds",
 )

@@ -195,8 +195,9 @@ def test_with_the_real_math_grader(math_grader):
 
 def test_the_package_exports_every_length_reward_and_settings_class():
     import rewards.length as package
-    from rewards.length import penalties, published
+    from rewards.length import adaptive, group_shaped, penalties, published
 
-    assert sorted(package.__all__) == sorted([*penalties.__all__, *published.__all__])
-    assert all(getattr(package, name) is getattr(penalties if name in penalties.__all__ else published, name)
+    modules = (penalties, published, group_shaped, adaptive)
+    assert sorted(package.__all__) == sorted(name for m in modules for name in m.__all__)
+    assert all(getattr(package, name) is getattr(next(m for m in modules if name in m.__all__), name)
                for name in package.__all__)

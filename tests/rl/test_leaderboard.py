@@ -110,11 +110,15 @@ def test_compare_expands_the_efficiency_group():
     assert expand_methods("efficiency") == list(EFFICIENCY_METHODS)
     assert expand_methods("grpo,efficiency,decs_plain") == list(EFFICIENCY_METHODS) + ["decs_plain"]
     assert {"grpo", "length_penalty", "cosine", "soft_overlong", "linear_pass_rate", "grpo_lead", "gfpo", "dler", "l1",
-            "thinkprune", "decs"} == set(EFFICIENCY_METHODS)
+            "thinkprune", "kimi_length", "sigmoid_length", "laser_d", "shorter_better", "alp", "short_rl",
+            "decs"} == set(EFFICIENCY_METHODS)
     for m in EFFICIENCY_METHODS:  # every one resolves to a config
         assert method_settings(m, 60, 256)["method"] in (m, "decs")
     assert method_settings("dler", 60, 256)["method_kwargs"] == {"dler_length_cap": 128}
     assert method_settings("l1", 60, 256)["method_kwargs"] == {"length_target": 128}
+    # token-denominated settings scaled from the paper's budget: 100 of 4096 tokens, 0.001 per token of 6000
+    assert method_settings("short_rl", 60, 256)["method_kwargs"] == {"short_rl_length_tolerance": 6}
+    assert method_settings("shorter_better", 60, 256)["method_kwargs"] == {"sb_beta": pytest.approx(6.0 / 256)}
 
 
 @pytest.mark.slow
