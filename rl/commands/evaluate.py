@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "~/.cache/parsimony/benchmarks or ../shared/data/benchmarks; math500, aime24, aime25 and "
                         "hmmt25 are downloaded into the cache when missing; docs/evaluation.md)")
     g.add_argument("--limit", type=int, default=None, help="evaluate only the first K problems of each benchmark")
+    g.add_argument("--where", nargs="+", default=None, metavar="COLUMN=VALUE",
+                   help="keep only the problems whose column reads VALUE (before --limit), e.g. --where level=1 for "
+                        "MATH-500's level-1 problems; the results name the subset (math500[level=1])")
     g.add_argument("--task-examples", type=int, default=200, help="test problems built for a task:<name> benchmark")
     g.add_argument("--hub-dataset", default=None, metavar="ID", help="also evaluate a hub dataset (datasets.load_dataset)")
     g.add_argument("--hub-config", default=None, help="the hub dataset's configuration name")
@@ -82,18 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_requested_benchmarks(args: argparse.Namespace) -> list:
-    from rl.eval.benchmarks import load_benchmarks, load_table_benchmark
+    from rl.eval.benchmarks import load_benchmarks, load_table_benchmark, parse_where
 
+    where = parse_where(args.where)
     benches = load_benchmarks(
         args.benchmarks, data_dir=args.data_dir, limit=args.limit, task_num_examples=args.task_examples,
         seed=args.seed + 1, prompt_column=args.prompt_column, answer_column=args.answer_column,
-        prompt_template=args.prompt_template, mode=args.grading,
+        prompt_template=args.prompt_template, mode=args.grading, where=where,
     )
     if args.hub_dataset:
         benches.append(load_table_benchmark(
             args.hub_dataset, name=args.hub_name, split=args.split, config=args.hub_config,
             prompt_column=args.prompt_column, answer_column=args.answer_column,
-            prompt_template=args.prompt_template, mode=args.grading, limit=args.limit,
+            prompt_template=args.prompt_template, mode=args.grading, limit=args.limit, where=where,
         ))
     return benches
 

@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from curriculum.data import DatasetError, get_field, get_ground_truth, validate_prompt
 from rewards.answers import normalize_ground_truth
@@ -139,6 +139,7 @@ def rows_to_problems(
     prompt_template: str | None = None,
     name: str = "dataset",
     limit: int | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> list[EvalProblem]:
     """Map table rows to problems.
 
@@ -147,15 +148,22 @@ def rows_to_problems(
     ``ground_truth``, then ``answer``), read as training reads it
     (:func:`rewards.answers.normalize_ground_truth`): a list is the accepted answers (any
     match is correct); numbers become strings (``2.0`` -> ``"2"``). ``prompt_template`` (containing ``{prompt}``) is applied to
-    string prompts and to the content of the last user message. Raises
-    :class:`DatasetError` naming the row and field when a row is unusable.
+    string prompts and to the content of the last user message. ``where`` keeps only the rows whose
+    column (dotted paths allowed) reads as the given text (``{"level": "1"}``: MATH's level-1 problems),
+    before ``limit``. Raises :class:`DatasetError` naming the row and field when a row is unusable.
     """
     if prompt_template is not None and "{prompt}" not in prompt_template:
         raise DatasetError(f"prompt_template must contain '{{prompt}}', got {prompt_template!r}")
     out: list[EvalProblem] = []
+    seen_columns: set[str] = set()
     for i, row in enumerate(rows):
         if limit is not None and len(out) >= limit:
             break
+        if where:
+            values = {col: get_field(row, col) for col in where}
+            seen_columns.update(col for col, v in values.items() if v is not None)
+            if any(v is None or str(v) != str(where[col]) for col, v in values.items()):
+                continue
         prompt = _prompt_value(get_field(row, prompt_column))
         problem = validate_prompt(prompt)
         if problem:
@@ -173,7 +181,32 @@ def rows_to_problems(
             prompt = _apply_template(prompt, prompt_template)
         out.append(EvalProblem(index=i, prompt=prompt, answer=answer, data_source=str(row.get("data_source") or name)))
     if not out:
+        if where:
+            missing = sorted(set(where) - seen_columns)
+            why = f"no row has column(s) {missing}" if missing else "no row matches"
+            raise DatasetError(f"{name}: no problems where {_where_text(where)} ({why})")
         raise DatasetError(f"{name}: no problems")
+    return out
+
+
+def _where_text(where: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in where.items())
+
+
+def subset_name(name: str, where: Mapping[str, str] | None) -> str:
+    """A benchmark's name in the results: ``math500[level=1]`` for a ``--where`` subset, so that it
+    is never mistaken for the whole set."""
+    return f"{name}[{_where_text(where)}]" if where else name
+
+
+def parse_where(items: Sequence[str] | None) -> dict[str, str]:
+    """``["level=1", "subject=Algebra"]`` -> ``{"level": "1", "subject": "Algebra"}`` (``--where``)."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        col, sep, value = item.partition("=")
+        if not sep or not col.strip():
+            raise DatasetError(f"--where takes COLUMN=VALUE, got {item!r}")
+        out[col.strip()] = value.strip()
     return out
 
 
@@ -228,7 +261,7 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
 
 
 def load_registered(name: str, data_dir: str | Path | None = None, limit: int | None = None,
-                    loader: Any = None) -> Benchmark:
+                    loader: Any = None, where: Mapping[str, str] | None = None) -> Benchmark:
     """A registered benchmark from ``<dir>/<directory>/test.parquet``: in ``data_dir`` (or
     ``$PARSIMONY_BENCHMARK_DIR``) when given, else the first of the cache and ``../shared/data/benchmarks``
     that holds it, else downloaded into the cache from its hub source (:mod:`rl.eval.benchmark_data`;
@@ -257,11 +290,13 @@ def load_registered(name: str, data_dir: str | Path | None = None, limit: int | 
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DatasetError(f"benchmark {canon!r}: not in {where}, and fetching {source.dataset} from the hub "
                                f"failed ({type(e).__name__}: {msg[:200]}): {place}") from None
-    problems = rows_to_problems(read_table(path), name=canon, limit=limit)
-    return Benchmark(canon, problems, mode=spec.mode, source=str(path), meta={"title": spec.title})
+    problems = rows_to_problems(read_table(path), name=canon, limit=limit, where=where)
+    meta: dict[str, Any] = {"title": spec.title, **({"where": dict(where)} if where else {})}
+    return Benchmark(subset_name(canon, where), problems, mode=spec.mode, source=str(path), meta=meta)
 
 
-def load_task(spec: str, num_examples: int = 200, seed: int = 1, limit: int | None = None, **task_kwargs) -> Benchmark:
+def load_task(spec: str, num_examples: int = 200, seed: int = 1, limit: int | None = None,
+              where: Mapping[str, str] | None = None, **task_kwargs) -> Benchmark:
     """``task:<name>``: the test split of an embedded synthetic task (seeded)."""
     from curriculum.tasks import get_task_dataset
 
@@ -270,8 +305,9 @@ def load_task(spec: str, num_examples: int = 200, seed: int = 1, limit: int | No
         ds = get_task_dataset(task, num_examples, seed=seed, split="test", **task_kwargs)
     except ValueError as e:
         raise DatasetError(str(e)) from None
-    problems = rows_to_problems(ds, name=spec, limit=limit)
-    return Benchmark(spec, problems, mode="math", source=f"{spec} (test split, {num_examples} problems, seed {seed})")
+    problems = rows_to_problems(ds, name=spec, limit=limit, where=where)
+    return Benchmark(subset_name(spec, where), problems, mode="math",
+                     source=f"{spec} (test split, {num_examples} problems, seed {seed})")
 
 
 def load_table_benchmark(
@@ -286,6 +322,7 @@ def load_table_benchmark(
     mode: str | None = None,
     limit: int | None = None,
     loader: Any = None,
+    where: Mapping[str, str] | None = None,
 ) -> Benchmark:
     """A benchmark from a table: a local file, or else a hub dataset id loaded with
     ``datasets.load_dataset(source, config, split=split)`` (``loader`` replaces that call).
@@ -318,10 +355,10 @@ def load_table_benchmark(
         raise DatasetError(f"grading mode must be 'math' or 'choice', got {mode!r}")
     problems = rows_to_problems(
         rows, prompt_column=prompt_column, answer_column=answer_column, prompt_template=prompt_template,
-        name=name, limit=limit,
+        name=name, limit=limit, where=where,
     )
     src = str(path) if path.is_file() else f"hub:{source}" + (f":{config}" if config else "") + f" [{split}]"
-    return Benchmark(name, problems, mode=mode, source=src)
+    return Benchmark(subset_name(name, where), problems, mode=mode, source=src)
 
 
 def load_benchmark(
@@ -336,21 +373,22 @@ def load_benchmark(
     prompt_template: str | None = None,
     mode: str | None = None,
     task_kwargs: dict[str, Any] | None = None,
+    where: Mapping[str, str] | None = None,
 ) -> Benchmark:
     """One benchmark from a registered name, ``task:<name>`` or a local file (see module doc).
 
-    ``limit`` keeps the first K problems. ``task_num_examples`` and ``seed`` size and seed a
-    synthetic task's test split.
+    ``limit`` keeps the first K problems (of those ``where`` keeps: see :func:`rows_to_problems`).
+    ``task_num_examples`` and ``seed`` size and seed a synthetic task's test split.
     """
     spec = spec.strip()
     if spec.startswith("task:"):
-        return load_task(spec, task_num_examples, seed=seed, limit=limit, **(task_kwargs or {}))
+        return load_task(spec, task_num_examples, seed=seed, limit=limit, where=where, **(task_kwargs or {}))
     if canonical_name(spec) is not None:
-        return load_registered(spec, data_dir, limit=limit)
+        return load_registered(spec, data_dir, limit=limit, where=where)
     if _looks_like_file(spec) or Path(spec).is_file():
         return load_table_benchmark(
             spec, prompt_column=prompt_column, answer_column=answer_column, prompt_template=prompt_template,
-            mode=mode, limit=limit,
+            mode=mode, limit=limit, where=where,
         )
     raise DatasetError(
         f"unknown benchmark {spec!r}: use one of {', '.join(BENCHMARKS)}, all, task:<name>, a .parquet/.jsonl "

@@ -84,6 +84,35 @@ def test_shared_benchmarks_all_and_limit():
     assert aime.name == "aime24" and aime.problems[0].answer == "33"
 
 
+def test_where_keeps_a_subset_before_the_limit_and_names_it():
+    data = require_shared_data() / "benchmarks"
+    import pandas as pd
+
+    table = pd.read_parquet(data / "math" / "test.parquet")
+    level1 = [i for i, v in enumerate(table["level"]) if str(v) == "1"]
+    bench = load_benchmark("math500", data_dir=data, where={"level": "1"})
+    assert bench.name == "math500[level=1]" and bench.meta["where"] == {"level": "1"}
+    assert [p.index for p in bench.problems] == level1 and len(level1) == 43
+    assert [p.index for p in load_benchmark("math500", data_dir=data, where={"level": "1"}, limit=3).problems] == level1[:3]
+    with pytest.raises(DatasetError, match=r"no problems where level=9 \(no row matches\)"):
+        load_benchmark("math500", data_dir=data, where={"level": "9"})
+    with pytest.raises(DatasetError, match=r"no row has column\(s\) \['grade'\]"):
+        load_benchmark("math500", data_dir=data, where={"grade": "1"})
+
+
+def test_where_on_a_file_and_its_parsing(tmp_path):
+    from rl.eval.benchmarks import parse_where
+
+    path = tmp_path / "b.jsonl"
+    rows = [{"prompt": f"q{i}", "answer": str(i), "meta": {"kind": "even" if i % 2 == 0 else "odd"}} for i in range(6)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    bench = load_benchmark(str(path), where=parse_where(["meta.kind=odd"]))
+    assert bench.name == "b[meta.kind=odd]" and [p.answer for p in bench.problems] == ["1", "3", "5"]
+    assert parse_where(["level=1", " subject = Algebra "]) == {"level": "1", "subject": "Algebra"}
+    with pytest.raises(DatasetError, match="--where takes COLUMN=VALUE, got 'level'"):
+        parse_where(["level"])
+
+
 def test_missing_data_dir_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PARSIMONY_BENCHMARK_DIR", str(tmp_path))
     with pytest.raises(DatasetError, match=r"math500.*does not exist"):
