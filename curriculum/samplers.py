@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 import torch
 
@@ -126,7 +126,16 @@ class ScoredGroup:
         return len(set(round(x, 12) for x in self.total)) > 1
 
 
-RolloutFn = Callable[[list[int]], list[ScoredGroup]]
+class RolloutFn(Protocol):
+    """What an assembler gets to roll prompts out with (the trainer's ``rollout_and_score``)."""
+
+    def __call__(self, indices: list[int], prefixes: Sequence[Any] | None = None) -> list[ScoredGroup]:
+        """One scored group of G completions per dataset index. ``prefixes`` (``rollout.prefixes.CompletionPrefix``,
+        counts adding up to G): that many completions of each prompt start with each forced prefix, e.g.
+        AdaptThink's NoThinking and Thinking halves (single-turn rollouts only)."""
+        ...
+
+
 DrawFn = Callable[[int], list[int]]
 
 

@@ -40,6 +40,9 @@ class RolloutBatch:
     sampling_logprobs: Tensor | None = None  # [N, T] engine log-probs (None if not returned)
     old_logprobs: Tensor | None = None  # [N, T] policy log-probs before the update
     ref_logprobs: Tensor | None = None  # [N, T] reference-model log-probs (beta > 0)
+    # [N, T] the rollout's log-prob of each token it forced (a completion prefix, rollout/prefixes.py), NaN at the
+    # tokens the engine sampled; None when no token was forced. The update takes it as their old log-prob.
+    forced_logprobs: Tensor | None = None
     rewards: dict[str, Tensor] = field(default_factory=dict)  # name -> [N] or [N, T]
     total_reward: Tensor | None = None  # [N] weighted sum of sequence-level rewards
     # [M] total rewards of the whole step across processes (set under DDP; batch-level statistics
@@ -86,6 +89,7 @@ class RolloutBatch:
             sampling_logprobs=pick(self.sampling_logprobs),
             old_logprobs=pick(self.old_logprobs),
             ref_logprobs=pick(self.ref_logprobs),
+            forced_logprobs=pick(self.forced_logprobs),
             rewards={k: v[index] for k, v in self.rewards.items()},
             total_reward=pick(self.total_reward),
             advantages={k: v[index] for k, v in self.advantages.items()},
@@ -107,6 +111,9 @@ def collate(trajectories: Sequence[Trajectory], pad_token_id: int) -> RolloutBat
     attn_c = torch.zeros((n, t_len), dtype=torch.long)
     has_lp = all(t.logprobs is not None for t in trajectories)
     sampling_lp = torch.zeros((n, t_len), dtype=torch.float32) if has_lp else None
+    forced = None
+    if any(t.forced_logprobs is not None for t in trajectories):
+        forced = torch.full((n, t_len), float("nan"), dtype=torch.float32)
     sub_group = None
     if any(getattr(t, "sub_group", None) is not None for t in trajectories):
         sub_group = torch.tensor([-1 if t.sub_group is None else t.sub_group for t in trajectories], dtype=torch.long)
@@ -121,6 +128,8 @@ def collate(trajectories: Sequence[Trajectory], pad_token_id: int) -> RolloutBat
             attn_c[i, :cl] = 1
             if sampling_lp is not None:
                 sampling_lp[i, :cl] = torch.tensor(t.logprobs, dtype=torch.float32)
+            if forced is not None and t.forced_logprobs is not None:
+                forced[i, :cl] = torch.tensor(t.forced_logprobs, dtype=torch.float32)
     return RolloutBatch(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
@@ -133,6 +142,7 @@ def collate(trajectories: Sequence[Trajectory], pad_token_id: int) -> RolloutBat
         meta=[dict(t.meta) for t in trajectories],
         sub_group=sub_group,
         sampling_logprobs=sampling_lp,
+        forced_logprobs=forced,
     )
 
 

@@ -36,6 +36,7 @@ from rl.role_adapters import RoleEngines
 from rl.rollouts_ahead import RolloutsAhead
 from rl.trainer_base import BaseTrainer
 from rollout.episodes import episode_factory, run_episodes
+from rollout.prefixes import CompletionPrefix, generate_with_prefixes
 from rollout.types import RolloutEngine, SamplingConfig, as_rollout_engine
 
 __all__ = ["GRPOConfig", "GRPOTrainer"]  # `from rl.grpo_trainer import GRPOConfig, GRPOTrainer`, as in TRL
@@ -148,26 +149,31 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
             max_prompt_length=a.max_prompt_length, system_prompt=a.system_prompt,
         )
 
-    def rollout_and_score(self, indices: list[int]) -> list[ScoredGroup]:
-        """Generate G completions for each prompt index and score them."""
+    def _generate(self, prompt_ids: list[list[int]], n: int, sampling: SamplingConfig) -> list[list[Any]]:
+        """``engine.generate``, ``generation_batch_size`` prompts per call (0 = all of them at once)."""
+        chunk = self.args.generation_batch_size
+        if 0 < chunk < len(prompt_ids):
+            return [g for j in range(0, len(prompt_ids), chunk) for g in self.engine.generate(prompt_ids[j : j + chunk], n, sampling)]
+        return self.engine.generate(prompt_ids, n, sampling)
+
+    def rollout_and_score(self, indices: list[int], prefixes: Sequence[CompletionPrefix] | None = None) -> list[ScoredGroup]:
+        """Generate G completions for each prompt index and score them. ``prefixes``: ``prefix.count`` of each
+        prompt's completions start with ``prefix.text`` (rollout/prefixes.py; single-turn rollouts only)."""
         t0 = time.time()
         rows = [self.train_dataset[i] for i in indices]
         chunk = self.args.generation_batch_size  # prompts per generate() call (0 = all of them at once)
+        if prefixes and (self.ahead is not None or self.make_episode_env is not None):
+            raise ValueError("completion prefixes: only single-turn rollouts without async_rollouts can start with one")
         if self.ahead is not None:  # drawn and generated ahead, or generated now (one request at a time)
             groups = self.ahead.generate(indices, lambda: self._prompt_ids(rows), self.args.num_generations, self.sampling)
         elif self.make_episode_env is not None:  # multi-turn episodes (rollout/episodes.py)
             step = chunk if chunk > 0 else len(rows)
             groups = [g for j in range(0, len(rows), step) for g in self._episodes(rows[j : j + step])]
+        elif prefixes:
+            groups = generate_with_prefixes(self._generate, self.tokenizer, self._prompt_ids(rows),
+                                            self.args.num_generations, self.sampling, prefixes)
         else:
-            prompt_ids = self._prompt_ids(rows)
-            if 0 < chunk < len(prompt_ids):
-                groups = [
-                    g
-                    for j in range(0, len(prompt_ids), chunk)
-                    for g in self.engine.generate(prompt_ids[j : j + chunk], self.args.num_generations, self.sampling)
-                ]
-            else:
-                groups = self.engine.generate(prompt_ids, self.args.num_generations, self.sampling)
+            groups = self._generate(self._prompt_ids(rows), self.args.num_generations, self.sampling)
         self._timing["rollout"] += time.time() - t0
         t0 = time.time()
         for row, idx, g in zip(rows, indices, groups):

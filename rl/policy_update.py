@@ -166,6 +166,9 @@ class PolicyUpdate:
             logp, entropy = self._logp(self.model, mb, with_entropy=True)
         mask = mb.completion_mask.to(dev)  # [n, T]
         old = mb.old_logprobs.to(dev) if mb.old_logprobs is not None else logp.detach()
+        if mb.forced_logprobs is not None:  # tokens the rollout forced: their behaviour log-prob is the rollout's
+            forced = mb.forced_logprobs.to(dev)  # own choice, so the ratio there is pi_theta / proposal (importance
+            old = torch.where(torch.isnan(forced), old, forced.to(old.dtype))  # sampling, rollout/prefixes.py)
         adv = {k: v.to(dev) for k, v in mb.advantages.items()}
         mismatch: dict[str, float] = {}
         if mb.sampling_logprobs is not None:

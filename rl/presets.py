@@ -47,6 +47,7 @@ ENTRY_POINT_GROUP = "parsimony.methods"
 # built-in method modules: importing each registers its pieces (and presets)
 BUILTIN_METHOD_MODULES: tuple[str, ...] = (
     "rl.methods.grpo", "rl.methods.length", "rl.methods.decs", "rl.methods.hdpo", "rl.methods.mgrpo",
+    "rl.methods.adapt_think",
 )
 # the config fields a preset may set besides method_kwargs
 PRESET_FIELDS = ("reward_funcs", "advantage_estimator", "loss_composition", "sampler")

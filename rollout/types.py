@@ -53,6 +53,9 @@ class Trajectory:
     role: int = 0  # 0 = main/planner agent, 1.. = executor roles
     sub_group: int | None = None  # optional finer grouping, e.g. the executor calls of one planner rollout
     meta: dict[str, Any] = field(default_factory=dict)
+    # tokens the rollout forced instead of sampling them (a completion prefix, rollout/prefixes.py): per completion
+    # token, the log-probability with which the rollout chose it, NaN for a token the engine sampled; None: none forced
+    forced_logprobs: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.completion_mask is None:
@@ -61,6 +64,8 @@ class Trajectory:
             raise ValueError("completion_mask and completion_ids differ in length")
         if self.logprobs is not None and len(self.logprobs) != len(self.completion_ids):
             raise ValueError("logprobs and completion_ids differ in length")
+        if self.forced_logprobs is not None and len(self.forced_logprobs) != len(self.completion_ids):
+            raise ValueError("forced_logprobs and completion_ids differ in length")
 
     @property
     def truncated(self) -> bool:

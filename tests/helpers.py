@@ -19,17 +19,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def closed_port_url() -> str:
-    """``http://127.0.0.1:<port>`` of a port that was free a moment ago: connections are refused."""
+def free_port() -> int:
+    """A local port that was free a moment ago (the OS's pick): a rendezvous port for ``accelerate
+    launch`` that no other test, in this process or a parallel pytest worker, is using."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    return f"http://127.0.0.1:{port}"
+    return port
+
+
+def closed_port_url() -> str:
+    """``http://127.0.0.1:<port>`` of a port that was free a moment ago: connections are refused."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def launch_two_processes(script: str | Path, args: Sequence[str], timeout: float, port_seed: int = 0,
-                         config: str = "cpu_2proc.yaml") -> tuple[int, str]:
+                         config: str = "cpu_2proc.yaml") -> tuple[int, str]:  # port_seed: kept for callers
     """``accelerate launch --config_file recipes/accelerate/<config> script args`` -> (exit code,
     combined output); ``config`` e.g. ``fsdp2_cpu_2proc.yaml`` for FSDP2. A run that outlives
     ``timeout`` (a collective one process never reaches) is killed with its children and fails the
@@ -38,7 +44,7 @@ def launch_two_processes(script: str | Path, args: Sequence[str], timeout: float
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate" / config),
-           "--main_process_port", str(20000 + (os.getpid() * 7 + port_seed) % 20000), str(script), *args]
+           "--main_process_port", str(free_port()), str(script), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
                             start_new_session=True)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable
 
+from curriculum.tasks.adapt import make_overthink_adapt_dataset
 from curriculum.tasks.calc_tool import ENVIRONMENT as CALC_TOOL_ENVIRONMENT
 from curriculum.tasks.calc_tool import make_calc_tool_dataset
 from curriculum.tasks.explore import make_explore_dataset
@@ -30,6 +31,9 @@ TASKS: dict[str, TaskBuilder] = {
     # RL headroom: a noisy teacher whose traces sometimes open "Let me compute quickly." and skip the
     # last step; 15% of 2-op and 60% of 3-op traces (modal on long problems, so greedy slips too)
     "overthink_slip": partial(make_overthink_dataset, slip_rate=SLIP_PRESET, slip_kind="quick"),
+    # AdaptThink's start: overthink with 1-3 operations whose teacher answers without thinking (`</think>` then
+    # the boxed answer) on 25% of the traces, whatever the difficulty (curriculum/tasks/adapt.py)
+    "overthink_adapt": make_overthink_adapt_dataset,
     # necessary trial and error (x tries of a*x+b=c), then 0-4 redundant re-checks (mostly 1-4)
     "explore": make_explore_dataset,
     # the same (explore's default redundancy is already heavy): the name `parsimony compare` builds
@@ -71,7 +75,8 @@ def task_text_metrics(name: str) -> dict[str, Callable[[str], float]]:
     (``rl.eval.evaluate.evaluate_dataset(text_metrics=...)`` averages them over samples):
     ``tries`` (explore: candidates tried before the first answer statement; a guess makes 0),
     ``guess`` (explore: the guessing slip), ``slip`` (overthink: the "Let me compute quickly."
-    slip) and ``steps`` (overthink: step lines before the answer statement)."""
+    slip) and ``steps`` (overthink: step lines before the answer statement); ``nothink`` (overthink_adapt: the answer
+    skips thinking, opening with ``</think>``)."""
     if name.startswith("explore"):
         from curriculum.tasks.explore import GUESS_OPENING_LINE, count_tries
 
@@ -83,7 +88,10 @@ def task_text_metrics(name: str) -> dict[str, Callable[[str], float]]:
     if name.startswith(("overthink", "mixed")):
         from curriculum.tasks.overthink import count_steps, is_quick
 
-        return {"slip": lambda t: float(is_quick(t)), "steps": lambda t: float(count_steps(t))}
+        metrics = {"slip": lambda t: float(is_quick(t)), "steps": lambda t: float(count_steps(t))}
+        if name == "overthink_adapt":  # the share of answers that skip thinking
+            metrics["nothink"] = lambda t: float(t.lstrip().startswith("</think>"))
+        return metrics
     return {}
 
 

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "vllm-serve": ("rl.commands.vllm_serve", "vLLM generation/judge server with a weight-update endpoint"),
     "score-difficulty": ("rl.commands.score_difficulty", "DeReason: score reasoning intensity 1-5 (judge, pass_rate, column), split SFT/RL"),
     "pipeline": ("rl.methods.dereason_pipeline", "DeReason, resumable: score -> split -> SFT (easy) -> GRPO (hard) -> eval, from one recipe"),
+    "adapt-think-ref": ("rl.methods.adapt_think_ref", "AdaptThink: the start model's accuracy per training prompt (R_ref), sampled K times"),
     "compare-schedules": ("rl.experiments.compare_schedules", "DeReason vs SFT-only, RL-only, SFT->RL and a random split at equal tokens"),
 }
 

@@ -9,6 +9,7 @@ names every file of the method that lives in another layer:
 | M-GRPO | :mod:`rl.methods.mgrpo` (+ :mod:`rl.methods.mgrpo_two_process`) | ``rewards/mgrpo.py``, ``rollout/mgrpo/``, ``curriculum/tasks/planner.py`` |
 | DeReason | :mod:`rl.methods.dereason` | ``curriculum/dereason/``, ``rl/methods/dereason_pipeline.py`` |
 | length efficiency | :mod:`rl.methods.length` | ``rewards/length/`` |
+| AdaptThink | :mod:`rl.methods.adapt_think` (+ :mod:`rl.methods.adapt_think_ref`) | ``rewards/adapt_think.py``, ``rollout/prefixes.py``, ``curriculum/tasks/adapt.py`` |
 
 The engine never imports these modules: :func:`rl.presets.load_methods` imports them by name
 (:data:`rl.presets.BUILTIN_METHOD_MODULES`), then the ``parsimony.methods`` entry points.

@@ -5,13 +5,13 @@ processes under ``accelerate launch``. A few prompts and tokens: these check the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
 from tests.conftest import REPO, require_vllm
 from tests.scripts.test_cli import _env
 
@@ -54,7 +54,7 @@ def test_two_processes_train_the_real_model_with_lora(smollm2_dir, tmp_path):
     out = tmp_path / "ddp"
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
-           "--main_process_port", str(29500 + (os.getpid() + 7) % 1000), str(REPO / "scripts/train_grpo.py"),
+           "--main_process_port", str(free_port()), str(REPO / "scripts/train_grpo.py"),
            *_args(smollm2_dir, out, 2, ["--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8",
                                         "--learning_rate", "1e-3", "--save_steps", "2", "--scale_rewards", "batch",
                                         "--reward_funcs", f"accuracy,{VARIED}"])]

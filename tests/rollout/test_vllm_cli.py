@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.helpers import free_port
 from tests.conftest import REPO, require_vllm
 from tests.scripts.test_cli import _env, _train_args
 
@@ -141,14 +142,13 @@ def test_parsimony_eval_with_vllm(tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_two_process_accelerate_launch_with_colocated_vllm(tiny_model_dir, tmp_path):
     """Each DDP process owns a colocated engine (seeded seed + rank) inside accelerate's process group."""
-    import os
     from pathlib import Path
 
     require_vllm()
     out = tmp_path / "ddp"
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
-           "--main_process_port", str(30500 + os.getpid() % 1000),
+           "--main_process_port", str(free_port()),
            str(REPO / "scripts/train_grpo.py"), *_train_args(tiny_model_dir, out, 2, ["--engine", "vllm"])]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=500)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]

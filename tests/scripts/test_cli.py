@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -88,7 +90,7 @@ def test_two_process_accelerate_launch(tiny_model_dir, tmp_path):
     out = tmp_path / "ddp"
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [str(accelerate), "launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
-           "--main_process_port", str(29500 + os.getpid() % 1000),
+           "--main_process_port", str(free_port()),
            str(REPO / "scripts/train_grpo.py"),
            *_train_args(tiny_model_dir, out, 2, ["--save_steps", "2", "--scale_rewards", "batch"])]  # gathers rewards
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=400)
@@ -98,3 +100,4 @@ def test_two_process_accelerate_launch(tiny_model_dir, tmp_path):
     assert [r["step"] for r in rows] == [1, 2]  # only the main process logs
     ckpt = out / "checkpoint-2"
     assert (ckpt / "rng_state_0.pt").is_file() and (ckpt / "rng_state_1.pt").is_file()
+
