@@ -17,23 +17,7 @@ from rewards import REWARDS, get_reward_func
 from rewards.hooks import RewardHooks, StatefulReward, check_hooks, state_hooks_of
 from rewards.length.adaptive import LaserDReward, ShortRLReward
 from rewards.length.group_shaped import ALPReward, KimiLengthReward, ShorterBetterReward, SigmoidLengthReward
-from rewards.math import GradeResult
-
-EOS = 2
-
-
-class FakeGrader:
-    def grade(self, completions, ground_truths):
-        return [GradeResult(1.0, gt, "correct") if f"\\boxed{{{gt}}}" in c else GradeResult(0.0, None, "wrong")
-                for c, gt in zip(completions, ground_truths)]
-
-
-R, W = "so \\boxed{4}", "so \\boxed{5}"
-
-
-def ids(n, ended=True):
-    """n token ids, the last one eos when ``ended``."""
-    return [7] * (n - 1) + [EOS if ended else 7]
+from tests.rewards.test_efficiency import EOS, R, W, FakeGrader, ids  # noqa: F401  (the same fake grader and ids)
 
 
 def make(cls, max_len=100, num_generations=None, **kw):
