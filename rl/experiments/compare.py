@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -158,6 +159,9 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         summary = trainer.train()
     finally:
         trainer.close()  # async_rollouts (a variant): its rollout thread and process
+    if summary.get("interrupted"):  # a stopped stage is not a result: no train_info, no evaluation
+        raise RuntimeError(f"stage {name!r} was interrupted at step {summary['global_step']} (its checkpoint is in "
+                           f"{run_dir}; a rerun trains it again)")
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rounds = approx_rounds(rows, args.num_generations)
     info = {
@@ -202,11 +206,31 @@ def _method_stage_in_worker(args, name: str, start: Path, test_set, task: str, o
 
     import torch
 
+    die_with_parent()
     torch.set_num_threads(max(1, args.threads))
     (out / name).mkdir(parents=True, exist_ok=True)
     with open(out / name / "stage.log", "w", buffering=1) as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
         return method_stage(args, name, start, test_set, task, out)
+
+
+def die_with_parent() -> bool:
+    """Ask Linux to send this process SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``): a ``--jobs``
+    worker then saves a checkpoint and stops when the harness is killed, instead of training on as an
+    orphan that writes into the stage's folder. Returns whether it was set (False off Linux)."""
+    import ctypes
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        ok = libc.prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        return False
+    if ok and os.getppid() == 1:  # the parent died before the call: act now
+        os.kill(os.getpid(), signal.SIGTERM)
+    return ok
 
 
 def run_stages(args, methods: list[str], start: Path, test_set, task: str, out: Path) -> tuple[dict, dict]:

@@ -185,3 +185,50 @@ def test_compare_rejects_nonpositive_jobs():
 
     with pytest.raises(SystemExit):
         _main("compare_efficiency.py")(["--jobs", "0"])
+
+
+def test_a_jobs_worker_is_stopped_when_the_harness_dies(tmp_path):
+    """A --jobs worker asks for SIGTERM on its parent's death: when the harness is killed (kill -9: no cleanup
+    at all), its worker stops instead of training on as an orphan that writes into the stage's folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    pid_file = tmp_path / "worker.pid"
+    parent = (
+        "import multiprocessing as mp, sys, time\n"
+        "def work(path):\n"
+        "    import signal, time\n"
+        "    from rl.experiments.compare import die_with_parent\n"
+        "    signal.signal(signal.SIGTERM, lambda *a: (open(path + '.term', 'w').close(), exit(0)))\n"
+        "    assert die_with_parent()\n"
+        "    open(path, 'w').write(str(__import__('os').getpid()))\n"
+        "    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    mp.get_context('spawn').Process(target=work, args=(sys.argv[1],)).start()\n"
+        "    time.sleep(120)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    script = tmp_path / "harness.py"  # a file: spawn re-imports the parent's __main__ to find work()
+    script.write_text(parent)
+    proc = subprocess.Popen([sys.executable, str(script), str(pid_file)], env=env, cwd=REPO)
+    try:
+        deadline = time.time() + 60
+        while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline:
+            time.sleep(0.2)
+        worker = int(pid_file.read_text())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.time() + 20
+        while time.time() < deadline and Path(f"/proc/{worker}").exists() and \
+                "zombie" not in Path(f"/proc/{worker}/status").read_text():
+            time.sleep(0.2)
+        assert Path(str(pid_file) + ".term").is_file()  # it got SIGTERM (its handler ran), not a kill
+        assert not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
