@@ -96,18 +96,30 @@ class HFProcessEngine(EngineBase):
             raise RuntimeError("the rollout process was closed")
         if not self._proc.is_alive():
             raise RuntimeError(f"the rollout process has exited (exit code {self._proc.exitcode})")
-        self._conn.send(([list(p) for p in prompt_ids], n, sampling, seed))
+        try:
+            self._conn.send(([list(p) for p in prompt_ids], n, sampling, seed))
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError) as e:  # died between the check and the send
+            raise self._died("generate") from e
         return self._receive(self.request_timeout, "generate")
+
+    def _died(self, what: str) -> RuntimeError:
+        """The error for a child that is gone: its exit code once the OS has reaped it (a killed child can
+        break the pipe a moment before ``is_alive()`` turns False)."""
+        self._proc.join(timeout=5)
+        return RuntimeError(f"the rollout process died during {what} (exit code {self._proc.exitcode})")
 
     def _receive(self, timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
-        while not self._conn.poll(0.5):
-            if not self._proc.is_alive():
-                raise RuntimeError(f"the rollout process died during {what} (exit code {self._proc.exitcode})")
-            if time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"the rollout process did not answer {what} within {timeout:.0f} s; stopped it")
-        status, value = self._conn.recv()
+        try:
+            while not self._conn.poll(0.5):
+                if not self._proc.is_alive():
+                    raise self._died(what)
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError(f"the rollout process did not answer {what} within {timeout:.0f} s; stopped it")
+            status, value = self._conn.recv()
+        except (BrokenPipeError, ConnectionResetError, EOFError) as e:  # the pipe closed under us: the child is gone
+            raise self._died(what) from e
         if status == "error":
             last = value.strip().splitlines()[-1] if value.strip() else "unknown error"
             raise RuntimeError(f"rollout process: {what} failed: {last}\n{value}")

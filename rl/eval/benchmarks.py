@@ -277,18 +277,18 @@ def load_registered(name: str, data_dir: str | Path | None = None, limit: int | 
         raise DatasetError(f"benchmark {canon!r}: {Path(chosen) / spec.directory / 'test.parquet'} does not exist "
                            f"(is {flag} right? unset it to use the cache {cache_dir() / 'benchmarks'})")
     if path is None:
-        where = ", ".join(str(d) for d in search_dirs())
+        searched = ", ".join(str(d) for d in search_dirs())
         place = (f"put {spec.directory}/test.parquet under ${DATA_DIR_ENV} or {cache_dir() / 'benchmarks'}, or pass "
                  "--data-dir")
         source = HUB_SOURCES.get(canon)
         if source is None:
-            raise DatasetError(f"benchmark {canon!r}: {spec.directory}/test.parquet is in none of {where}: {place} "
+            raise DatasetError(f"benchmark {canon!r}: {spec.directory}/test.parquet is in none of {searched}: {place} "
                                "(docs/evaluation.md)")
         try:
             path = download(canon, spec.directory, loader)
         except Exception as e:  # no network, a gated or renamed dataset: one line
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise DatasetError(f"benchmark {canon!r}: not in {where}, and fetching {source.dataset} from the hub "
+            raise DatasetError(f"benchmark {canon!r}: not in {searched}, and fetching {source.dataset} from the hub "
                                f"failed ({type(e).__name__}: {msg[:200]}): {place}") from None
     problems = rows_to_problems(read_table(path), name=canon, limit=limit, where=where)
     meta: dict[str, Any] = {"title": spec.title, **({"where": dict(where)} if where else {})}

@@ -3,6 +3,8 @@ columns as GSM8K and MATH store them, and TRL's metric names. TRL 1.16 is instal
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import json
 import os
 import subprocess
@@ -202,6 +204,10 @@ def test_built_in_rewards_score_both_forms_alike(math_grader_or_none=None):
     skip = {"decs_redundancy", "mgrpo_reward", "tool_call_penalty"}  # need a tokenizer / an episode / tool meta
     for name in sorted(set(REWARDS) - skip):
         fn_text, fn_chat = get_reward_func(name), get_reward_func(name)
+        if name == "adapt_think":  # R_ref(x) is a required setting: measured at first sight here
+            args = SimpleNamespace(method_kwargs={"adapt_think_ref_accuracy": "first_seen"}, num_generations=3)
+            fn_text.setup(None, args)
+            fn_chat.setup(None, args)
         a = fn_text(prompts=prompts, completions=texts, completion_ids=ids, **columns)
         b = fn_chat(prompts=prompts, completions=chat_completions(prompts, texts), completion_ids=ids, **columns)
         assert a == b, name
