@@ -15,6 +15,8 @@ from curriculum.tasks.adapt import make_overthink_adapt_dataset
 from curriculum.tasks.calc_tool import ENVIRONMENT as CALC_TOOL_ENVIRONMENT
 from curriculum.tasks.calc_tool import make_calc_tool_dataset
 from curriculum.tasks.explore import make_explore_dataset
+from curriculum.tasks.long_context import ENVIRONMENT as LONG_CONTEXT_ENVIRONMENT
+from curriculum.tasks.long_context import make_long_context_dataset
 from curriculum.tasks.mixed import make_mixed_dataset
 from curriculum.tasks.overthink import SLIP_PRESET, make_overthink_dataset
 from curriculum.tasks.planner import ENVIRONMENT as PLANNER_ENVIRONMENT
@@ -51,6 +53,10 @@ TASKS: dict[str, TaskBuilder] = {
     # the calculator; noisy teachers skip a term (planner) or guess a result (executor). role=
     # planner | executor | sft (both roles' traces) | single (one model with the calculator)
     "planner": make_planner_dataset,
+    # M-GRPO where the work does not fit one context: the sum of 2-3 values, each in its own ledger of 12-24
+    # rows that only a tool shows whole; executors read the ledgers, the planner sees only their results, a
+    # single agent holds every ledger it reads in its 512 positions. role= as planner's
+    "long_context": make_long_context_dataset,
     # a real pretrained model's task: natural-language arithmetic word problems, 1-3 steps (GSM8K-like),
     # integer answers in \boxed{}; SFT traces write one equation per step
     "word_problems": make_word_problems_dataset,
@@ -64,6 +70,7 @@ TASKS: dict[str, TaskBuilder] = {
 TASK_ROLLOUTS: dict[str, dict[str, Any]] = {
     "calc_tool": CALC_TOOL_ENVIRONMENT,
     "planner": PLANNER_ENVIRONMENT,
+    "long_context": LONG_CONTEXT_ENVIRONMENT,
 }
 # Tasks whose rollouts need a completion cap other than the default 256 tokens (calc_tool: its traces
 # are ~90 tokens with the observation; a shorter cap keeps a babbling start cheap).

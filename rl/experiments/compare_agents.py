@@ -1,10 +1,16 @@
-"""M-GRPO's proof harness on the embedded planner/executor task (docs/mgrpo.md, "The proof"):
+"""M-GRPO's proof harness on the embedded planner/executor tasks (docs/mgrpo.md, "The proof"):
 
     SFT starts (both roles' traces | one model with the calculator)  ->  the same GRPO budget
     (seed, steps, prompts per step, K, lr) for each arm  ->  held-out evaluation, greedy and sampled
     ->  summary.json, summary.md, plot.png
 
     parsimony compare-agents --task planner --out DIR [--grpo-steps 40] [--arms ...]
+    parsimony compare-agents --task long_context --out DIR [--seeds 3]  # work that does not fit one context
+
+Tasks: ``planner`` (sums of products; the whole work fits one context) and ``long_context`` (sums of values
+that sit in long ledgers only a tool shows; every context of every arm, its prompt included, is capped at
+``--context-tokens``, the model's 512 positions, so a single agent that reads every ledger itself runs out
+of context where the planner, which sees only its executors' results, does not).
 
 Arms:
   single_agent     GRPO (accuracy reward), one model doing everything with the calculator
@@ -30,18 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from rl.cli_flags import CommaList, FlagParser
-from rl.eval.report import fmt_pct
+from rl.experiments.agents_report import DECODINGS, beats_baselines, run_seeds, write_report
 
+TASKS = {"planner": "curriculum.tasks.planner", "long_context": "curriculum.tasks.long_context"}
 ARMS = ("single_agent", "frozen_executor", "mgrpo_shared", "mgrpo_separate", "mgrpo_lora")
-MGRPO_ARMS = ("mgrpo_shared", "mgrpo_separate", "mgrpo_lora")
-BASELINES = ("single_agent", "frozen_executor")
 TWO_MODEL_ARMS = ("frozen_executor", "mgrpo_separate")
-DECODINGS = ("greedy", "sampled")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = FlagParser(prog="parsimony compare-agents", description=__doc__.split("\n\n")[0])
-    p.add_argument("--task", default="planner", choices=["planner"], help="the embedded planner/executor task")
+    p.add_argument("--task", default="planner", choices=list(TASKS), help="the embedded planner/executor task")
     p.add_argument("--out", default="outputs/compare-agents")
     p.add_argument("--arms", action=CommaList, default=",".join(ARMS), help="comma-separated arms of " + ", ".join(ARMS))
     p.add_argument("--model-dir", default=None, help="start model (default: build the tiny model)")
@@ -70,11 +74,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--num-generations", type=int, default=8, help="K planner rollouts per prompt")
     p.add_argument("--max-completion-length", type=int, default=96, help="tokens per model turn (a call is ~60)")
-    p.add_argument("--max-episode-tokens", type=int, default=384,
-                   help="a planner episode's turns + observations (the teacher's 4 calls and the box: <= 316); with "
-                        "its prompt (<= 126) within the tiny model's 512 positions")
-    p.add_argument("--executor-max-episode-tokens", type=int, default=192,
-                   help="an executor episode's turns + observations (a calculator call and the result: ~100)")
+    p.add_argument("--max-episode-tokens", type=int, default=None,
+                   help="a planner's (and the single agent's) episode: turns + observations. planner task: 384 (the "
+                        "teacher's 4 calls and the box: <= 316; with its prompt (<= 126) within the tiny model's 512 "
+                        "positions); long_context: from --context-tokens")
+    p.add_argument("--executor-max-episode-tokens", type=int, default=None,
+                   help="an executor episode's turns + observations. planner task: 192 (a calculator call and the "
+                        "result: ~100); long_context: from --context-tokens")
+    p.add_argument("--context-tokens", type=int, default=None,
+                   help="one context's limit, the same for every agent of every arm: each role's episode budget is "
+                        "this minus its longest prompt (long_context default: 512, the model's positions; planner: "
+                        "unset, the two budgets above)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="N > 1: the whole comparison for seeds seed..seed+N-1 (DIR/seed<k>/), then mean ± std per cell")
     p.add_argument("--d-max", default="auto", help="M-GRPO's D_max: an int or auto (the batch median, capped)")
     p.add_argument("--w-local", type=float, default=0.0,
                    help="executor reward weight of r_local (R_S = R_M(parent) + w_local r_local; default 0: the paper's)")
@@ -95,6 +107,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.decoding_list = [d.strip() for d in args.decodings.split(",") if d.strip()]
     if not args.decoding_list or any(d not in DECODINGS for d in args.decoding_list):
         p.error(f"--decodings: choose from {list(DECODINGS)}")
+    if args.context_tokens is None and args.task == "long_context":
+        from curriculum.tasks.long_context import CONTEXT_TOKENS
+
+        args.context_tokens = CONTEXT_TOKENS
+    if args.context_tokens is not None and (args.max_episode_tokens or args.executor_max_episode_tokens):
+        p.error("--context-tokens sets every episode budget: drop --max-episode-tokens / --executor-max-episode-tokens")
+    if args.context_tokens is None:
+        args.max_episode_tokens = args.max_episode_tokens or 384
+        args.executor_max_episode_tokens = args.executor_max_episode_tokens or 192
+    args.single_max_episode_tokens = args.max_episode_tokens
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.d_max != "auto":
         try:
             args.d_max = int(args.d_max)
@@ -149,21 +173,66 @@ def _grpo_config(args, start: Path, run_dir: Path, name: str, **fields: Any):
     return GRPOConfig(**base)
 
 
+def task_module(args):
+    """The task's module: its ``ENVIRONMENT`` (multi-agent) and ``SINGLE_ENVIRONMENT`` episode fields."""
+    import importlib
+
+    return importlib.import_module(TASKS[args.task])
+
+
 def planner_environment(args) -> dict[str, Any]:
     """The multi-agent arms' episode fields (the task's ``ENVIRONMENT`` with the comparison's limits)."""
-    from curriculum.tasks.planner import ENVIRONMENT
+    env = task_module(args).ENVIRONMENT
+    kw = {**env["environment_kwargs"], "executor_max_episode_tokens": args.executor_max_episode_tokens}
+    return {"environment": env["environment"], "environment_kwargs": kw, "max_turns": env["max_turns"]}
 
-    kw = {**ENVIRONMENT["environment_kwargs"], "executor_max_episode_tokens": args.executor_max_episode_tokens}
-    return {"environment": ENVIRONMENT["environment"], "environment_kwargs": kw, "max_turns": ENVIRONMENT["max_turns"]}
+
+def prompt_tokens(tokenizer, messages: list[dict[str, Any]], system: str | None) -> int:
+    """Tokens of a prompt as its episode renders it (the system prompt first, the generation prompt last)."""
+    msgs = ([{"role": "system", "content": system}] if system else []) + list(messages)
+    text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def context_budgets(args, tokenizer, rows: dict[str, list]) -> dict[str, int]:
+    """Each role's episode budget under ``--context-tokens``: the context minus the role's longest prompt
+    (training and held-out rows), so that no context of any arm holds more than ``--context-tokens``."""
+    from rollout.mgrpo.agents import EXECUTOR_SYSTEM_PROMPT, PLANNER_SYSTEM_PROMPT
+
+    longest = {
+        "planner": max(prompt_tokens(tokenizer, r["prompt"], PLANNER_SYSTEM_PROMPT) for r in rows["planner"]),
+        "single": max(prompt_tokens(tokenizer, r["prompt"], None) for r in rows["single"]),
+        "executor": max(prompt_tokens(tokenizer, r["prompt"], EXECUTOR_SYSTEM_PROMPT) for r in rows["executor"]),
+    }
+    budgets = {role: args.context_tokens - n for role, n in longest.items()}
+    bad = {role: n for role, n in budgets.items() if n < 64}
+    if bad:
+        raise ValueError(f"--context-tokens {args.context_tokens} leaves {bad} tokens for episodes after the prompts")
+    return budgets
+
+
+def apply_context(args, tokenizer) -> dict[str, int] | None:
+    """Under ``--context-tokens``: set every role's episode budget (``args``) and return them."""
+    from curriculum.tasks import get_task_dataset
+
+    if args.context_tokens is None:
+        return None
+    rows = {role: [r for split, n in (("train", 4096), ("test", args.eval_problems))
+                   for r in get_task_dataset(args.task, n, seed=args.seed + (split == "test"), split=split, role=role)]
+            for role in ("planner", "single", "executor")}
+    budgets = context_budgets(args, tokenizer, rows)
+    args.max_episode_tokens = budgets["planner"]
+    args.executor_max_episode_tokens = budgets["executor"]
+    args.single_max_episode_tokens = budgets["single"]
+    print(f"[compare-agents] context {args.context_tokens} tokens: episode budgets {budgets}")
+    return budgets
 
 
 def arm_configs(args, arm: str, starts: dict[str, Path], run_dir: Path) -> tuple[Any, Any]:
     """(the planner's or only model's config, the executor's config or None) of ``arm``."""
-    from curriculum.tasks.planner import SINGLE_ENVIRONMENT
-
     if arm == "single_agent":
         return _grpo_config(args, starts["single"], run_dir, arm, method="grpo", dataset_kwargs={"role": "single"},
-                            **SINGLE_ENVIRONMENT), None
+                            max_episode_tokens=args.single_max_episode_tokens, **task_module(args).SINGLE_ENVIRONMENT), None
     mk = {"mgrpo_d_max": args.d_max, "mgrpo_w_local": args.w_local}
     multi = dict(method="mgrpo", dataset_kwargs={"role": "planner"}, **planner_environment(args))
     if arm == "mgrpo_shared":
@@ -234,7 +303,6 @@ def evaluate_arm(args, arm: str, planner_path: Path, executor_path: Path | None,
     """decoding -> held-out metrics of one arm: the planner's accuracy (its boxed answer), the
     executor calls' valid-format rate and accuracy (``r_local``), the calls per episode. A two-model
     arm's executor serves the planner's calls from its own model (``rollout/mgrpo/agent_server.py``)."""
-    from curriculum.tasks.planner import SINGLE_ENVIRONMENT
     from rl.eval.heldout import binomial_se
     from rl.eval.episodes import evaluate_episodes
     from rl.modeling import load_model, load_tokenizer
@@ -245,7 +313,7 @@ def evaluate_arm(args, arm: str, planner_path: Path, executor_path: Path | None,
     tok = load_tokenizer(str(planner_path))
     model = load_model(str(planner_path)).eval()
     single = arm in ("single_agent", "sft_single")
-    env = SINGLE_ENVIRONMENT if single else planner_environment(args)
+    env = task_module(args).SINGLE_ENVIRONMENT if single else planner_environment(args)
     kwargs = dict(env.get("environment_kwargs") or {})
     server = None
     if executor_path is not None:
@@ -259,7 +327,8 @@ def evaluate_arm(args, arm: str, planner_path: Path, executor_path: Path | None,
         for decoding in args.decoding_list:
             res = evaluate_episodes(
                 model, tok, rows["single" if single else "planner"], environment=env["environment"],
-                environment_kwargs=kwargs, max_turns=int(env["max_turns"]), max_episode_tokens=args.max_episode_tokens,
+                environment_kwargs=kwargs, max_turns=int(env["max_turns"]),
+                max_episode_tokens=args.single_max_episode_tokens if single else args.max_episode_tokens,
                 greedy=decoding == "greedy", temperature=args.temperature, max_new_tokens=args.max_completion_length,
                 seed=args.seed, system_prompt=None if single else PLANNER_SYSTEM_PROMPT,
             )
@@ -279,73 +348,25 @@ def evaluate_arm(args, arm: str, planner_path: Path, executor_path: Path | None,
     return out
 
 
-# --- the report -------------------------------------------------------------------------------------
-
-
-def beats_baselines(summary: list[dict]) -> dict[str, dict[str, bool | None]]:
-    """Per M-GRPO arm and decoding: its held-out accuracy above every baseline's (None: no baseline ran)."""
-    acc = {(r["method"], r["decoding"]): r["accuracy"] for r in summary}
-    out: dict[str, dict[str, bool | None]] = {}
-    for arm in MGRPO_ARMS:
-        for decoding in DECODINGS:
-            if (arm, decoding) not in acc:
-                continue
-            base = [acc[(b, decoding)] for b in BASELINES if (b, decoding) in acc]
-            out.setdefault(arm, {})[decoding] = all(acc[(arm, decoding)] > b for b in base) if base else None
-    return out
-
-
-def table(summary: list[dict]) -> str:
-    lines = ["| method | decoding | accuracy | executor accuracy | executor format ok | mean calls | mean tokens | train s |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in summary:
-        se = f" ± {100 * r['accuracy_se']:.1f}" if r.get("accuracy_se") is not None else ""
-        secs = "-" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"
-        lines.append(f"| {r['method']} | {r['decoding']} | {100 * r['accuracy']:.1f}%{se} | {fmt_pct(r['executor_accuracy'], '%')} | "
-                     f"{fmt_pct(r['executor_format_ok'], '%')} | {r['mean_calls']:.2f} | {r['mean_tokens']:.1f} | {secs} |")
-    return "\n".join(lines)
-
-
-def plot(summary: list[dict], path: Path) -> None:
-    """Held-out planner and executor accuracy per arm (left) and mean calls per episode (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4))
-    labels = [f"{r['method']}\n{r['decoding']}" for r in summary]
-    xs = list(range(len(summary)))
-    ax.bar([x - 0.2 for x in xs], [100 * r["accuracy"] for r in summary], width=0.4, label="accuracy (planner / system)",
-           yerr=[100 * (r.get("accuracy_se") or 0.0) for r in summary])
-    ax.bar([x + 0.2 for x in xs], [100 * (r["executor_accuracy"] or 0.0) for r in summary], width=0.4,
-           label="executor accuracy (r_local)")
-    ax.set_xticks(xs, labels, fontsize=7, rotation=45, ha="right")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    bx.bar(xs, [r["mean_calls"] for r in summary])
-    bx.set_xticks(xs, labels, fontsize=7, rotation=45, ha="right")
-    bx.set_ylabel("mean calls per episode (executor | calculator)")
-    bx.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv=None) -> int:
     import torch
 
     from curriculum.tasks import get_task_dataset
     from rl.experiments.tiny_model import make_tiny_model
+    from rl.modeling import load_tokenizer
 
     args = parse_args(argv)
+    if args.seeds > 1:
+        import sys
+
+        return run_seeds(main, list(sys.argv[1:] if argv is None else argv), args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
     model_dir = Path(args.model_dir) if args.model_dir else make_tiny_model(out / "tiny-model", seed=args.seed)
+    apply_context(args, load_tokenizer(str(model_dir)))
     arms = args.arm_list
     starts: dict[str, Path] = {}
     if any(a != "single_agent" for a in arms):
@@ -374,19 +395,15 @@ def main(argv=None) -> int:
         {"method": m, "decoding": d, **r, "train_seconds": infos.get(m, {}).get("seconds")}
         for m, res in results.items() for d, r in res.items()
     ]
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    verdict = beats_baselines(summary)
     meta = {"task": args.task, "arms": arms, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps,
             "sft_steps": args.sft_steps, "multi_sft_steps": args.multi_sft_steps, "single_guesses": args.single_guesses,
             "sft_checkpoints": {k: str(v) for k, v in starts.items()}, "lr": args.lr, "prompts_per_step": args.prompts_per_step,
             "num_generations": args.num_generations, "temperature": args.temperature, "d_max": args.d_max,
-            "w_local": args.w_local, "seed": args.seed, "mgrpo_beats_baselines": verdict, "train": infos,
-            "total_seconds": time.time() - t_all}
-    text = table(summary)
-    (out / "summary.md").write_text(text + "\n\nM-GRPO above both baselines (held-out accuracy): "
-                                    + json.dumps(verdict) + "\n\n```json\n" + json.dumps(meta, indent=1) + "\n```\n")
-    (out / "summary_meta.json").write_text(json.dumps(meta, indent=1))
-    plot(summary, out / "plot.png")
-    print("\n" + text + f"\n\nM-GRPO above both baselines: {json.dumps(verdict)}")
+            "w_local": args.w_local, "seed": args.seed, "context_tokens": args.context_tokens,
+            "episode_budgets": {"planner": args.max_episode_tokens, "executor": args.executor_max_episode_tokens,
+                                "single": args.single_max_episode_tokens},
+            "train": infos, "total_seconds": time.time() - t_all}
+    text = write_report(out, summary, meta)
+    print("\n" + text + f"\n\nM-GRPO above both baselines: {json.dumps(beats_baselines(summary))}")
     print(f"\n[compare-agents] wrote {out / 'summary.json'}, {out / 'summary.md'}, {out / 'plot.png'}")
     return 0

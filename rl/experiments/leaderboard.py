@@ -72,9 +72,9 @@ def versus(rows: Sequence[dict], ref: str = "decs") -> list[dict]:
     return out
 
 
-def aggregate_seeds(per_seed: Sequence[Sequence[dict]]) -> list[dict]:
+def aggregate_seeds(per_seed: Sequence[Sequence[dict]], fields: Sequence[str] = SEED_FIELDS) -> list[dict]:
     """Rows of several seeds -> one row per ``(method, decoding)``: the mean of each numeric field
-    of :data:`SEED_FIELDS`, its sample std as ``<field>_std`` (0 with one seed), and ``seeds``."""
+    of ``fields`` (default :data:`SEED_FIELDS`), its sample std as ``<field>_std`` (0 with one seed), and ``seeds``."""
     keys: list[tuple[str, str]] = []
     cells: dict[tuple[str, str], list[dict]] = {}
     for rows in per_seed:
@@ -88,7 +88,7 @@ def aggregate_seeds(per_seed: Sequence[Sequence[dict]]) -> list[dict]:
     for k in keys:
         rs = cells[k]
         row = dict(rs[0])
-        for f in SEED_FIELDS:
+        for f in fields:
             vals = [float(r[f]) for r in rs if r.get(f) is not None and math.isfinite(float(r[f]))]
             if not vals:
                 continue

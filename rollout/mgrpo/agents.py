@@ -17,8 +17,9 @@ Each executor episode is a training sample of its own (``rollout.episodes``' chi
 ``role = 1``, ``group_index`` = the planner's prompt group, ``sub_group`` = the parent planner
 rollout's position in the group, and in ``meta``: ``parent_rollout`` (that position), ``call_index``
 (which call of the parent), ``task``, ``executor_result``, ``executor_format_ok``, and, when the task
-is plain arithmetic, ``executor_local_truth`` and ``executor_r_local`` (1.0 when the result equals
-the exact value: the verifiable local score of M-GRPO's executor reward). The planner's ``meta`` gets
+has a known exact result (plain arithmetic by default; ``executor_truth`` names a task's own function),
+``executor_local_truth`` and ``executor_r_local`` (1.0 when the result equals the exact value: the
+verifiable local score of M-GRPO's executor reward). The planner's ``meta`` gets
 ``executor_calls``, ``executor_errors`` (calls that returned no result or were malformed) and the tool
 counts of :class:`rollout.tools.ToolEnvironment`.
 
@@ -96,6 +97,27 @@ def arithmetic_truth(task: str) -> str | None:
         return None
 
 
+def resolve_truth(spec: str | Callable[[str], str | None] | None) -> Callable[[str], str | None]:
+    """The function that gives a delegated task's exact result (None: no local truth): a callable,
+    ``module:function``, or None for :func:`arithmetic_truth` (plain arithmetic only)."""
+    if spec is None:
+        return arithmetic_truth
+    if callable(spec):
+        return spec
+    mod, sep, attr = str(spec).partition(":")
+    if not sep:
+        raise ValueError(f"executor_truth must be 'module:function', got {spec!r}")
+    import importlib
+
+    try:
+        fn = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"executor_truth {spec!r}: cannot import it ({e})") from None
+    if not callable(fn):
+        raise ValueError(f"executor_truth {spec!r} is not callable")
+    return fn
+
+
 class ExecutorEnvironment(ToolEnvironment):
     """One executor episode: the task as the user turn, tools as :class:`ToolEnvironment`; the turn
     without a tool call ends the episode, and its ``<result>`` is the episode's result."""
@@ -134,8 +156,10 @@ class ExecutorRunner:
         role: int = EXECUTOR_ROLE,
         engine_url: str | None = None,
         tool_schemas: bool = True,
+        truth: str | Callable[[str], str | None] | None = None,
     ) -> None:
         self.engine, self.tokenizer, self.sampling = engine, tokenizer, sampling
+        self.truth = resolve_truth(truth)
         self.engine_url = engine_url
         self.tools = tuple(tools)
         self.max_turns = int(max_turns)
@@ -162,7 +186,7 @@ class ExecutorRunner:
     def signature(self) -> tuple:
         """Runners with equal signatures run their tasks in one batch."""
         return (id(self.engine), id(self.tokenizer), self.tools, self.max_turns, self.max_episode_tokens,
-                self.system_prompt, self.max_prompt_length, self.role, self.tool_schemas)
+                self.system_prompt, self.max_prompt_length, self.role, self.tool_schemas, self.truth)
 
     def run(self, tasks: Sequence[str]) -> list[Trajectory]:
         if self.engine is None or self.tokenizer is None or self.sampling is None:
@@ -176,7 +200,7 @@ class ExecutorRunner:
         for task, (t,) in zip(tasks, groups):
             final = t.meta.pop("executor_final_text", None)
             result = parse_result(final) if (final is not None and t.meta.get("episode_end") == "done") else None
-            truth = arithmetic_truth(task)
+            truth = self.truth(task)
             t.role = self.role
             t.meta.update(
                 task=task, executor_result=result, executor_format_ok=result is not None,
@@ -285,16 +309,19 @@ def make_planner_environment(
     executor_engine_url: str | None = None,
     tool_schemas: bool = True,
     executor_tool_schemas: bool = True,
+    executor_truth: str | None = None,
 ) -> PlannerEnvironment:
     """``environment: planner`` with ``environment_kwargs: {executor_tools: [calculator], executor_max_turns: 3,
     executor_max_episode_tokens: ..., executor_system_prompt: ..., max_calls: 8, executor_engine_url: ...}``:
     without a URL the executor generates with the planner's engine (shared model); with one, with the
     executor process's server (``rollout/mgrpo/agent_server.py`` or ``vllm serve``: its own model).
     ``tool_schemas`` / ``executor_tool_schemas`` False: the planner's / executor's prompt renders no tools
-    block (JSON schemas cost ~300 of the embedded tiny model's 512 positions; ``task:planner`` sets both)."""
+    block (JSON schemas cost ~300 of the embedded tiny model's 512 positions; ``task:planner`` sets both).
+    ``executor_truth``: ``module:function`` giving a task's exact result, the executor's local score
+    ``r_local`` (default: plain arithmetic only; ``task:long_context`` gives its ledger lookups)."""
     runner = ExecutorRunner(tools=executor_tools, max_turns=executor_max_turns, engine_url=executor_engine_url,
                             max_episode_tokens=executor_max_episode_tokens, system_prompt=executor_system_prompt,
-                            tool_schemas=executor_tool_schemas)
+                            tool_schemas=executor_tool_schemas, truth=executor_truth)
     return PlannerEnvironment(runner, prompt_key=prompt_key, max_calls=max_calls, tool_schemas=tool_schemas)
 
 
@@ -309,5 +336,6 @@ __all__ = [
     "executor",
     "make_planner_environment",
     "parse_result",
+    "resolve_truth",
     "same_number",
 ]

@@ -125,3 +125,60 @@ def test_compare_agents_is_a_subcommand_with_a_script_wrapper(capsys):
     assert main(["compare-agents", "--help"]) == 0 and "mgrpo_separate" in capsys.readouterr().out
     script = Path(__file__).resolve().parents[2] / "scripts" / "compare_agents.py"
     assert "from rl.experiments.compare_agents import main" in script.read_text()
+
+
+def test_margins_are_measured_in_combined_standard_errors():
+    from rl.experiments.agents_report import verdict_with_se
+
+    rows = [{"method": "single_agent", "decoding": "sampled", "accuracy": 0.30, "accuracy_se": 0.03},
+            {"method": "frozen_executor", "decoding": "sampled", "accuracy": 0.40, "accuracy_se": 0.04},
+            {"method": "mgrpo_shared", "decoding": "sampled", "accuracy": 0.50, "accuracy_se": 0.04}]
+    v = verdict_with_se(rows)["mgrpo_shared"]["sampled"]
+    # 20 points over the single agent, SE hypot(3, 4) = 5: clear; 10 over the frozen executor, SE 5.66: not
+    assert v["single_agent"] == {"margin": 20.0, "combined_se": 5.0, "clear": True}
+    assert v["frozen_executor"] == {"margin": 10.0, "combined_se": 5.66, "clear": False}
+
+
+def test_seeds_pool_the_episodes():
+    from rl.experiments.agents_report import aggregate
+
+    seed = lambda acc, over: [{"method": "mgrpo_shared", "decoding": "greedy", "accuracy": acc, "problems": 100,
+                               "executor_accuracy": None, "executor_format_ok": 1.0, "mean_calls": 3.0,
+                               "mean_tokens": 200.0, "truncated_frac": over, "train_seconds": 10.0}]
+    (row,) = aggregate([seed(0.4, 0.1), seed(0.6, 0.3)])
+    assert row["seeds"] == 2 and row["problems"] == 200
+    assert row["accuracy"] == pytest.approx(0.5) and row["accuracy_std"] == pytest.approx(0.1414, abs=1e-4)
+    assert row["accuracy_se"] == pytest.approx((0.25 / 200) ** 0.5) and row["truncated_frac"] == pytest.approx(0.2)
+
+
+def test_the_context_limit_sets_every_budget():
+    args = ca.parse_args(["--task", "long_context"])
+    assert args.context_tokens == 512 and args.max_episode_tokens is None
+    planner = ca.parse_args([])
+    assert (planner.context_tokens, planner.max_episode_tokens, planner.executor_max_episode_tokens) == (None, 384, 192)
+    with pytest.raises(SystemExit):
+        ca.parse_args(["--task", "long_context", "--max-episode-tokens", "300"])
+
+
+@pytest.mark.slow
+def test_long_context_over_two_seeds(tiny_model_dir, tmp_path):
+    """``--task long_context --seeds 2``: per-seed runs under the shared context, then the mean over seeds
+    with the context overruns in the table."""
+    out = tmp_path / "lc"
+    argv = ["--task", "long_context", "--out", str(out), "--model-dir", str(tiny_model_dir), "--arms", "single_agent",
+            "--sft-steps", "1", "--grpo-steps", "1", "--prompts-per-step", "1", "--num-generations", "2", "--eval-problems", "2",
+            "--decodings", "greedy", "--max-completion-length", "32", "--seeds", "2"]
+    assert ca.main(argv) == 0
+    for k in (0, 1):
+        meta = json.loads((out / f"seed{k}" / "summary_meta.json").read_text())
+        budgets = meta["episode_budgets"]
+        assert meta["context_tokens"] == 512 and meta["seed"] == k
+        assert all(100 < budgets[r] < 512 for r in ("planner", "executor", "single"))
+        cfg = json.loads((out / f"seed{k}" / "single_agent" / "train_info.json").read_text())
+        assert cfg["steps"] == {"planner": 1}
+    rows = json.loads((out / "summary.json").read_text())
+    assert {r["method"] for r in rows} == {"sft_single", "single_agent"}
+    assert all(r["seeds"] == 2 and r["problems"] == 4 and "truncated_frac" in r for r in rows)
+    assert "| context overruns |" in (out / "summary.md").read_text()
+    meta = json.loads((out / "summary_meta.json").read_text())
+    assert meta["seeds"] == [0, 1] and meta["context_tokens"] == 512 and len(meta["seed_seconds"]) == 2
