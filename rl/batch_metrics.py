@@ -46,7 +46,52 @@ def batch_metrics(batch: RolloutBatch, reward_metrics: dict[str, float] | None =
     for ch, a in batch.advantages.items():
         mask = batch.completion_mask > 0
         m[f"advantages/{ch}/abs_mean"] = float(a[mask].abs().mean()) if mask.any() else 0.0
+    m.update(text_metric_stats(batch))
     return m
+
+
+def text_metric_fns(dataset: str | None) -> dict[str, Any]:
+    """The per-completion text metrics of an embedded task (``dataset: task:<name>``; e.g. the re-checks of
+    ``word_problems_think``), ``{}`` for other data (:func:`curriculum.tasks.task_text_metrics`)."""
+    if not isinstance(dataset, str) or not dataset.startswith("task:"):
+        return {}
+    from curriculum.tasks import task_text_metrics
+
+    return task_text_metrics(dataset[len("task:"):])
+
+
+def text_metric_stats(batch: RolloutBatch) -> dict[str, float]:
+    """``text/<name>/mean`` of each text metric the rollouts carry (``meta["text_metrics"]``) and
+    ``text/<name>/adv_corr``: the pooled within-group correlation of the metric with the rollout's
+    advantage (the mean over its trained tokens, summed over channels). Both are centred within each
+    group first, so the number says whether, among the completions of one prompt, more of the behaviour
+    got a higher (> 0) or lower (< 0) advantage: what the update pushes it towards. NaN without variance."""
+    names = sorted({k for meta in batch.meta for k in (meta.get("text_metrics") or {})})
+    if not names:
+        return {}
+    mask = batch.completion_mask  # [N, T]
+    tokens = mask.sum(dim=1).clamp(min=1.0)
+    adv = sum((a * mask).sum(dim=1) / tokens for a in batch.advantages.values()) if batch.advantages else None
+    _, inv = torch.unique(batch.group_index, return_inverse=True)
+    k = int(inv.max()) + 1
+
+    def centred(x: torch.Tensor) -> torch.Tensor:  # [N] minus its group's mean
+        sums = torch.zeros(k, dtype=torch.float64).index_add(0, inv, x)
+        counts = torch.zeros(k, dtype=torch.float64).index_add(0, inv, torch.ones_like(x))
+        return x - (sums / counts)[inv]
+
+    out: dict[str, float] = {}
+    for name in names:
+        vals = [(meta.get("text_metrics") or {}).get(name) for meta in batch.meta]
+        keep = torch.tensor([v is not None for v in vals])
+        x = torch.tensor([float(v) if v is not None else 0.0 for v in vals], dtype=torch.float64)
+        out[f"text/{name}/mean"] = float(x[keep].mean()) if keep.any() else float("nan")
+        if adv is None or not keep.all():
+            continue
+        cx, ca = centred(x), centred(adv.double())
+        denom = float(cx.norm() * ca.norm())
+        out[f"text/{name}/adv_corr"] = float((cx * ca).sum()) / denom if denom > 0 else float("nan")
+    return out
 
 
 # TRL's name for one of ours (so that a W&B workspace built for TRL's GRPOTrainer finds its plots); both are logged

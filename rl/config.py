@@ -205,6 +205,12 @@ class GRPOConfig(TrainConfig):
     )
     # --- logging ----------------------------------------------------------------------------
     log_completions_steps: int = field(default=10, metadata={"help": "Log a table of sample completions every N steps."})
+    log_text_metrics: bool = field(
+        default=True,
+        metadata={"help": "With an embedded task (dataset: task:<name>), log its per-completion text metrics each step: "
+                          "text/<name>/mean and text/<name>/adv_corr, their within-group correlation with the advantage "
+                          "(e.g. word_problems_think's re-checks: does the update push them down?)."},
+    )
     # --- method settings, read by the registered pieces (each declares its keys; checked here)
     method_kwargs: dict[str, Any] = field(
         default_factory=dict,

@@ -18,7 +18,7 @@ from curriculum.samplers import PromptSampler, ScoredGroup, get_assembler
 from rewards.hooks import hooks_of, state_hooks_of
 from rl.advantages import get_advantage
 from rl.batch import RolloutBatch, collate, reward_tensor
-from rl.batch_metrics import batch_metrics
+from rl.batch_metrics import batch_metrics, text_metric_fns
 from rl.config import GRPOConfig
 from rl.engines import make_rollout_engine, off_policy_engine
 from rl.losses import LossTerm, get_composition
@@ -69,6 +69,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
             args = GRPOConfig(model=model if isinstance(model, str) else "")
         if not args.model and isinstance(model, str):  # as in TRL, the model argument names it
             args.model = model
+        own_data = train_dataset is None  # built from args.dataset (a given dataset may be anything)
         if train_dataset is None:
             from curriculum.data import load_dataset_spec
 
@@ -88,7 +89,8 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
 
         load_methods()  # a config that was unpickled rather than built has not loaded the methods yet
         self.advantage_fn = get_advantage(args.advantage_estimator)
-        self.advantage_fn.preflight(args)  # e.g. a store the estimator needs: checked before the model loads
+        self.advantage_fn.preflight(args)
+        self._text_metrics = text_metric_fns(args.dataset) if args.log_text_metrics and own_data else {}  # e.g. a store the estimator needs: checked before the model loads
         super().__init__(model, args, processing_class)
         for fn in self.reward_funcs:  # rewards that need the tokenizer or config get them once
             hooks_of(fn).setup(tokenizer=self.tokenizer, args=args)
@@ -203,6 +205,8 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         self._timing["reward"] += time.time() - t0
         for t, meta in zip(flat_traj, metas):
             t.meta.update(meta)
+            if self._text_metrics:  # the task's behaviours, logged against the advantages (rl/batch_metrics.py)
+                t.meta["text_metrics"] = {k: fn(t.text) for k, fn in self._text_metrics.items()}
         out, pos = [], 0
         for idx, row, g in zip(indices, rows, groups):
             G = len(g)

@@ -212,3 +212,37 @@ def test_rows_per_prompt_may_vary_and_group_index_is_kept(tiny_model_dir, tmp_pa
         for traj in g.trajectories:
             traj.group_index = gid
     assert original(groups).group_index.tolist() == [7, 7, 7, 3, 3]
+
+
+def test_text_metrics_against_the_advantage_by_hand():
+    """text/<name>/adv_corr: both centred within their group, then correlated over the batch."""
+    from rl.batch import RolloutBatch
+    from rl.batch_metrics import text_metric_stats
+
+    n, t = 4, 3
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.float32)
+    adv = torch.tensor([1.0, -1.0, 2.0, 0.0])[:, None] * mask  # sequence advantages 1, -1, 2, 0
+    batch = RolloutBatch(prompt_ids=torch.zeros(n, 1, dtype=torch.long), prompt_mask=torch.ones(n, 1, dtype=torch.long),
+                         completion_ids=torch.zeros(n, t, dtype=torch.long), completion_mask=mask,
+                         attention_mask_completion=mask.long(), group_index=torch.tensor([0, 0, 1, 1]),
+                         role=torch.zeros(n, dtype=torch.long), truncated=torch.zeros(n, dtype=torch.bool),
+                         meta=[{"text_metrics": {"rechecks": r}} for r in (0.0, 2.0, 3.0, 1.0)],
+                         advantages={"main": adv})
+    m = text_metric_stats(batch)
+    # centred in their groups: rechecks (-1, 1, 1, -1), advantages (1, -1, 1, -1): the products sum to
+    # (-1) + (-1) + 1 + 1 = 0, so no correlation
+    assert m["text/rechecks/mean"] == 1.5 and m["text/rechecks/adv_corr"] == 0.0
+    batch.meta = [{"text_metrics": {"rechecks": r}} for r in (2.0, 0.0, 3.0, 1.0)]  # more re-checks, higher advantage
+    assert text_metric_stats(batch)["text/rechecks/adv_corr"] == pytest.approx(1.0)
+    batch.meta = [{}] * n
+    assert text_metric_stats(batch) == {}
+
+
+def test_an_embedded_task_logs_its_text_metrics(tiny_model_dir, tmp_path):
+    cfg = make_cfg(tiny_model_dir, tmp_path, dataset="task:explore", dataset_num_examples=8, max_completion_length=8)
+    GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg).train()
+    m = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert m["text/tries/mean"] >= 0 and "text/guess/mean" in m
+    cfg = make_cfg(tiny_model_dir, tmp_path / "given", dataset="task:explore")  # a given dataset: its own rows
+    GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset()).train()
+    assert not any(k.startswith("text/") for k in json.loads((tmp_path / "given" / "run" / "metrics.jsonl").read_text().splitlines()[-1]))
