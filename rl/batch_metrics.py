@@ -65,7 +65,8 @@ def text_metric_stats(batch: RolloutBatch) -> dict[str, float]:
     ``text/<name>/adv_corr``: the pooled within-group correlation of the metric with the rollout's
     advantage (the mean over its trained tokens, summed over channels). Both are centred within each
     group first, so the number says whether, among the completions of one prompt, more of the behaviour
-    got a higher (> 0) or lower (< 0) advantage: what the update pushes it towards. NaN without variance."""
+    got a higher (> 0) or lower (< 0) advantage: what the update pushes it towards. Left out when no
+    group has variance in both."""
     names = sorted({k for meta in batch.meta for k in (meta.get("text_metrics") or {})})
     if not names:
         return {}
@@ -90,7 +91,8 @@ def text_metric_stats(batch: RolloutBatch) -> dict[str, float]:
             continue
         cx, ca = centred(x), centred(adv.double())
         denom = float(cx.norm() * ca.norm())
-        out[f"text/{name}/adv_corr"] = float((cx * ca).sum()) / denom if denom > 0 else float("nan")
+        if denom > 0:  # left out when undefined (no variance within any group)
+            out[f"text/{name}/adv_corr"] = float((cx * ca).sum()) / denom
     return out
 
 

@@ -234,6 +234,8 @@ def test_text_metrics_against_the_advantage_by_hand():
     assert m["text/rechecks/mean"] == 1.5 and m["text/rechecks/adv_corr"] == 0.0
     batch.meta = [{"text_metrics": {"rechecks": r}} for r in (2.0, 0.0, 3.0, 1.0)]  # more re-checks, higher advantage
     assert text_metric_stats(batch)["text/rechecks/adv_corr"] == pytest.approx(1.0)
+    batch.meta = [{"text_metrics": {"rechecks": 1.0}}] * n  # no variance: the mean only
+    assert text_metric_stats(batch) == {"text/rechecks/mean": 1.0}
     batch.meta = [{}] * n
     assert text_metric_stats(batch) == {}
 
