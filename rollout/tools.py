@@ -117,6 +117,20 @@ def register_tool(name: str | None = None):
     return deco
 
 
+def import_function(spec: str, what: str) -> Callable[..., Any]:
+    """The callable at ``module:function``; a ValueError naming ``what`` when it cannot be had."""
+    mod, sep, attr = str(spec).partition(":")
+    if not sep:
+        raise ValueError(f"{what} must be 'module:function', got {spec!r}")
+    try:
+        fn = getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"{what} {spec!r}: cannot import it ({e})") from None
+    if not callable(fn):
+        raise ValueError(f"{what} {spec!r} is not callable")
+    return fn
+
+
 def resolve_tool(spec: str | Callable[..., Any]) -> Callable[..., Any]:
     """A callable, a registered tool name, or ``module:function``."""
     if callable(spec):
@@ -126,14 +140,7 @@ def resolve_tool(spec: str | Callable[..., Any]) -> Callable[..., Any]:
     if spec in TOOLS:
         return TOOLS[spec]
     if ":" in spec:
-        mod, _, attr = spec.partition(":")
-        try:
-            fn = getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"tool {spec!r}: cannot import it ({e})") from None
-        if not callable(fn):
-            raise ValueError(f"tool {spec!r} is not callable")
-        return fn
+        return import_function(spec, "tool")
     raise ValueError(f"unknown tool {spec!r}; registered: {sorted(TOOLS)} (or give 'module:function')")
 
 
@@ -262,6 +269,7 @@ __all__ = [
     "TOOLS",
     "ToolEnvironment",
     "calculator",
+    "import_function",
     "parse_tool_call",
     "python",
     "register_tool",

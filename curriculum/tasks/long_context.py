@@ -35,12 +35,11 @@ import random
 import re
 from typing import Any
 
-from curriculum.tasks.planner import _call
+from curriculum.tasks.planner import ROLES, _call, check_options
 
 __all__ = ["CONTEXT_TOKENS", "ENVIRONMENT", "SINGLE_ENVIRONMENT", "generate_examples", "ledger_rows", "local_truth",
            "make_long_context_dataset", "read_ledger"]
 
-ROLES = ("planner", "executor", "sft", "single")
 CONTEXT_TOKENS = 512  # the embedded model's max_position_embeddings: every context of every arm
 LEDGERS = 1000  # L000..L999
 ROWS = (12, 24)  # rows per ledger (inclusive)
@@ -142,18 +141,7 @@ def generate_examples(
     ``(seed, split)``: the same problems and slips whatever the role."""
     from rollout.mgrpo.agents import EXECUTOR_SYSTEM_PROMPT, PLANNER_SYSTEM_PROMPT
 
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
-    for name, v in (("planner_slip", planner_slip), ("executor_slip", executor_slip)):
-        if not 0.0 <= float(v) <= 1.0:
-            raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}")
-    terms = tuple(int(t) for t in terms)
-    if not terms or min(terms) < 2:
-        raise ValueError(f"terms must be counts >= 2, got {terms!r}")
+    terms = check_options(split, role, planner_slip, executor_slip, test_fraction, terms)
     rng = random.Random(f"long_context:{seed}:{split}")
     out: list[dict[str, Any]] = []
     for index in range(num_examples):

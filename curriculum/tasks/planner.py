@@ -65,6 +65,24 @@ def _schemas() -> dict[str, Any]:
     return {k: json.loads(json.dumps(tool_schema(f))) for k, f in (("executor", executor), ("calculator", calculator))}
 
 
+def check_options(split: str, role: str, planner_slip: float, executor_slip: float, test_fraction: float,
+                  terms: tuple[int, ...]) -> tuple[int, ...]:
+    """The planner/executor tasks' shared options, checked (a ValueError naming the option); returns ``terms``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
+    for name, v in (("planner_slip", planner_slip), ("executor_slip", executor_slip)):
+        if not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}")
+    terms = tuple(int(t) for t in terms)
+    if not terms or min(terms) < 2:
+        raise ValueError(f"terms must be counts >= 2, got {terms!r}")
+    return terms
+
+
 def _in_test(problem: str, test_fraction: float) -> bool:
     h = int.from_bytes(hashlib.sha256(f"planner:{problem}".encode()).digest()[:8], "big")
     return (h / 2**64) < test_fraction
@@ -103,18 +121,7 @@ def generate_examples(
     is boxed off by 1-2 without a call; False (the default): it calls the calculator every time."""
     from rollout.mgrpo.agents import EXECUTOR_SYSTEM_PROMPT, PLANNER_SYSTEM_PROMPT
 
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
-    for name, v in (("planner_slip", planner_slip), ("executor_slip", executor_slip)):
-        if not 0.0 <= float(v) <= 1.0:
-            raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}")
-    terms = tuple(int(t) for t in terms)
-    if not terms or min(terms) < 2:
-        raise ValueError(f"terms must be counts >= 2, got {terms!r}")
+    terms = check_options(split, role, planner_slip, executor_slip, test_fraction, terms)
     rng = random.Random(f"planner:{seed}:{split}")
     schemas = _schemas()
     tools = (lambda name: {"tools": [schemas[name]]}) if tool_schemas else (lambda name: {})

@@ -58,16 +58,6 @@ def verdict_with_se(summary: list[dict]) -> dict[str, dict[str, dict[str, Any]]]
     return out
 
 
-def _mean_std(r: dict, f: str, scale: float = 100.0, digits: int = 1, suffix: str = "%") -> str:
-    v = r.get(f)
-    if v is None:
-        return "-"
-    s = f"{scale * v:.{digits}f}{suffix}"
-    if r.get("seeds", 1) > 1 and r.get(f"{f}_std") is not None:
-        s += f" (sd {scale * r[f + '_std']:.{digits}f})"
-    return s
-
-
 def table(summary: list[dict]) -> str:
     lines = ["| method | decoding | accuracy | executor accuracy | executor format ok | mean calls | mean tokens | "
              "context overruns | train s |", "|---|---|---|---|---|---|---|---|---|"]
@@ -140,17 +130,15 @@ def write_report(out: Path, summary: list[dict], meta: dict[str, Any]) -> str:
 def run_seeds(run_one: Callable[[list[str]], int], argv: list[str], args: Any) -> int:
     """``compare-agents --seeds N``: ``run_one(argv + [--out DIR/seed<k> --seed k --seeds 1])`` for each seed,
     then the mean over seeds (:func:`aggregate`) in ``DIR``'s report."""
+    from rl.experiments.leaderboard import each_seed
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    per_seed, metas = [], []
-    for k in range(args.seed, args.seed + args.seeds):
-        sub = out / f"seed{k}"
-        code = run_one(list(argv) + ["--out", str(sub), "--seed", str(k), "--seeds", "1"])
-        if code:
-            return code
-        per_seed.append(json.loads((sub / "summary.json").read_text()))
-        metas.append(json.loads((sub / "summary_meta.json").read_text()))
+    done = each_seed(run_one, argv, args, lambda sub: (json.loads((sub / "summary.json").read_text()),
+                                                       json.loads((sub / "summary_meta.json").read_text())))
+    if isinstance(done, int):
+        return done
+    per_seed, metas = done
     rows = aggregate(per_seed)
     meta = {**{k: v for k, v in metas[0].items() if k not in ("seed", "train", "total_seconds", "sft_checkpoints")},
             "seeds": list(range(args.seed, args.seed + args.seeds)), "seed_seconds": [m["total_seconds"] for m in metas],

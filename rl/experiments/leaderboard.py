@@ -296,6 +296,24 @@ def write_run_outputs(rows: Sequence[dict], out: Path, meta: dict, command: str 
     plot_frontier(rows, out / "plot.png", title=str(meta.get("task", "")))
 
 
+def each_seed(run_one, argv: list[str], args: Any, load) -> tuple[list, list] | int:
+    """Run ``run_one(argv + [--out DIR/seed<k> --seed k --seeds 1])`` for ``k = seed .. seed + N - 1``;
+    returns ``([rows per seed], [meta per seed])`` as ``load(DIR/seed<k>)`` reads them, or the first
+    nonzero exit code."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    per_seed, metas = [], []
+    for k in range(args.seed, args.seed + args.seeds):
+        sub = out / f"seed{k}"
+        code = run_one(list(argv) + ["--out", str(sub), "--seed", str(k), "--seeds", "1"])
+        if code:
+            return code
+        rows, meta = load(sub)
+        per_seed.append(rows)
+        metas.append(meta)
+    return per_seed, metas
+
+
 def run_seeds(run_one, argv: list[str], args: Any) -> int:
     """``parsimony compare --seeds N``: run ``run_one(argv + [--out DIR/seed<k> --seed k --seeds 1])``
     for ``k = seed .. seed + N - 1``, then write the mean ± std of every cell to ``DIR/summary.json``
@@ -304,17 +322,11 @@ def run_seeds(run_one, argv: list[str], args: Any) -> int:
     import time
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    per_seed, metas = [], []
-    for k in range(args.seed, args.seed + args.seeds):
-        sub = out / f"seed{k}"
-        code = run_one(list(argv) + ["--out", str(sub), "--seed", str(k), "--seeds", "1"])
-        if code:
-            return code
-        rows, meta = load_run(sub)
-        per_seed.append(rows)
-        metas.append(meta)
+    done = each_seed(run_one, argv, args, load_run)
+    if isinstance(done, int):
+        return done
+    per_seed, metas = done
     rows = aggregate_seeds(per_seed)
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     meta = {**metas[0], "seeds": list(range(args.seed, args.seed + args.seeds)), "total_seconds": time.time() - t0,

@@ -38,7 +38,7 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 from rollout.episodes import Messages, StepResult, Turn, register_environment, row_messages, run_episodes
-from rollout.tools import TOOL_CALL_CLOSE, ToolEnvironment, calculator, parse_tool_call, tool_schema
+from rollout.tools import TOOL_CALL_CLOSE, ToolEnvironment, calculator, import_function, parse_tool_call, tool_schema
 from rollout.types import RolloutEngine, SamplingConfig, Trajectory
 
 RESULT_OPEN, RESULT_CLOSE = "<result>", "</result>"
@@ -104,18 +104,7 @@ def resolve_truth(spec: str | Callable[[str], str | None] | None) -> Callable[[s
         return arithmetic_truth
     if callable(spec):
         return spec
-    mod, sep, attr = str(spec).partition(":")
-    if not sep:
-        raise ValueError(f"executor_truth must be 'module:function', got {spec!r}")
-    import importlib
-
-    try:
-        fn = getattr(importlib.import_module(mod), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"executor_truth {spec!r}: cannot import it ({e})") from None
-    if not callable(fn):
-        raise ValueError(f"executor_truth {spec!r} is not callable")
-    return fn
+    return import_function(spec, "executor_truth")
 
 
 class ExecutorEnvironment(ToolEnvironment):
