@@ -35,7 +35,7 @@ import random
 import re
 from typing import Any
 
-from curriculum.tasks.planner import ROLES, _call, check_options
+from curriculum.tasks.planner import ROLES, check_options, tool_call_text
 
 __all__ = ["CONTEXT_TOKENS", "ENVIRONMENT", "SINGLE_ENVIRONMENT", "generate_examples", "ledger_rows", "local_truth",
            "make_long_context_dataset", "read_ledger"]
@@ -117,7 +117,7 @@ def _executor_rows(calls, got, slips, info, system):
     for j, ((task, value, tool, arguments), result) in enumerate(zip(calls, got)):
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": task}]
         observation = read_ledger(**arguments) if tool == "read_ledger" else str(value)
-        msgs += [{"role": "assistant", "content": _call(tool, **arguments)}, {"role": "tool", "content": observation},
+        msgs += [{"role": "assistant", "content": tool_call_text(tool, **arguments)}, {"role": "tool", "content": observation},
                  {"role": "assistant", "content": f"<result>{result}</result>"}]
         rows.append({"prompt": [{"role": "user", "content": task}], "messages": msgs,
                      "reward_model": {"ground_truth": str(value), "style": "rule"},
@@ -180,7 +180,7 @@ def generate_examples(
             turns: list[dict[str, Any]] = []
             note = ""  # what it writes down after a read, before its next call
             for (task, _, tool, arguments), result in zip(calls, got):
-                turns += [{"role": "assistant", "content": note + _call(tool, **arguments)},
+                turns += [{"role": "assistant", "content": note + tool_call_text(tool, **arguments)},
                           {"role": "tool", "content": read_ledger(**arguments) if tool == "read_ledger" else str(result)}]
                 note = f"{task.split(' in ')[0]}={result}\n" if tool == "read_ledger" else ""
             turns.append({"role": "assistant", "content": f"{note}\\boxed{{{answer}}}"})
@@ -188,7 +188,7 @@ def generate_examples(
             continue
         plan_turns: list[dict[str, Any]] = []
         for (task, _, _, _), result in zip(calls, got):
-            plan_turns += [{"role": "assistant", "content": _call("executor", task=task)},
+            plan_turns += [{"role": "assistant", "content": tool_call_text("executor", task=task)},
                            {"role": "tool", "content": str(result)}]
         plan_turns.append({"role": "assistant", "content": f"\\boxed{{{answer}}}"})
         if role in ("planner", "sft"):

@@ -54,7 +54,7 @@ SINGLE_ENVIRONMENT: dict[str, Any] = {"environment": "tools", "environment_kwarg
                                       "max_turns": 6}
 
 
-def _call(name: str, **arguments: Any) -> str:
+def tool_call_text(name: str, **arguments: Any) -> str:
     return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}) + "</tool_call>"
 
 
@@ -93,7 +93,7 @@ def _executor_messages(task: str, value: int, slip: bool, off: int, system: str 
     if slip:
         return msgs + [{"role": "assistant", "content": f"<result>{value + off}</result>"}]
     return msgs + [
-        {"role": "assistant", "content": _call("calculator", expression=task)},
+        {"role": "assistant", "content": tool_call_text("calculator", expression=task)},
         {"role": "tool", "content": str(value)},
         {"role": "assistant", "content": f"<result>{value}</result>"},
     ]
@@ -163,7 +163,7 @@ def generate_examples(
             if single and slips[j]:
                 inline += f"{task}={result}\n"
                 continue
-            call = _call("calculator", expression=task) if single else _call("executor", task=task)
+            call = tool_call_text("calculator", expression=task) if single else tool_call_text("executor", task=task)
             plan_turns += [{"role": "assistant", "content": inline + call}, {"role": "tool", "content": str(result)}]
             inline = ""
         plan_turns.append({"role": "assistant", "content": f"{inline}\\boxed{{{answer}}}"})
