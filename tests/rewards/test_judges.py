@@ -311,6 +311,7 @@ def test_endpoint_long_segments_not_sent(server):
     assert s["skipped_long"] == 1 and s["fallbacks"] == 0
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("fallback", ["rule", "no_penalty"])
 def test_endpoint_timeout_fallback(server, fallback):
     server.mode, server.sleep = "sleep", 3.0
@@ -336,6 +337,7 @@ def test_endpoint_http_500(server):
     assert s["errors"] == 4 and s["requests"] == 12 and s["fallbacks"] == 4 and s["timeouts"] == 0
 
 
+@pytest.mark.serial
 def test_endpoint_connection_refused():
     j = EndpointJudge(_closed_port_url(), timeout=2, retries=2, backoff=0.01, fallback="no_penalty")
     t0 = time.monotonic()
@@ -346,6 +348,7 @@ def test_endpoint_connection_refused():
     assert s["errors"] == 4 and s["fallbacks"] == 4
 
 
+@pytest.mark.serial
 def test_endpoint_overall_deadline(server):
     # 12 items, one thread, each request hangs: without the deadline this would take ~12 x 1 s
     server.mode, server.sleep = "sleep", 5.0
@@ -360,6 +363,7 @@ def test_endpoint_overall_deadline(server):
     assert s["fallbacks"] == 12 and s["timeouts"] == 12 and s["requests"] <= 2
 
 
+@pytest.mark.serial
 def test_endpoint_breaker_closed_port_then_batches_short_circuit():
     """Defect 11: a dead judge cost every step a full timeout budget. With the breaker, the
     first batch trips it; the next batches fall back at once, without a request."""
@@ -381,6 +385,7 @@ def test_endpoint_breaker_closed_port_then_batches_short_circuit():
     assert s["breaker_trips"] == 0 and s["breaker_open"] == 1.0
 
 
+@pytest.mark.serial
 def test_endpoint_breaker_hanging_server_then_recovery(server):
     server.mode, server.sleep = "sleep", 5.0
     cooldown = 0.6
@@ -405,6 +410,7 @@ def test_endpoint_breaker_hanging_server_then_recovery(server):
     assert s["timeouts"] == 4 and s["short_circuits"] >= 4
 
 
+@pytest.mark.serial
 def test_endpoint_half_open_probe_to_a_hanging_judge_does_not_block_the_step(server):
     """Issue 29 item 5: steps longer than the cool-down each met a half-open breaker whose probe
     the step awaited for the whole request timeout. Now a step waits probe_wait at most; the
@@ -439,6 +445,7 @@ def test_endpoint_half_open_probe_to_a_hanging_judge_does_not_block_the_step(ser
     j.close()
 
 
+@pytest.mark.serial
 def test_endpoint_breaker_opening_abandons_the_requests_still_out(server):
     """Two requests fail at once and open the breaker while two others hang: the call returns
     without waiting for the hanging ones (they fall back)."""
@@ -496,6 +503,7 @@ def test_reward_with_endpoint_judge(server, tok, math_grader):
     assert r.pop_meta()[0]["decs/judge_fallback"] is False
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("fallback", ["rule", "no_penalty"])
 def test_reward_with_dead_endpoint(tok, math_grader, fallback):
     from rewards.decs.reward import DECSRedundancyReward

@@ -300,6 +300,7 @@ def test_chat_message_completions_are_accepted(math_grader):
     assert res[0].status == "correct"
 
 
+@pytest.mark.serial
 def test_pathological_inputs_score_zero_within_timeout(math_grader):
     huge = ("Let me think. " * 80_000)[:1_000_000] + r" so \boxed{5"
     comps = [
@@ -324,6 +325,7 @@ def test_pathological_inputs_score_zero_within_timeout(math_grader):
     assert [r.status for r in math_grader.grade([r"\boxed{1}", r"\boxed{2}"], ["1", "1"])] == ["correct", "wrong"]
 
 
+@pytest.mark.serial
 def test_stuck_worker_is_killed_and_replaced():
     # soft_timeout=False: nothing interrupts sympy inside the worker, the parent must kill it
     with MathGrader(num_workers=2, timeout=1.0, soft_timeout=False) as g:

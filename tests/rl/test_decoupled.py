@@ -244,6 +244,7 @@ def test_a_step_without_executor_calls_is_an_empty_executor_step(tiny_model_dir,
     assert [b.num_rollouts for b in seen] == [2] and bool((seen[0].role == 1).all())
 
 
+@pytest.mark.serial
 def test_a_dead_store_is_one_line_before_the_model_loads(tiny_model_dir, tmp_path, capsys, monkeypatch):
     import time
 

@@ -170,6 +170,7 @@ def test_half_open_lets_exactly_one_probe_through(server):
     assert c.breaker.state == "closed" and len(server.hits) == 2
 
 
+@pytest.mark.serial
 def test_a_hanging_probe_costs_the_caller_probe_wait_not_the_timeout(server):
     """Issue 29 item 5: the half-open probe to a server that never answers was awaited for the whole
     request timeout. The caller now waits ``probe_wait`` at most; the probe goes on in the background
@@ -226,6 +227,7 @@ def test_a_slow_probe_closes_the_breaker_from_the_background(server):
     c.close()
 
 
+@pytest.mark.serial
 def test_a_timed_out_generation_is_surfaced_not_retried(server):
     server.default, server.hang = "hang", 3.0
     c = HTTPClient(server.url, timeout=0.3, retries=3, backoff=0.01)
@@ -252,6 +254,7 @@ def test_a_connection_dropped_after_sending_is_not_retried_for_post(server):
     assert c.get_json("/v1/models")["hits"] == 3  # GET: retried on a fresh connection
 
 
+@pytest.mark.serial
 def test_deadline_and_cancel_bound_the_retries():
     c = HTTPClient(_closed_port_url(), timeout=5, retries=50, backoff=0.2, jitter=0.0)
     t0 = time.monotonic()
@@ -352,6 +355,7 @@ def fake_vllm():
     srv.server_close()
 
 
+@pytest.mark.serial
 def test_vllm_server_client_retries_a_503_but_not_a_timed_out_generation(fake_vllm):
     from types import SimpleNamespace
 

@@ -102,6 +102,7 @@ def test_home_project_and_secrets_are_not_visible(bwrap_mode, monkeypatch):
     assert not r.ok and "TOP-SECRET" not in r.stdout and "No such file" in r.error
 
 
+@pytest.mark.serial
 def test_infinite_loop_is_stopped(bwrap_mode):
     t0 = time.time()
     # a busy loop hits the CPU limit (the wall clock may be first on a loaded machine)
@@ -117,6 +118,7 @@ def test_infinite_loop_is_stopped(bwrap_mode):
     assert time.time() - t0 < 6
 
 
+@pytest.mark.serial
 def test_fork_loop_is_contained(any_mode):
     t0 = time.time()
     code = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
@@ -135,6 +137,7 @@ def test_huge_allocation_fails_cleanly(bwrap_mode):
     assert not r.ok and "MemoryError" in r.error and not r.timed_out
 
 
+@pytest.mark.serial
 def test_huge_print_is_truncated(bwrap_mode):
     t0 = time.time()
     r = run_python("import sys\nsys.stdout.write('x' * (100 * 1024 * 1024))\nprint('done', file=sys.stderr)",
@@ -259,6 +262,7 @@ print("parent done", flush=True)
 """
 
 
+@pytest.mark.serial
 def test_a_double_forked_daemon_dies_with_the_call(any_mode):
     """Issue 29 item 6: in the rlimits mode a daemon outlived the call and held its pipes open
     until the timeout."""

@@ -133,6 +133,7 @@ def test_make_store_specs():
 # --- faults: an outage, a refused password, an unreachable server, a corrupt record ---------------------
 
 
+@pytest.mark.serial
 def test_a_redis_restart_mid_wait_is_ridden_out(tmp_path):
     """The executor waits for a step while the server restarts (3 s down): it reconnects and gets it."""
     import time
@@ -165,6 +166,7 @@ def test_a_redis_restart_mid_wait_is_ridden_out(tmp_path):
             s.stop()
 
 
+@pytest.mark.serial
 def test_an_unreachable_store_fails_after_its_limit_in_one_line_without_the_password():
     import time
 
@@ -179,6 +181,7 @@ def test_an_unreachable_store_fails_after_its_limit_in_one_line_without_the_pass
     assert "unreachable for 1 s" in msg and "hunter2" not in msg and "redis://:***@127.0.0.1" in msg
 
 
+@pytest.mark.serial
 def test_a_wrong_password_is_one_line_at_once(tmp_path):
     import time
 
