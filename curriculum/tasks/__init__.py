@@ -82,23 +82,25 @@ def task_text_metrics(name: str) -> dict[str, Callable[[str], float]]:
     (``rl.eval.evaluate.evaluate_dataset(text_metrics=...)`` averages them over samples):
     ``tries`` (explore: candidates tried before the first answer statement; a guess makes 0),
     ``guess`` (explore: the guessing slip), ``slip`` (overthink: the "Let me compute quickly."
-    slip) and ``steps`` (overthink: step lines before the answer statement); ``nothink`` (overthink_adapt: the answer
-    skips thinking, opening with ``</think>``)."""
+    slip), ``steps`` (overthink: step lines before the answer statement), ``rechecks`` (word_problems_think: re-checks
+    after the first answer statement); and on every task with ``<think>`` traces ``nothink``, the share of answers
+    that skip thinking (opening with ``</think>``: AdaptThink's NoThinking mode)."""
+    def nothink(t: str) -> float:
+        return float(t.lstrip().startswith("</think>"))
+
     if name.startswith("explore"):
         from curriculum.tasks.explore import GUESS_OPENING_LINE, count_tries
 
-        return {"tries": lambda t: float(count_tries(t)), "guess": lambda t: float(GUESS_OPENING_LINE in t)}
+        return {"tries": lambda t: float(count_tries(t)), "guess": lambda t: float(GUESS_OPENING_LINE in t),
+                "nothink": nothink}
     if name == "word_problems_think":
         from curriculum.tasks.overthink import count_redundant_chunks
 
-        return {"rechecks": lambda t: float(count_redundant_chunks(t))}
+        return {"rechecks": lambda t: float(count_redundant_chunks(t)), "nothink": nothink}
     if name.startswith(("overthink", "mixed")):
         from curriculum.tasks.overthink import count_steps, is_quick
 
-        metrics = {"slip": lambda t: float(is_quick(t)), "steps": lambda t: float(count_steps(t))}
-        if name == "overthink_adapt":  # the share of answers that skip thinking
-            metrics["nothink"] = lambda t: float(t.lstrip().startswith("</think>"))
-        return metrics
+        return {"slip": lambda t: float(is_quick(t)), "steps": lambda t: float(count_steps(t)), "nothink": nothink}
     return {}
 
 
@@ -126,10 +128,22 @@ def task_row_metrics(name: str) -> dict[str, Callable[[dict, dict], float | None
 
 
 def get_task_dataset(name: str, num_examples: int, seed: int = 0, split: str = "train", **kwargs: Any):
-    """Build ``num_examples`` rows of the task ``name`` (seeded, deterministic)."""
+    """Build ``num_examples`` rows of the task ``name`` (seeded, deterministic).
+
+    ``nothink_rate`` (any task with ``<think>`` traces; overthink_adapt's own option there): that share of the SFT
+    traces answers without thinking (:func:`curriculum.tasks.adapt.mix_nothink`), the prompts and ground truths
+    unchanged: an AdaptThink start for the task."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name](num_examples, seed=seed, split=split, **kwargs)
+    nothink_rate = kwargs.pop("nothink_rate", None) if name != "overthink_adapt" else None
+    ds = TASKS[name](num_examples, seed=seed, split=split, **kwargs)
+    if nothink_rate is None:
+        return ds
+    import datasets
+
+    from curriculum.tasks.adapt import mix_nothink
+
+    return datasets.Dataset.from_list(mix_nothink(ds.to_list(), nothink_rate, f"{name}/nothink/{seed}/{split}", name))
 
 
 __all__ = ["TASKS", "TASK_COMPLETION_LENGTH", "TASK_ROLLOUTS", "get_task_dataset", "task_row_metrics", "task_text_metrics"]

@@ -14,18 +14,23 @@ too), so the SFT start is not adaptive yet: choosing the mode by difficulty is w
 of each row is in ``extra_info.nothink``. The other tasks' rows are untouched: the rows are drawn by
 :func:`curriculum.tasks.overthink.generate_examples` with the same seeds, and the modes by a random stream of
 their own.
+
+:func:`mix_nothink` does the same to any task whose traces are ``<think>`` ... ``</think>`` then the answer: it is
+the ``nothink_rate`` option of :func:`curriculum.tasks.get_task_dataset` (``task:explore`` with
+``dataset_kwargs: {"nothink_rate": 0.25}``), the start ``parsimony compare`` trains for AdaptThink on any task.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from curriculum.tasks.overthink import generate_examples
 
-__all__ = ["NOTHINK_RATE", "THINK_END", "make_overthink_adapt_dataset", "nothink_trace"]
+__all__ = ["NOTHINK_RATE", "THINK_END", "make_overthink_adapt_dataset", "mix_nothink", "nothink_trace"]
 
+THINK_START = "<think>"
 THINK_END = "</think>"
 NOTHINK_RATE = 0.25
 
@@ -50,12 +55,28 @@ def generate_adapt_examples(num_examples: int, seed: int = 0, split: str = "trai
                             **overthink_kwargs: Any) -> list[dict[str, Any]]:
     """The rows of :func:`make_overthink_adapt_dataset` as plain dicts."""
     rows = generate_examples(num_examples, seed, split, min_ops=min_ops, max_ops=max_ops, **overthink_kwargs)
-    rng = random.Random(f"overthink_adapt/{seed}/{split}")
+    return mix_nothink(rows, lambda info: _rate(nothink_rate, info["num_ops"]), f"overthink_adapt/{seed}/{split}")
+
+
+def mix_nothink(rows: list[dict[str, Any]], nothink_rate: float | Callable[[dict], float], stream: str,
+                task: str = "this task") -> list[dict[str, Any]]:
+    """Replace a ``nothink_rate`` share of ``rows``' Thinking traces by :func:`nothink_trace` (in place; returned):
+    each row draws from the seeded stream ``stream`` in order, and ``extra_info.nothink`` records its mode.
+    ``nothink_rate`` may be a function of the row's ``extra_info``. A trace that does not open with ``<think>``
+    is an error naming ``task``: the mix is for the Thinking format only."""
+    rate_of = nothink_rate if callable(nothink_rate) else (lambda info, r=_rate(nothink_rate, 0): r)
+    rng = random.Random(stream)
     for row in rows:
+        completion = row.get("completion") or ""
+        text = completion if isinstance(completion, str) else completion[-1]["content"]
+        if not text.lstrip().startswith(THINK_START):
+            raise ValueError(f"nothink_rate: {task}'s traces must open with {THINK_START} (row {row['extra_info'].get('index')}"
+                             f" opens with {text[:30]!r}); the NoThinking mix is for reasoning-format tasks")
         info = row["extra_info"]
-        nothink = rng.random() < _rate(nothink_rate, info["num_ops"])
+        nothink = rng.random() < rate_of(info)
         if nothink:
-            row["completion"] = [{"role": "assistant", "content": nothink_trace(row["reward_model"]["ground_truth"])}]
+            trace = nothink_trace(row["reward_model"]["ground_truth"])
+            row["completion"] = trace if isinstance(completion, str) else [{"role": "assistant", "content": trace}]
         info["nothink"] = nothink
     return rows
 

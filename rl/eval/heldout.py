@@ -105,15 +105,18 @@ def sft_warm_start(
     seed: int = 0,
     run_name: str = "sft",
     logging_steps: int = 25,
+    dataset_kwargs: dict | None = None,
 ) -> Path:
     """SFT the embedded model on a synthetic task's traces (batch 32, cut into 4 length-sorted pieces, cosine schedule,
-    short warmup: the settings measured to learn on 2 CPU cores); returns ``output_dir/final``."""
+    short warmup: the settings measured to learn on 2 CPU cores); returns ``output_dir/final``. ``dataset_kwargs``:
+    the task's options (e.g. ``nothink_rate``)."""
     from rl.config import SFTConfig
     from rl.sft_trainer import SFTTrainer
 
     cfg = SFTConfig(
         overwrite_output_dir=True,  # a harness stage owns its folder: a rerun replaces it
         model=str(model_dir), dataset=f"task:{task}", dataset_num_examples=max(4096, steps * 32),
+        dataset_kwargs=dict(dataset_kwargs or {}),
         learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(50, steps // 10),
         per_device_train_batch_size=32, split_by_length=4, max_steps=steps, output_dir=str(output_dir),
         report_to=list(report_to or ["jsonl"]), logging_steps=logging_steps, save_total_limit=1, seed=seed,

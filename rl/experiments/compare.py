@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rl.cli_flags import CommaList, FlagParser
 from rl.eval.report import fmt_num
+from rl.experiments.compare_starts import NOTHINK_START
 
 # the methods and their settings, importable from here too
 from rl.experiments.compare_methods import (
@@ -127,7 +128,9 @@ def approx_rounds(rows: list[dict], num_generations: int) -> float:
     return total / num_generations
 
 
-def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Path, dict]:
+def train_method(args, name: str, start: Path, task: str, out: Path, extra: dict | None = None) -> tuple[Path, dict]:
+    """Train one method's stage from ``start`` (cached); ``extra``: ``method_kwargs`` set on top of its settings (the
+    ``R_ref`` file of :mod:`rl.experiments.compare_starts`)."""
     from curriculum.tasks import TASK_ROLLOUTS
     from rl.config import GRPOConfig
     from rl.eval.heldout import grpo_speed_fields
@@ -140,6 +143,8 @@ def train_method(args, name: str, start: Path, task: str, out: Path) -> tuple[Pa
         print(f"[compare] reusing {final}")
         return final, {**json.loads(info_path.read_text()), "reused": True}
     settings = method_settings(name, args.grpo_steps, args.max_completion_length, decs_options(args), parse_variants(args.variant))
+    if extra:
+        settings = {**settings, "method_kwargs": {**settings.get("method_kwargs", {}), **extra}}
     cfg = GRPOConfig(
         overwrite_output_dir=True,  # a harness stage owns its folder: a rerun replaces it
         model=str(start), dataset=f"task:{task}", dataset_num_examples=4096, learning_rate=args.lr,
@@ -192,14 +197,15 @@ def evaluate(path: Path, test_set, args, cache: Path, task: str) -> dict:
     return res
 
 
-def method_stage(args, name: str, start: Path, test_set, task: str, out: Path) -> tuple[dict, dict]:
+def method_stage(args, name: str, start: Path, test_set, task: str, out: Path, extra: dict | None = None) -> tuple[dict, dict]:
     """Train one method from ``start`` and evaluate it on ``test_set``: ``(train info, evaluation)``.
     Both are cached in ``out/<name>``, so a stage that finished survives a crash of another."""
-    final, info = train_method(args, name, start, task, out)
+    final, info = train_method(args, name, start, task, out, extra)
     return info, evaluate(final, test_set, args, out / name / "eval.json", task)
 
 
-def _method_stage_in_worker(args, name: str, start: Path, test_set, task: str, out: Path) -> tuple[dict, dict]:
+def _method_stage_in_worker(args, name: str, start: Path, test_set, task: str, out: Path,
+                            extra: dict | None = None) -> tuple[dict, dict]:
     """:func:`method_stage` in a ``--jobs`` worker process: its own torch threads, its output in
     ``out/<name>/stage.log`` (two trainers' progress lines would interleave on one terminal)."""
     import contextlib
@@ -211,7 +217,7 @@ def _method_stage_in_worker(args, name: str, start: Path, test_set, task: str, o
     (out / name).mkdir(parents=True, exist_ok=True)
     with open(out / name / "stage.log", "w", buffering=1) as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
-        return method_stage(args, name, start, test_set, task, out)
+        return method_stage(args, name, start, test_set, task, out, extra)
 
 
 def die_with_parent() -> bool:
@@ -233,16 +239,20 @@ def die_with_parent() -> bool:
     return ok
 
 
-def run_stages(args, methods: list[str], start: Path, test_set, task: str, out: Path) -> tuple[dict, dict]:
+def run_stages(args, methods: list[str], start: Path | dict[str, Path], test_set, task: str, out: Path,
+               extra: dict[str, dict] | None = None) -> tuple[dict, dict]:
     """Every method's stage: one after another, or with ``--jobs N`` in N spawned worker processes.
     Each stage seeds its own trainer and evaluation, so a worker's results equal an in-process run's.
-    A failed stage is reported by name once the others have finished (their stages stay cached)."""
+    A failed stage is reported by name once the others have finished (their stages stay cached).
+    ``start``: one for all, or one per method; ``extra``: per method, ``method_kwargs`` set on top of its settings."""
+    starts = start if isinstance(start, dict) else {m: start for m in methods}
+    extra = extra or {}
     results: dict[str, dict] = {}
     infos: dict[str, dict] = {}
     jobs = min(args.jobs, len(methods))
     if jobs <= 1:
         for m in methods:
-            infos[m], results[m] = method_stage(args, m, start, test_set, task, out)
+            infos[m], results[m] = method_stage(args, m, starts[m], test_set, task, out, extra.get(m))
             _report_stage(m, results[m], infos[m])
         return infos, results
     import multiprocessing
@@ -251,7 +261,8 @@ def run_stages(args, methods: list[str], start: Path, test_set, task: str, out: 
     failed: dict[str, BaseException] = {}
     print(f"[compare] {len(methods)} stages in {jobs} processes x {args.threads} thread(s); logs: {out}/<method>/stage.log")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_method_stage_in_worker, args, m, start, test_set, task, out): m for m in methods}
+        futures = {pool.submit(_method_stage_in_worker, args, m, starts[m], test_set, task, out, extra.get(m)): m
+                   for m in methods}
         for fut in as_completed(futures):
             m = futures[fut]
             try:
@@ -337,12 +348,13 @@ def main(argv=None) -> int:
         args.max_completion_length = TASK_COMPLETION_LENGTH.get(task, 256)
     methods = expand_methods(args.methods)
     variants = parse_variants(args.variant)
+    settings = {}
     for m in methods:  # fail on a typo before any training: a variant's settings are checked by its config
-        settings = method_settings(m, 1, 1, decs_options(args), variants)
+        settings[m] = method_settings(m, 1, 1, decs_options(args), variants)
         if m in variants:
             from rl.config import GRPOConfig
 
-            GRPOConfig(model=str(out), dataset=f"task:{task}", **settings)
+            GRPOConfig(model=str(out), dataset=f"task:{task}", **settings[m])
     t_all = time.time()
     model_dir = Path(args.model_dir) if args.model_dir else make_tiny_model(out / "tiny-model", seed=args.seed)
     if args.jobs > 1 and args.threads > 0:  # the SFT stage runs alone: it takes the stages' cores
@@ -353,9 +365,15 @@ def main(argv=None) -> int:
     test_set = get_task_dataset(task, args.eval_problems, seed=args.seed + 1, split="test")
 
     results: dict[str, dict] = {"sft": evaluate(start, test_set, args, out / "sft_eval.json", task)}
+    from rl.experiments.compare_starts import stage_plan
+
+    # AdaptThink's both-modes start and R_ref (rl/experiments/compare_starts.py); every other method: the shared start
+    starts, extra, start_results = stage_plan(args, methods, settings, start, model_dir, task, out,
+                                              lambda path: evaluate(path, test_set, args, out / f"{path.parent.name}_eval.json", task))
+    results.update(start_results)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    infos, stage_results = run_stages(args, methods, start, test_set, task, out)
+    infos, stage_results = run_stages(args, methods, starts, test_set, task, out, extra)
     results.update(stage_results)
 
     summary = []
@@ -363,12 +381,13 @@ def main(argv=None) -> int:
         for decoding in ("greedy", "sampled"):
             r = res[decoding]
             summary.append({
-                "method": "sft_start" if m == "sft" else m, "decoding": decoding, "accuracy": r["accuracy"],
+                "method": f"{m}_start" if m in ("sft", NOTHINK_START) else m, "decoding": decoding, "accuracy": r["accuracy"],
                 "mean_tokens": r["mean_tokens"], "redundant_fraction": r["redundant_fraction"],
                 "redundant_chunks": r["redundant_chunks"],
                 "mean_tokens_correct": r.get("mean_tokens_correct"), "accuracy_se": r.get("accuracy_se"),
                 # explore: candidates tried before the answer (a guess tries none); overthink: the slip opening
                 "mean_tries": r.get("tries"), "guess_fraction": r.get("guess"), "slip_fraction": r.get("slip"),
+                "nothink_fraction": r.get("nothink"),  # AdaptThink's mode: answers that skip thinking
                 # tool tasks: round-trips per episode, on problems that need the tool and on those that do not
                 "mean_tool_calls": r.get("mean_tool_calls"), "tool_calls_needed": r.get("tool_calls_needed"),
                 "tool_calls_unneeded": r.get("tool_calls_unneeded"), "zero_tool_calls_frac": r.get("zero_tool_calls_frac"),
@@ -379,6 +398,8 @@ def main(argv=None) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     behaviours = [k for k in ("mean_tries", "guess_fraction", "slip_fraction", "mean_tool_calls", "tool_calls_needed",
                               "tool_calls_unneeded") if summary[0].get(k) is not None]
+    if any(r.get("nothink_fraction") for r in summary):  # AdaptThink's mode, where some answer skips thinking
+        behaviours.append("nothink_fraction")
     lines = ["| method | decoding | accuracy | mean tokens | Δ tokens vs SFT | redundant fraction | redundant chunks |"
              + "".join(f" {k} |" for k in behaviours),
              "|---|---|---|---|---|---|---|" + "---|" * len(behaviours)]

@@ -15,7 +15,7 @@ OPTIONAL_METHODS: tuple[str, ...] = ()
 # `--methods efficiency`: every length-efficiency preset of the leaderboard (docs/efficiency-methods.md)
 EFFICIENCY_METHODS = ("grpo", "length_penalty", "cosine", "soft_overlong", "linear_pass_rate", "grpo_lead", "gfpo", "dler",
                       "l1", "thinkprune", "kimi_length", "sigmoid_length", "laser_d", "shorter_better", "alp", "short_rl",
-                      "decs")
+                      "decs", "adapt_think")  # adapt_think trains from its own both-modes start (compare_starts.py)
 METHOD_GROUPS = {"efficiency": EFFICIENCY_METHODS}
 
 

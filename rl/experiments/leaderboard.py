@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-REFERENCE_ROWS = ("sft_start",)
+REFERENCE_ROWS = ("sft_start", "sft_nothink_start")  # the starts (the second: AdaptThink's, compare_starts.py)
 # numeric columns averaged over seeds (others are taken from the first seed)
 SEED_FIELDS = ("accuracy", "mean_tokens", "redundant_fraction", "redundant_chunks", "mean_tokens_correct", "mean_tries",
                "guess_fraction", "slip_fraction", "train_seconds", "approx_rollouts", "accuracy_se")

@@ -41,7 +41,8 @@ def test_rate_per_number_of_operations_and_bad_rates():
 
 def test_other_tasks_are_untouched_and_the_metric():
     assert "nothink" not in get_task_dataset("overthink", 5)[0]["extra_info"]
-    assert "nothink" not in task_text_metrics("overthink") and "nothink" not in task_text_metrics("overthink_heavy")
+    # the metric is every <think> task's (AdaptThink runs on the board's tasks too); the rows stay untouched
+    assert "nothink" in task_text_metrics("overthink") and "nothink" in task_text_metrics("overthink_heavy")
     metric = task_text_metrics("overthink_adapt")["nothink"]
     assert metric(" </think>\n\\boxed{3}") == 1.0 and metric("<think>\n1+2=3\n</think>\n\\boxed{3}") == 0.0
 
@@ -55,3 +56,28 @@ def test_the_tiny_tokenizer_starts_a_nothinking_trace_with_the_end_of_thinking_t
     assert tok("</think>", add_special_tokens=False)["input_ids"] == [end]  # the forced prefix is the same token
     assert tok("<think>", add_special_tokens=False)["input_ids"] == [start]
     assert tok.decode([end], skip_special_tokens=True) == "</think>"
+
+
+def test_any_think_task_takes_a_nothink_mix_with_its_prompts_unchanged():
+    """``nothink_rate`` on another task (the start `parsimony compare` trains for AdaptThink): the same prompts and
+    ground truths, a seeded share of the traces replaced by the NoThinking trace, the mode in extra_info; a task
+    whose traces do not think is refused by name; overthink_adapt's rows are unchanged by the shared helper."""
+    from curriculum.tasks import get_task_dataset
+
+    plain = get_task_dataset("explore", 200, seed=1)
+    mixed = get_task_dataset("explore", 200, seed=1, nothink_rate=0.25)
+    assert mixed["prompt"] == plain["prompt"] and mixed["reward_model"] == plain["reward_model"]
+    modes = [r["extra_info"]["nothink"] for r in mixed]
+    assert 30 <= sum(modes) <= 70  # ~25% of 200
+    for row, before, nothink in zip(mixed, plain, modes):
+        expected = [{"role": "assistant", "content": nothink_trace(before["reward_model"]["ground_truth"])}]
+        assert row["completion"] == (expected if nothink else before["completion"])
+    assert [r["extra_info"]["nothink"] for r in get_task_dataset("explore", 200, seed=1, nothink_rate=0.25)] == modes
+    assert not any(r["extra_info"]["nothink"] for r in get_task_dataset("explore", 50, seed=1, nothink_rate=0.0))
+    with pytest.raises(ValueError, match="word_problems's traces must open with <think>"):
+        get_task_dataset("word_problems", 5, nothink_rate=0.25)
+    with pytest.raises(ValueError, match="nothink_rate must be in"):
+        get_task_dataset("explore", 5, nothink_rate=1.5)
+    # overthink_adapt through the shared helper: the NoThinking rows seed 0 gave before the helper (recorded)
+    rows = get_task_dataset("overthink_adapt", 40, seed=0)
+    assert [i for i, r in enumerate(rows) if r["extra_info"]["nothink"]] == [8, 16, 19, 22, 24, 26, 27, 36]

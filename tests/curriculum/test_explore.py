@@ -197,3 +197,7 @@ def test_task_text_metrics():
     quick = ot_trace([3, 4, 2], ["+", "*"], steps=steps[:1], opening=QUICK_OPENING_LINE)
     assert o["slip"](quick) == 1.0 and o["steps"](quick) == 1.0
     assert task_text_metrics("nope") == {}
+    for name in ("explore", "overthink", "mixed", "word_problems_think"):  # every <think> task: AdaptThink's mode share
+        assert task_text_metrics(name)["nothink"]("</think>\n\\boxed{4}") == 1.0
+        assert task_text_metrics(name)["nothink"](make_trace(3, "+", 5, 23)) == 0.0
+    assert "nothink" not in task_text_metrics("word_problems")

@@ -22,7 +22,7 @@ def test_registered_and_loadable_as_a_spec():
     assert "mixed" in TASKS
     ds = load_dataset_spec("task:mixed", "train", 40, 0)
     assert len(ds) == 40 and set(ds.column_names) >= {"prompt", "completion", "reward_model", "extra_info"}
-    assert set(task_text_metrics("mixed")) == {"slip", "steps"}
+    assert set(task_text_metrics("mixed")) == {"slip", "steps", "nothink"}
 
 
 def test_counts_follow_the_weights_and_rows_are_seeded():

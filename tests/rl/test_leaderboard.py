@@ -111,7 +111,7 @@ def test_compare_expands_the_efficiency_group():
     assert expand_methods("grpo,efficiency,decs_plain") == list(EFFICIENCY_METHODS) + ["decs_plain"]
     assert {"grpo", "length_penalty", "cosine", "soft_overlong", "linear_pass_rate", "grpo_lead", "gfpo", "dler", "l1",
             "thinkprune", "kimi_length", "sigmoid_length", "laser_d", "shorter_better", "alp", "short_rl",
-            "decs"} == set(EFFICIENCY_METHODS)
+            "decs", "adapt_think"} == set(EFFICIENCY_METHODS)
     for m in EFFICIENCY_METHODS:  # every one resolves to a config
         assert method_settings(m, 60, 256)["method"] in (m, "decs")
     assert method_settings("dler", 60, 256)["method_kwargs"] == {"dler_length_cap": 128}
