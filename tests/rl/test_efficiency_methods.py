@@ -171,9 +171,11 @@ def test_two_step_smoke(tiny_model_dir, tmp_path, parity_grader, name):
     from rl.experiments.compare import method_settings
     from rl.grpo_trainer import GRPOTrainer
 
-    cfg = make_cfg(tiny_model_dir, tmp_path, max_steps=2, logging_steps=1,
-                   **method_settings(name, 2, 12, {"decs_beta": 0.1, "decs_kappa_init": 0.5, "decs_kappa_lr": 0.5,
-                                                   "decs_sampler": "decs_kappa"}))
+    settings = method_settings(name, 2, 12, {"decs_beta": 0.1, "decs_kappa_init": 0.5, "decs_kappa_lr": 0.5,
+                                              "decs_sampler": "decs_kappa"})
+    if name == "adapt_think":  # R_ref: the board measures it on its own start (compare_starts.py); here the fallback
+        settings["method_kwargs"] = {**settings.get("method_kwargs", {}), "adapt_think_ref_accuracy": "first_seen"}
+    cfg = make_cfg(tiny_model_dir, tmp_path, max_steps=2, logging_steps=1, **settings)
     trainer = GRPOTrainer(cfg.model, args=cfg, train_dataset=make_dataset())
     summary = trainer.train()
     assert summary["global_step"] == 2
