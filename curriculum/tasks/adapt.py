@@ -64,6 +64,9 @@ def mix_nothink(rows: list[dict[str, Any]], nothink_rate: float | Callable[[dict
     each row draws from the seeded stream ``stream`` in order, and ``extra_info.nothink`` records its mode.
     ``nothink_rate`` may be a function of the row's ``extra_info``. A trace that does not open with ``<think>``
     is an error naming ``task``: the mix is for the Thinking format only."""
+    if isinstance(nothink_rate, Mapping):
+        raise ValueError(f"nothink_rate: a rate per number of operations is overthink_adapt's option; {task} takes one "
+                         f"share in [0, 1], got {nothink_rate!r}")
     rate_of = nothink_rate if callable(nothink_rate) else (lambda info, r=_rate(nothink_rate, 0): r)
     rng = random.Random(stream)
     for row in rows:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rl.cli_flags import CommaList, FlagParser
 from rl.eval.report import fmt_num
-from rl.experiments.compare_starts import NOTHINK_START
+from rl.experiments.compare_starts import NOTHINK_START, stage_plan
 
 # the methods and their settings, importable from here too
 from rl.experiments.compare_methods import (
@@ -365,8 +365,6 @@ def main(argv=None) -> int:
     test_set = get_task_dataset(task, args.eval_problems, seed=args.seed + 1, split="test")
 
     results: dict[str, dict] = {"sft": evaluate(start, test_set, args, out / "sft_eval.json", task)}
-    from rl.experiments.compare_starts import stage_plan
-
     # AdaptThink's both-modes start and R_ref (rl/experiments/compare_starts.py); every other method: the shared start
     starts, extra, start_results = stage_plan(args, methods, settings, start, model_dir, task, out,
                                               lambda path: evaluate(path, test_set, args, out / f"{path.parent.name}_eval.json", task))

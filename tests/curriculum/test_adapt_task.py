@@ -78,6 +78,8 @@ def test_any_think_task_takes_a_nothink_mix_with_its_prompts_unchanged():
         get_task_dataset("word_problems", 5, nothink_rate=0.25)
     with pytest.raises(ValueError, match="nothink_rate must be in"):
         get_task_dataset("explore", 5, nothink_rate=1.5)
+    with pytest.raises(ValueError, match="a rate per number of operations is overthink_adapt's option"):
+        get_task_dataset("explore", 5, nothink_rate={1: 0.5})
     # overthink_adapt through the shared helper: the NoThinking rows seed 0 gave before the helper (recorded)
     rows = get_task_dataset("overthink_adapt", 40, seed=0)
     assert [i for i, r in enumerate(rows) if r["extra_info"]["nothink"]] == [8, 16, 19, 22, 24, 26, 27, 36]
