@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rl.cli_flags import CommaList, FlagParser
 from rl.eval.report import fmt_num
-from rl.experiments.compare_starts import NOTHINK_START, stage_plan
+from rl.experiments.compare_starts import DATASET_NUM_EXAMPLES, NOTHINK_START, stage_plan
 
 # the methods and their settings, importable from here too
 from rl.experiments.compare_methods import (
@@ -147,7 +147,7 @@ def train_method(args, name: str, start: Path, task: str, out: Path, extra: dict
         settings = {**settings, "method_kwargs": {**settings.get("method_kwargs", {}), **extra}}
     cfg = GRPOConfig(
         overwrite_output_dir=True,  # a harness stage owns its folder: a rerun replaces it
-        model=str(start), dataset=f"task:{task}", dataset_num_examples=4096, learning_rate=args.lr,
+        model=str(start), dataset=f"task:{task}", dataset_num_examples=DATASET_NUM_EXAMPLES, learning_rate=args.lr,
         num_generations=args.num_generations,
         per_device_train_batch_size=args.prompts_per_step * args.num_generations,
         max_completion_length=args.max_completion_length, temperature=args.temperature, max_steps=args.grpo_steps,

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["NOTHINK_START", "needs_nothink_start", "nothink_start", "reference_file", "stage_plan"]
+__all__ = ["DATASET_NUM_EXAMPLES", "NOTHINK_START", "needs_nothink_start", "nothink_start", "reference_file", "stage_plan"]
 
 NOTHINK_START = "sft_nothink"  # its folder under --out, and (with _start) its row on the board
-DATASET_NUM_EXAMPLES = 4096  # the comparison's training rows (rl.experiments.compare.train_method)
+DATASET_NUM_EXAMPLES = 4096  # the comparison's training rows: every stage's, and the R_ref prompts are drawn from them
 
 
 def needs_nothink_start(settings: dict) -> bool:
@@ -45,13 +45,9 @@ def nothink_start(args, model_dir: Path, task: str, out: Path) -> Path:
 def reference_file(args, start: Path, task: str, out: Path, k: int = 16) -> Path:
     """``R_ref`` of every prompt the run draws (``grpo_steps`` x ``prompts_per_step``), ``k`` samples each, as
     ``parsimony adapt-think-ref`` writes it; cached by its settings."""
-    import torch
-
     from curriculum.data import load_dataset_spec
     from curriculum.samplers import PromptSampler
-    from rl.methods.adapt_think_ref import reference_accuracies
-    from rl.modeling import load_model, load_tokenizer
-    from rollout.hf import HFEngine
+    from rl.methods.adapt_think_ref import write_reference_file
     from rollout.types import SamplingConfig
 
     path = out / NOTHINK_START / (f"ref_k{k}_steps{args.grpo_steps}x{args.prompts_per_step}_T{args.temperature:g}"
@@ -61,15 +57,10 @@ def reference_file(args, start: Path, task: str, out: Path, k: int = 16) -> Path
         return path
     rows = load_dataset_spec(f"task:{task}", "train", DATASET_NUM_EXAMPLES, args.seed, {})
     drawn = PromptSampler(len(rows), seed=args.seed).draw(args.grpo_steps * args.prompts_per_step)
-    tokenizer = load_tokenizer(str(start))
-    engine = HFEngine(load_model(str(start)).eval(), tokenizer)
-    torch.manual_seed(args.seed)
     sampling = SamplingConfig(max_new_tokens=args.max_completion_length, temperature=args.temperature, top_p=1.0,
                               return_logprobs=False)
-    records = reference_accuracies(engine, tokenizer, [rows[i] for i in drawn], k=k, sampling=sampling)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    mean = sum(r["ref_accuracy"] for r in records) / max(1, len(records))
-    print(f"[compare] R_ref: {len(records)} prompts x {k} Thinking samples on {start}, mean {mean:.3f} -> {path}")
+    n, mean = write_reference_file(start, [rows[i] for i in drawn], path, k=k, sampling=sampling, seed=args.seed)
+    print(f"[compare] R_ref: {n} prompts x {k} Thinking samples on {start}, mean {mean:.3f} -> {path}")
     return path
 
 

@@ -23,7 +23,7 @@ from rewards.adapt_think import AdaptThinkReward, prompt_key
 from rollout.prefixes import CompletionPrefix, generate_with_prefixes
 from rollout.types import SamplingConfig
 
-__all__ = ["main", "reference_accuracies"]
+__all__ = ["main", "reference_accuracies", "write_reference_file"]
 
 
 def reference_accuracies(engine: Any, tokenizer: Any, rows: Sequence[dict], *, k: int = 16,
@@ -87,30 +87,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def write_reference_file(model: str | Path, rows: Sequence[dict], out: str | Path, *, k: int, sampling: SamplingConfig,
+                         seed: int, **kwargs: Any) -> tuple[int, float]:
+    """Load ``model`` on the HF engine, measure :func:`reference_accuracies` of ``rows`` (seeded by ``seed``; ``kwargs``:
+    its think markers, system prompt and prompts per call) and write them to ``out`` as JSONL; returns the number of
+    distinct prompts and their mean ``R_ref``. ``parsimony adapt-think-ref`` and the comparison's AdaptThink start both write their file here."""
+    import torch
+
+    from rl.modeling import load_model, load_tokenizer
+    from rollout.hf import HFEngine
+
+    tokenizer = load_tokenizer(str(model))
+    engine = HFEngine(load_model(str(model)).eval(), tokenizer)
+    torch.manual_seed(seed)
+    records = reference_accuracies(engine, tokenizer, rows, k=k, sampling=sampling, **kwargs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return len(records), sum(r["ref_accuracy"] for r in records) / max(1, len(records))
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from curriculum.data import load_dataset_spec
     from rl.config_loading import parse_json_object
-    from rl.modeling import load_model, load_tokenizer
-    from rollout.hf import HFEngine
 
     args = build_parser().parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     rows = list(load_dataset_spec(args.dataset, args.dataset_split, args.dataset_num_examples, args.seed,
                                   parse_json_object(args.dataset_kwargs, "--dataset_kwargs")))
-    tokenizer = load_tokenizer(args.model)
-    engine = HFEngine(load_model(args.model).eval(), tokenizer)
-    torch.manual_seed(args.seed)
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                               return_logprobs=False)
-    records = reference_accuracies(engine, tokenizer, rows, k=args.k, sampling=sampling, think_start=args.think_start or None,
-                                   think_end=args.think_end, system_prompt=args.system_prompt,
-                                   prompts_per_call=args.prompts_per_call)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in records))
-    mean = sum(r["ref_accuracy"] for r in records) / max(1, len(records))
-    print(f"[parsimony] adapt-think-ref: {len(records)} prompts x {args.k} samples, mean R_ref {mean:.3f} -> {out}")
+    n, mean = write_reference_file(args.model, rows, args.out, k=args.k, sampling=sampling, seed=args.seed,
+                                think_start=args.think_start or None, think_end=args.think_end,
+                                system_prompt=args.system_prompt, prompts_per_call=args.prompts_per_call)
+    print(f"[parsimony] adapt-think-ref: {n} prompts x {args.k} samples, mean R_ref {mean:.3f} -> {args.out}")
     return 0
