@@ -182,6 +182,14 @@ class GRPOConfig(TrainConfig):
     mask_truncated_completions: bool = field(
         default=False, metadata={"help": "Exclude completions that hit max_completion_length from the loss."}
     )
+    max_generated_tokens: int = field(
+        default=0,
+        metadata={"help": "A budget of generation: training ends, and saves final/, after the step in which the tokens "
+                          "the policy has generated reach it. Counted over every process and every rollout a step "
+                          "generated: sub-episodes (executor calls) included, groups that dynamic sampling dropped "
+                          "included, environment observations excluded. Logged as tokens/generated. 0 = no budget "
+                          "(max_steps alone ends the run; with a budget it is the upper bound and sets the schedule)."},
+    )
     # --- sampling of prompts ------------------------------------------------------------
     prompts_per_step: int = field(
         default=0,
@@ -280,6 +288,7 @@ class GRPOConfig(TrainConfig):
             "dynamic_sampling_on_shortfall",
             "must be train | warn_skip",
         )
+        check(self.max_generated_tokens >= 0, "max_generated_tokens", f"must be >= 0 (0 = no budget), got {self.max_generated_tokens}")
         check(self.generation_batch_size >= 0, "generation_batch_size", "must be >= 0")
         check(self.max_turns >= 1, "max_turns", f"must be >= 1, got {self.max_turns}")
         check(self.max_episode_tokens >= 0, "max_episode_tokens", f"must be >= 0 (0 = max_completion_length), got {self.max_episode_tokens}")

@@ -132,6 +132,8 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         if args.beta > 0 and not args.use_peft:
             self.ref_model = self.build_reference_model()  # sharded like the policy under FSDP2
         self.skipped_batches = 0
+        self.generated_tokens = 0  # the policy's tokens generated so far, every process (max_generated_tokens)
+        self._step_generated = 0  # this process's, in the current step
         self._drawn = 0  # global prompt indices drawn in the current step (kept equal across processes)
         self._next_group = 0  # next group_index of the current step
 
@@ -177,6 +179,8 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         else:
             groups = self._generate(self._prompt_ids(rows), self.args.num_generations, self.sampling)
         self._timing["rollout"] += time.time() - t0
+        # the policy's tokens (observations excluded), children and groups a sampler may drop included
+        self._step_generated += sum(sum(t.completion_mask) for g in groups for t in g)
         t0 = time.time()
         for row, idx, g in zip(rows, indices, groups):
             gid = self._next_group  # groups are formed here: one id per prompt group, unique in the step
@@ -249,6 +253,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         # them draws an extra batch or waits forever in a collective the others never reach.
         self._drawn = 0
         self._next_group = 0
+        self._step_generated = 0
         if self.ahead is not None:
             self.ahead.start_step(self.global_step)
         status, reason, error = _OK, "", None
@@ -266,6 +271,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         elif status == _OK and sampling_metrics.get("sampling/shortfall", 0) > 0 and args.dynamic_sampling_on_shortfall == "warn_skip":
             status, reason = _SKIP, f"dynamic sampling found too few groups with reward variance ({sampling_metrics})"
         status, reason = self._agree(status, reason, error)
+        self._count_generated()  # a skipped step's tokens were generated too
         if self.ahead is not None:
             t0 = time.time()  # mostly the weight sync the update deferred while the last round was in flight
             self._submit_next_round(self.global_step + (status == _OK))
@@ -294,6 +300,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         }
         metrics.update(self.assembler.after_step(batch, metrics))
         metrics = self.reduce_metrics(metrics)
+        metrics["tokens/generated"] = float(self.generated_tokens)  # the run's total so far (every process)
         if self.global_step % max(1, args.log_completions_steps) == 0:
             self._log_samples(batch)
         return metrics
@@ -306,6 +313,21 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         if next_step < a.max_steps or (a.save_steps > 0 and next_step % a.save_steps == 0):
             self.ahead.submit_next(self.sampler.draw, lambda idx: self._prompt_ids([self.train_dataset[i] for i in idx]),
                                    a.num_generations, self.sampling, next_step)
+
+    def _count_generated(self) -> None:
+        """Add this step's generated tokens, summed over processes, to the run's total (one collective)."""
+        n = self._step_generated
+        if self.accelerator.num_processes > 1:
+            t = torch.tensor([float(n)], dtype=torch.float64, device=self.accelerator.device)
+            n = int(self.accelerator.reduce(t, reduction="sum").item())
+        self.generated_tokens += n
+
+    def budget_spent(self) -> bool:
+        budget = self.args.max_generated_tokens
+        return budget > 0 and self.generated_tokens >= budget
+
+    def budget_line(self) -> str:
+        return f"{self.generated_tokens} tokens generated, max_generated_tokens {self.args.max_generated_tokens} reached"
 
     def _gather_rows(self, x: torch.Tensor) -> torch.Tensor:
         """Concatenate a [n] tensor over processes, whose n may differ (dynamic-sampling shortfall)."""
@@ -386,7 +408,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         # process saw), so they go to rng_state_<rank>.pt; only what every process agrees on is shared.
         # A reward's own state (e.g. a running accuracy maximum, re-estimated length targets) follows the
         # completions that process scored, so it is per process too, under the reward's name.
-        shared = {"skipped_batches": self.skipped_batches}
+        shared = {"skipped_batches": self.skipped_batches, "generated_tokens": self.generated_tokens}
         local = {"sampler": self.sampler.state_dict(), "assembler": self.assembler.state_dict()}
         if self.ahead is not None:  # the round in flight, finished: a resumed run takes the same rollouts
             local["rollouts_ahead"] = self.ahead.state_dict()
@@ -400,6 +422,7 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
         # checkpoints written before the assembler state was per process kept the main process's only
         self.assembler.load_state_dict(local["assembler"] if "assembler" in local else shared.get("assembler", {}))
         self.skipped_batches = shared.get("skipped_batches", 0)
+        self.generated_tokens = shared.get("generated_tokens", 0)
         if "sampler" in local:
             self.sampler.load_state_dict(local["sampler"])
         if self.ahead is not None and "rollouts_ahead" in local:

@@ -246,6 +246,15 @@ class BaseTrainer:
         """Held-out evaluation run every ``eval_steps`` (see ``rl.eval.training.attach_eval``)."""
         self._eval_fn = fn
 
+    def budget_spent(self) -> bool:
+        """Whether a budget other than ``max_steps`` has run out (the same answer on every process): the
+        run then ends as if at its last step. None here; the GRPO trainer has one of generated tokens."""
+        return False
+
+    def budget_line(self) -> str:
+        """What :meth:`budget_spent` found, for the log."""
+        return "budget spent"
+
     def on_step_end(self, metrics: dict[str, float]) -> None:
         """After logging: periodic evaluation, logged under ``eval/``."""
         every = getattr(self.args, "eval_steps", 0)
@@ -277,7 +286,7 @@ class BaseTrainer:
         last: dict[str, float] = {}
         interrupted = False
         try:
-            while self.global_step < args.max_steps:
+            while self.global_step < args.max_steps and not self.budget_spent():
                 metrics = self.training_step()
                 if metrics.get("skipped"):
                     if self._should_stop():  # a stop signal while every batch is skipped still stops
@@ -294,6 +303,9 @@ class BaseTrainer:
                 self.on_step_end(metrics)
                 if args.save_steps > 0 and self.global_step % args.save_steps == 0:
                     self.save_checkpoint()
+                if self.budget_spent():
+                    self.log_line(f"[parsimony] step {self.global_step}: {self.budget_line()}; saving final/")
+                    break
                 if self._should_stop():
                     interrupted = True
                     if not (args.save_steps > 0 and self.global_step % args.save_steps == 0):
@@ -306,7 +318,8 @@ class BaseTrainer:
                 signal.signal(sig, h)
             self.tracker.close()
         elapsed = time.time() - start
-        return {"global_step": self.global_step, "interrupted": interrupted, "seconds": elapsed, "last_metrics": last}
+        return {"global_step": self.global_step, "interrupted": interrupted, "seconds": elapsed, "last_metrics": last,
+                "budget_spent": self.budget_spent()}
 
     def save_final(self) -> Path:
         out = Path(self.args.output_dir) / "final"

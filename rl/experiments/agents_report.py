@@ -2,7 +2,7 @@
 
 Rows (``summary.json``): ``method, decoding, accuracy, accuracy_se, executor_accuracy, executor_format_ok,
 mean_calls, mean_tokens, truncated_frac`` (the episodes that ran out of their context budget),
-``problems``, ``train_seconds``; over seeds each numeric field is the mean, with ``<field>_std`` and
+``problems``, ``train_seconds``, ``train_tokens`` (generated in training, every role); over seeds each numeric field is the mean, with ``<field>_std`` and
 ``seeds``, and ``accuracy_se`` is the pooled binomial SE of all the seeds' episodes.
 """
 
@@ -21,7 +21,7 @@ MGRPO_ARMS = ("mgrpo_shared", "mgrpo_separate", "mgrpo_lora")
 BASELINES = ("single_agent", "frozen_executor")
 DECODINGS = ("greedy", "sampled")
 SEED_FIELDS = ("accuracy", "executor_accuracy", "executor_format_ok", "mean_calls", "mean_tokens", "truncated_frac",
-               "train_seconds")
+               "train_seconds", "train_tokens")
 
 
 def beats_baselines(summary: list[dict]) -> dict[str, dict[str, bool | None]]:
@@ -60,15 +60,16 @@ def verdict_with_se(summary: list[dict]) -> dict[str, dict[str, dict[str, Any]]]
 
 def table(summary: list[dict]) -> str:
     lines = ["| method | decoding | accuracy | executor accuracy | executor format ok | mean calls | mean tokens | "
-             "context overruns | train s |", "|---|---|---|---|---|---|---|---|---|"]
+             "context overruns | train s | train tokens |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary:
         se = f" ± {100 * r['accuracy_se']:.1f}" if r.get("accuracy_se") is not None else ""
         secs = "-" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"
+        toks = "-" if r.get("train_tokens") is None else f"{r['train_tokens']:,.0f}"
         sd = f" (sd {100 * r['accuracy_std']:.1f})" if r.get("seeds", 1) > 1 and "accuracy_std" in r else ""
         over = r.get("truncated_frac")
         lines.append(f"| {r['method']} | {r['decoding']} | {100 * r['accuracy']:.1f}%{se}{sd} | "
                      f"{fmt_pct(r['executor_accuracy'], '%')} | {fmt_pct(r['executor_format_ok'], '%')} | "
-                     f"{r['mean_calls']:.2f} | {r['mean_tokens']:.1f} | {'-' if over is None else f'{100 * over:.1f}%'} | {secs} |")
+                     f"{r['mean_calls']:.2f} | {r['mean_tokens']:.1f} | {'-' if over is None else f'{100 * over:.1f}%'} | {secs} | {toks} |")
     return "\n".join(lines)
 
 

@@ -70,6 +70,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="mgrpo_lora's lr (default 10 x --lr: LoRA adapters are usually trained ~10x faster)")
     p.add_argument("--lora-r", type=int, default=16, help="mgrpo_lora's adapter rank (alpha = 2 r)")
     p.add_argument("--warmup-steps", type=int, default=5)
+    p.add_argument("--generated-tokens", type=int, default=0,
+                   help="a budget of generated tokens per arm (max_generated_tokens: every role's tokens, executor "
+                        "calls included, observations excluded); each arm ends after the step that reaches it, and "
+                        "--grpo-steps is the upper bound. 0 = the same number of steps per arm instead")
     p.add_argument("--temperature", type=float, default=1.0, help="rollout temperature and the sampled evaluation's")
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--num-generations", type=int, default=8, help="K planner rollouts per prompt")
@@ -107,6 +111,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.decoding_list = [d.strip() for d in args.decodings.split(",") if d.strip()]
     if not args.decoding_list or any(d not in DECODINGS for d in args.decoding_list):
         p.error(f"--decodings: choose from {list(DECODINGS)}")
+    if args.generated_tokens < 0:
+        p.error(f"--generated-tokens: must be >= 0 (0 = no budget), got {args.generated_tokens}")
     if args.context_tokens is None and args.task == "long_context":
         from curriculum.tasks.long_context import CONTEXT_TOKENS
 
@@ -230,11 +236,12 @@ def apply_context(args, tokenizer) -> dict[str, int] | None:
 
 def arm_configs(args, arm: str, starts: dict[str, Path], run_dir: Path) -> tuple[Any, Any]:
     """(the planner's or only model's config, the executor's config or None) of ``arm``."""
+    budget = {"max_generated_tokens": args.generated_tokens}  # the planner's (or only model's) trainer counts every role
     if arm == "single_agent":
-        return _grpo_config(args, starts["single"], run_dir, arm, method="grpo", dataset_kwargs={"role": "single"},
+        return _grpo_config(args, starts["single"], run_dir, arm, method="grpo", dataset_kwargs={"role": "single"}, **budget,
                             max_episode_tokens=args.single_max_episode_tokens, **task_module(args).SINGLE_ENVIRONMENT), None
     mk = {"mgrpo_d_max": args.d_max, "mgrpo_w_local": args.w_local}
-    multi = dict(method="mgrpo", dataset_kwargs={"role": "planner"}, **planner_environment(args))
+    multi = dict(method="mgrpo", dataset_kwargs={"role": "planner"}, **planner_environment(args), **budget)
     if arm == "mgrpo_shared":
         return _grpo_config(args, starts["sft"], run_dir, arm, method_kwargs=mk, **multi), None
     if arm == "mgrpo_lora":  # rows of role r train adapter r (rl/role_adapters.py); the base stays frozen
@@ -284,15 +291,21 @@ def train_arm(args, arm: str, starts: dict[str, Path], out: Path) -> dict[str, A
     pcfg, ecfg = arm_configs(args, arm, starts, run_dir)
     t0 = time.time()
     if ecfg is None:
-        steps = {"planner": GRPOTrainer(pcfg.model, args=pcfg).train()["global_step"]}
+        planner = GRPOTrainer(pcfg.model, args=pcfg).train()
+        steps = {"planner": planner["global_step"]}
     else:
         res = run_separate(pcfg, ecfg, train_executor=arm == "mgrpo_separate", timeout=3600.0)
-        steps = {"planner": res["planner"]["global_step"],
+        planner = res["planner"]
+        steps = {"planner": planner["global_step"],
                  "executor": None if res["executor"] is None else res["executor"]["global_step"]}
     info = {"seconds": time.time() - t0, "steps": steps,
+            # every role's tokens the arm generated in training (the planner's trainer counts its executor calls)
+            "generated_tokens": int(planner["last_metrics"].get("tokens/generated", 0)),
+            "budget_spent": bool(planner.get("budget_spent")),
             "settings": {"start": str(pcfg.model), "lr": pcfg.learning_rate, "grpo_steps": args.grpo_steps,
                          "prompts_per_step": args.prompts_per_step, "num_generations": args.num_generations,
                          "temperature": args.temperature, "method": pcfg.method,
+                         "max_generated_tokens": args.generated_tokens,
                          "method_kwargs": dict(pcfg.method_kwargs or {})}}
     info_path.write_text(json.dumps(info, indent=1))
     return info
@@ -392,7 +405,8 @@ def main(argv=None) -> int:
         print(f"[compare-agents] {arm}: {args.decoding_list[0]} accuracy {first['accuracy']:.3f}, "
               f"executor accuracy {first['executor_accuracy']}, calls {first['mean_calls']:.2f}")
     summary = [
-        {"method": m, "decoding": d, **r, "train_seconds": infos.get(m, {}).get("seconds")}
+        {"method": m, "decoding": d, **r, "train_seconds": infos.get(m, {}).get("seconds"),
+         "train_tokens": infos.get(m, {}).get("generated_tokens")}
         for m, res in results.items() for d, r in res.items()
     ]
     meta = {"task": args.task, "arms": arms, "eval_problems": args.eval_problems, "grpo_steps": args.grpo_steps,

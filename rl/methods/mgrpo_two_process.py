@@ -36,7 +36,7 @@ from typing import Any
 from curriculum.samplers import ScoredGroup
 from rewards.mgrpo import MGRPORewardSettings
 from rl.grpo_trainer import GRPOTrainer
-from rl.methods.mgrpo_exchange import EXECUTOR_CURSOR, get_store, group_from_record, require_one_process
+from rl.methods.mgrpo_exchange import EXECUTOR_CURSOR, PLANNER_END_CURSOR, get_store, group_from_record, require_one_process
 from rl.methods.mgrpo_settings import MGRPOSettings
 from rollout.mgrpo.store import StoreError
 
@@ -83,7 +83,9 @@ class StoreExecutorTrainer(GRPOTrainer):
         """The executor groups of store step ``step`` (waits for its commit; read once per step)."""
         if self._pulled is not None and self._pulled[0] == step:
             return self._pulled[1]
-        got = self.store.wait_step(self.run_name, step, timeout=self.wait_timeout)
+        got = self._wait(step)
+        if got is None and self.planner_ended(step):
+            return []
         if got is None:
             raise TimeoutError(f"store run {self.run_name!r}: planner step {step} not committed after {self.wait_timeout} s")
         groups = []
@@ -95,6 +97,30 @@ class StoreExecutorTrainer(GRPOTrainer):
                                  f"corrupt record ({type(e).__name__}: {e})") from None
         self._pulled = (step, [g for g in groups if g.trajectories])  # prompts whose rollouts made no call add no row
         return self._pulled[1]
+
+    def _wait(self, step: int) -> dict[str, dict] | None:
+        """``wait_step`` in slices of at most a second, ending early once the planner's run has ended before
+        ``step`` (a budget of generated tokens stopped it: no such step will come)."""
+        import time
+
+        deadline = time.monotonic() + self.wait_timeout
+        while True:
+            got = self.store.wait_step(self.run_name, step, timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            if got is not None or self.planner_ended(step) or time.monotonic() >= deadline:
+                return got
+
+    def planner_ended(self, step: int) -> bool:
+        """Whether the planner's run ended (``PLANNER_END_CURSOR``: its step count) at or before ``step``."""
+        end = self.store.cursor(self.run_name, PLANNER_END_CURSOR)
+        return 0 <= end <= step
+
+    def budget_spent(self) -> bool:
+        # the planner's budget of generated tokens (its executor calls included) ended its run: this trainer has
+        # trained on every step it committed once its step count reaches the planner's
+        return self.planner_ended(self.global_step) or super().budget_spent()
+
+    def budget_line(self) -> str:
+        return f"the planner's run ended after step {self.global_step} (its budget of generated tokens)"
 
     def rollout_and_score(self, indices: list[int]) -> list[ScoredGroup]:
         return self._pull(self.global_step)
@@ -110,6 +136,8 @@ class StoreExecutorTrainer(GRPOTrainer):
 
     def training_step(self) -> dict[str, float]:
         step = self.global_step
+        if not self._pull(step) and self.planner_ended(step):
+            return {"skipped": 1.0}  # not a step: the loop then sees budget_spent() and ends the run
         if not self._pull(step):
             # no planner rollout of the step called the executor: an empty step (no update, the lr schedule
             # does not move) that still counts, so both processes stay at the same step number
@@ -162,6 +190,8 @@ def run_separate(planner_args: Any, executor_args: Any, *, train_dataset: Any = 
             thread = threading.Thread(target=train_executor_thread, name="parsimony-executor", daemon=True)
             thread.start()
         out["planner"] = planner.train()
+        if out["planner"].get("budget_spent"):  # the executor trains up to the planner's last step, then ends too
+            ex.store.set_cursor(ex.run_name, PLANNER_END_CURSOR, planner.global_step)
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():

@@ -76,7 +76,9 @@ def test_verdict_needs_every_baseline_beaten():
 
 @pytest.mark.slow
 def test_every_arm_runs_and_a_rerun_reuses_each_stage(tiny_model_dir, tmp_path, capsys):
-    argv = ["--out", str(tmp_path / "cmp"), "--model-dir", str(tiny_model_dir), "--sft-steps", "2", "--grpo-steps", "1",
+    # --generated-tokens 1 ends every arm after its first of 2 steps (the separate executor with its planner)
+    argv = ["--out", str(tmp_path / "cmp"), "--model-dir", str(tiny_model_dir), "--sft-steps", "2", "--grpo-steps", "2",
+            "--generated-tokens", "1",
             "--prompts-per-step", "2", "--num-generations", "2", "--eval-problems", "3", "--decodings", "greedy",
             "--max-completion-length", "48", "--max-episode-tokens", "96", "--executor-max-episode-tokens", "64"]
     assert ca.main(argv) == 0
@@ -92,6 +94,10 @@ def test_every_arm_runs_and_a_rerun_reuses_each_stage(tiny_model_dir, tmp_path, 
     info = json.loads((out / "mgrpo_separate" / "train_info.json").read_text())
     assert info["steps"] == {"planner": 1, "executor": 1}
     assert json.loads((out / "frozen_executor" / "train_info.json").read_text())["steps"] == {"planner": 1, "executor": None}
+    for arm in ca.ARMS:
+        info = json.loads((out / arm / "train_info.json").read_text())
+        assert info["budget_spent"] and info["generated_tokens"] >= 1 and info["settings"]["max_generated_tokens"] == 1
+    assert all(r["train_tokens"] >= 1 for r in summary if r["method"] in ca.ARMS)
     assert (out / "plot.png").stat().st_size > 0 and "| mgrpo_shared | greedy |" in (out / "summary.md").read_text()
     meta = json.loads((out / "summary_meta.json").read_text())
     assert set(meta["mgrpo_beats_baselines"]) == {"mgrpo_shared", "mgrpo_separate", "mgrpo_lora"}
@@ -106,6 +112,13 @@ def test_every_arm_runs_and_a_rerun_reuses_each_stage(tiny_model_dir, tmp_path, 
     assert all(f"reusing {out / arm}" in printed for arm in ca.ARMS) and "reusing " + str(out / "sft_multi") in printed
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/train_info.json")} == stamps
     assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_a_negative_token_budget_is_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        ca.parse_args(["--out", str(tmp_path / "cmp"), "--generated-tokens", "-5"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and "--generated-tokens: must be >= 0" in err
 
 
 def test_a_trained_arm_from_another_start_is_not_reused(tmp_path):

@@ -229,6 +229,29 @@ def test_run_separate_trains_two_models_at_once_and_frozen_executor_trains_one(t
     assert out["executor"] is None and ex.global_step == 0 and out["planner"]["global_step"] == 1
 
 
+def test_a_planner_budget_of_generated_tokens_ends_both_separate_trainers_at_its_step(tiny_model_dir, tmp_path):
+    """The planner's ``max_generated_tokens`` (its executor calls counted) ends its run after step 1 of 5; the executor
+    trains on that step, then ends too instead of waiting out its timeout for a step that will not come."""
+    import time
+
+    from transformers import AutoTokenizer
+
+    from rl.methods.mgrpo_two_process import run_separate
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    env = {"executor_max_episode_tokens": 40, "executor_max_turns": 1}
+    pcfg = _planner_cfg(tiny_model_dir, tmp_path / "p", "memory", "budget", max_steps=5, environment_kwargs=env,
+                        max_generated_tokens=1)
+    ecfg = _executor_cfg(tiny_model_dir, tmp_path / "e", "memory", "budget", max_steps=5, max_completion_length=40)
+    t0 = time.monotonic()
+    out = run_separate(pcfg, ecfg, train_dataset=dataset(), planner_engine=PlannerExecutorEngine(tok), timeout=60)
+    planner, ex = out["trainers"]
+    assert out["planner"]["budget_spent"] and out["planner"]["global_step"] == 1
+    assert out["executor"]["budget_spent"] and out["executor"]["global_step"] == 1 and ex.consumed == [0]
+    assert time.monotonic() - t0 < 45  # not the 60 s wait for a step 1 the planner never commits
+    assert planner.generated_tokens >= 1 and ex.generated_tokens == 0  # the executor generates nothing of its own
+
+
 def test_a_step_without_executor_calls_is_an_empty_executor_step(tiny_model_dir, tmp_path):
     """A planner step whose rollouts made no executor call: the executor counts it without an update (both
     processes stay at the same step number) and trains on the next step's rows."""

@@ -248,3 +248,54 @@ def test_an_embedded_task_logs_its_text_metrics(tiny_model_dir, tmp_path):
     cfg = make_cfg(tiny_model_dir, tmp_path / "given", dataset="task:explore")  # a given dataset: its own rows
     GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset()).train()
     assert not any(k.startswith("text/") for k in json.loads((tmp_path / "given" / "run" / "metrics.jsonl").read_text().splitlines()[-1]))
+
+
+def _budget_run(model_dir, tmp_path, max_steps, budget, resume=None):
+    """A run with ``max_generated_tokens``; returns (summary, params, per-step token counts counted here
+    from the engine's own output, the logged rows)."""
+    cfg = make_cfg(model_dir, tmp_path, max_steps=max_steps, max_generated_tokens=budget, save_steps=1,
+                   save_total_limit=0, save_final=True, resume_from_checkpoint=resume)
+    trainer = GRPOTrainer(cfg.model, reward_funcs=[token_sum_reward], args=cfg, train_dataset=make_dataset(10))
+    make_lengths_uneven(trainer)  # 2..12 tokens a completion: the count is not a multiple of one length
+    seen: list[int] = []
+    generate = trainer.engine.generate
+
+    def counting(prompt_ids, n, sampling):
+        groups = generate(prompt_ids, n, sampling)
+        for g in groups:  # an environment's observation token in one rollout a group: the policy did not write it
+            g[0].completion_mask[-1] = 0
+        seen.append(sum(sum(t.completion_mask) for g in groups for t in g))
+        return groups
+
+    trainer.engine.generate = counting
+    summary = trainer.train()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    return summary, params(trainer), seen, [r for r in rows if "tokens/generated" in r]
+
+
+def test_a_generated_token_budget_ends_the_run_after_the_step_that_reaches_it_and_resumes_exactly(tiny_model_dir, tmp_path):
+    # 8 completions of 2..12 tokens a step (52 a step with make_lengths_uneven's cuts when none ends early): a budget
+    # of 120 is reached in the third step, well before max_steps 10
+    summary, straight, seen, rows = _budget_run(tiny_model_dir, tmp_path / "a", 10, 120)
+    totals = [r["tokens/generated"] for r in rows]
+    assert totals == [float(sum(seen[: i + 1])) for i in range(len(seen))]  # the engine's tokens, cumulated
+    assert summary["budget_spent"] and not summary["interrupted"]
+    assert summary["global_step"] == len(seen) < 10
+    assert totals[-1] >= 120 > totals[-2]  # it stopped at the first step that reached the budget
+    assert (tmp_path / "a" / "run" / "final" / "model.safetensors").is_file()
+    # stopped after step 1 by max_steps, then resumed with the budget: the same steps, the same weights
+    first, _, _, _ = _budget_run(tiny_model_dir, tmp_path / "b", 1, 120)
+    assert first["global_step"] == 1 and not first["budget_spent"]
+    resumed, weights, _, rows_b = _budget_run(tiny_model_dir, tmp_path / "b", 10, 120, resume="latest")
+    assert resumed["global_step"] == summary["global_step"] and rows_b[-1]["tokens/generated"] == totals[-1]
+    assert all(torch.equal(straight[k], weights[k]) for k in straight)
+    # a run resumed when its budget is already spent trains no further step
+    again, _, seen_c, _ = _budget_run(tiny_model_dir, tmp_path / "b", 10, 120, resume="latest")
+    assert again["global_step"] == summary["global_step"] and seen_c == []
+
+
+def test_a_negative_token_budget_is_one_clear_line(tmp_path):
+    from rl.config_fields import ConfigError
+
+    with pytest.raises(ConfigError, match="max_generated_tokens: must be >= 0"):
+        make_cfg("/does/not/matter", tmp_path, max_generated_tokens=-1)
