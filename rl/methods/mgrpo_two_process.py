@@ -136,9 +136,10 @@ class StoreExecutorTrainer(GRPOTrainer):
 
     def training_step(self) -> dict[str, float]:
         step = self.global_step
-        if not self._pull(step) and self.planner_ended(step):
+        pulled = self._pull(step)
+        if not pulled and self.planner_ended(step):
             return {"skipped": 1.0}  # not a step: the loop then sees budget_spent() and ends the run
-        if not self._pull(step):
+        if not pulled:
             # no planner rollout of the step called the executor: an empty step (no update, the lr schedule
             # does not move) that still counts, so both processes stay at the same step number
             self.log_line(f"[parsimony] executor: store step {step} has no executor call; nothing to train on")
