@@ -42,6 +42,9 @@ PrepareGroupsFn = Callable[[list, Any, int], "tuple[list, dict[str, float]]"]
 # an estimator's optional check of what it needs from the outside world (M-GRPO's store), run when a
 # run starts, before the model loads: (cfg) -> None, raising an error whose message is one line
 PreflightFn = Callable[[Any], None]
+# an estimator's optional step when a run's training loop ends: (cfg, summary) -> None; the summary is the
+# trainer's (global_step, interrupted, budget_spent, ...), e.g. M-GRPO's planner marks in its store where it stopped
+RunEndedFn = Callable[[Any, dict], None]
 
 DEFAULT_ADVANTAGE_EPS = 1e-6
 SCALE_MODES = ("group", "batch", "none")
@@ -64,6 +67,10 @@ class AdvantageEstimator(Protocol):
         """Check what the estimator needs outside the process, before the model loads (nothing by default)."""
         ...
 
+    def run_ended(self, cfg: Any, summary: dict) -> None:
+        """The training loop has ended with ``summary`` (nothing by default)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RegisteredEstimator(RegisteredPiece):
@@ -71,6 +78,7 @@ class RegisteredEstimator(RegisteredPiece):
 
     prepare: PrepareGroupsFn | None = None
     check: PreflightFn | None = None
+    on_end: RunEndedFn | None = None
 
     def prepare_groups(self, groups: list, cfg: Any, step: int) -> "tuple[list, dict[str, float]]":
         if self.prepare is None:
@@ -80,6 +88,10 @@ class RegisteredEstimator(RegisteredPiece):
     def preflight(self, cfg: Any) -> None:
         if self.check is not None:
             self.check(cfg)
+
+    def run_ended(self, cfg: Any, summary: dict) -> None:
+        if self.on_end is not None:
+            self.on_end(cfg, summary)
 
 
 ADVANTAGES: dict[str, RegisteredEstimator] = {}
@@ -92,6 +104,7 @@ def register_advantage(
     validate: "Callable[[Any], None] | None" = None,
     prepare_groups: PrepareGroupsFn | None = None,
     preflight: PreflightFn | None = None,
+    run_ended: RunEndedFn | None = None,
 ) -> Callable[[AdvantageFn], AdvantageFn]:
     """Decorator: register ``fn(batch, cfg) -> dict[str, Tensor [N, T]]`` under ``name``.
 
@@ -101,10 +114,12 @@ def register_advantage(
     the config is built (``rl/presets.py``). ``prepare_groups(groups, cfg, step) -> (groups,
     metrics)``: a step the trainer runs on the scored groups before it collates them (e.g. M-GRPO's
     trajectory alignment). ``preflight(cfg)``: a check of what the estimator needs outside the process
-    (e.g. M-GRPO's store), run when a run starts, before the model loads. The registry keeps a
+    (e.g. M-GRPO's store), run when a run starts, before the model loads. ``run_ended(cfg, summary)``: run
+    when the training loop ends, with the trainer's summary (e.g. M-GRPO's planner marks where a budget of
+    generated tokens stopped it, for its executor's process). The registry keeps a
     :class:`RegisteredEstimator`; ``fn`` is returned unchanged."""
     return registering(ADVANTAGES, "advantage estimator", name, lambda fn: RegisteredEstimator(
-        name, fn, settings if settings is not None else {}, validate, prepare_groups, preflight))
+        name, fn, settings if settings is not None else {}, validate, prepare_groups, preflight, run_ended))
 
 
 def get_advantage(name: str) -> RegisteredEstimator:

@@ -305,6 +305,11 @@ class GRPOTrainer(PolicyUpdate, BaseTrainer):
             self._log_samples(batch)
         return metrics
 
+    def train(self) -> dict[str, Any]:
+        summary = super().train()
+        self.advantage_fn.run_ended(self.args, summary)  # e.g. M-GRPO's planner marks a budget's end in its store
+        return summary
+
     def _submit_next_round(self, next_step: int) -> None:
         """async_rollouts: the next step's first round generates while this step updates. Also after
         the last step when a checkpoint follows it, so that a run resumed with more steps takes the

@@ -56,7 +56,8 @@ from rewards.mgrpo import MGRPORewardSettings  # importing rewards.mgrpo registe
 from curriculum.samplers import ScoredGroup
 from rl.advantages import advantage_eps, broadcast_to_tokens, group_mean_std, register_advantage
 from rl.batch import RolloutBatch
-from rl.methods.mgrpo_exchange import ROLES, check_store, get_store, pop_role, push_executor_step, require_one_process
+from rl.methods.mgrpo_exchange import (PLANNER_END_CURSOR, ROLES, check_store, get_store, pop_role, push_executor_step,
+                                      require_one_process)
 from rl.methods.mgrpo_settings import MGRPOSettings
 from rl.presets import register_method
 from rl.role_flags import register_role_flag
@@ -234,7 +235,16 @@ def hierarchical_advantage(rewards: Tensor, group_index: Tensor, role: Tensor, e
     raise ValueError(f"scale_rewards must be one of ['group', 'batch', 'none'], got {mode!r}")
 
 
-@register_advantage("mgrpo", settings=MGRPOSettings, prepare_groups=prepare_groups, preflight=check_store)
+def mark_planner_end(cfg: Any, summary: dict) -> None:
+    """A planner that a budget of generated tokens stopped before ``max_steps`` marks its step count in the store
+    (``PLANNER_END_CURSOR``): its executor's trainer trains up to that step, then ends instead of waiting."""
+    s = MGRPOSettings.from_args(cfg)
+    if s.store is not None and s.train_roles == "planner" and summary.get("budget_spent"):
+        get_store(s.store).set_cursor(s.run, PLANNER_END_CURSOR, int(summary["global_step"]))
+
+
+@register_advantage("mgrpo", settings=MGRPOSettings, prepare_groups=prepare_groups, preflight=check_store,
+                    run_ended=mark_planner_end)
 def mgrpo(batch: RolloutBatch, cfg: Any) -> dict[str, Tensor]:
     """M-GRPO: GRPO per (prompt, role) on the aligned batch (``prepare_groups`` ran before collation)."""
     if batch.total_reward is None:

@@ -190,9 +190,7 @@ def run_separate(planner_args: Any, executor_args: Any, *, train_dataset: Any = 
 
             thread = threading.Thread(target=train_executor_thread, name="parsimony-executor", daemon=True)
             thread.start()
-        out["planner"] = planner.train()
-        if out["planner"].get("budget_spent"):  # the executor trains up to the planner's last step, then ends too
-            ex.store.set_cursor(ex.run_name, PLANNER_END_CURSOR, planner.global_step)
+        out["planner"] = planner.train()  # a budget's end is marked in the store (rl/methods/mgrpo.py: mark_planner_end)
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():

@@ -252,6 +252,23 @@ def test_a_planner_budget_of_generated_tokens_ends_both_separate_trainers_at_its
     assert planner.generated_tokens >= 1 and ex.generated_tokens == 0  # the executor generates nothing of its own
 
 
+def test_the_planner_marks_a_budget_end_in_a_redis_store_and_nothing_else(tiny_model_dir, tmp_path, redis_url):
+    """The mark two hand-launched processes share: written when a budget ended the planner's run, not when
+    max_steps or a signal did, and never by the executor's side."""
+    from rl.advantages import get_advantage
+
+    store = RedisStore(redis_url)
+    est = get_advantage("mgrpo")
+    pcfg = _planner_cfg(tiny_model_dir, tmp_path / "p", redis_url, "mark-a", max_steps=5, max_generated_tokens=10)
+    est.run_ended(pcfg, {"global_step": 5, "budget_spent": False, "interrupted": False})
+    assert store.cursor("mark-a", "planner_end") == -1
+    est.run_ended(pcfg, {"global_step": 3, "budget_spent": True, "interrupted": False})
+    assert store.cursor("mark-a", "planner_end") == 3
+    ecfg = _executor_cfg(tiny_model_dir, tmp_path / "e", redis_url, "mark-b", max_steps=5)
+    est.run_ended(ecfg, {"global_step": 2, "budget_spent": True, "interrupted": False})
+    assert store.cursor("mark-b", "planner_end") == -1
+
+
 def test_a_step_without_executor_calls_is_an_empty_executor_step(tiny_model_dir, tmp_path):
     """A planner step whose rollouts made no executor call: the executor counts it without an update (both
     processes stay at the same step number) and trains on the next step's rows."""
