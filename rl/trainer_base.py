@@ -304,7 +304,7 @@ class BaseTrainer:
                 if args.save_steps > 0 and self.global_step % args.save_steps == 0:
                     self.save_checkpoint()
                 if self.budget_spent():
-                    self.log_line(f"[parsimony] step {self.global_step}: {self.budget_line()}; saving final/")
+                    self.log_line(f"[parsimony] step {self.global_step}: {self.budget_line()}; the run ends here")
                     break
                 if self._should_stop():
                     interrupted = True

@@ -17,7 +17,7 @@ from rollout.mgrpo.store import InProcessStore, RedisStore, make_store
 from rollout.types import Trajectory
 
 EXECUTOR_CURSOR = "executor"
-PLANNER_END_CURSOR = "planner_end"  # the planner's last step + 1, written when its run ends before max_steps
+PLANNER_END_CURSOR = "planner_end"  # the planner's step count, written when a budget ended its run before max_steps
 ROLES = ("planner", "executor")
 _STORES: dict[str, Any] = {}
 

@@ -31,6 +31,7 @@ checkpointed is trained on once in the resumed run, a checkpointed one is never 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from curriculum.samplers import ScoredGroup
@@ -101,8 +102,6 @@ class StoreExecutorTrainer(GRPOTrainer):
     def _wait(self, step: int) -> dict[str, dict] | None:
         """``wait_step`` in slices of at most a second, ending early once the planner's run has ended before
         ``step`` (a budget of generated tokens stopped it: no such step will come)."""
-        import time
-
         deadline = time.monotonic() + self.wait_timeout
         while True:
             got = self.store.wait_step(self.run_name, step, timeout=max(0.0, min(1.0, deadline - time.monotonic())))
