@@ -303,7 +303,7 @@ def test_the_trainer_saves_and_restores_each_rewards_state_by_name():
         sampler = SimpleNamespace(state_dict=lambda: {"s": 1}, load_state_dict=lambda st: None)
         assembler = SimpleNamespace(state_dict=lambda: {}, load_state_dict=lambda st: None)
         return SimpleNamespace(reward_funcs=funcs, reward_names=["short_rl", "plain"], sampler=sampler,
-                               assembler=assembler, ahead=None, skipped_batches=0)
+                               assembler=assembler, ahead=None, skipped_batches=0, generated_tokens=0)
 
     def plain(**kw):
         return []
