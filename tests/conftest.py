@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.scheduling import (  # noqa: F401  (hooks: the longest test files start first)
+    pytest_collection_modifyitems,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
