@@ -20,7 +20,9 @@ if [ "$WORKERS" -le 1 ] || ! "$VENV/bin/python" -c "import xdist" 2>/dev/null; t
   exit "$code"
 fi
 echo "[test] pass 1: $WORKERS workers, the tests not marked serial"
-"${PYTEST[@]}" -n "$WORKERS" --dist loadfile --no-loadscope-reorder -m "not serial" "$@"
+ORDER=()  # measured seconds: the collection order is longest first; none: xdist's own (most tests first)
+[ -f tests/durations.json ] && ORDER=(--no-loadscope-reorder)
+"${PYTEST[@]}" -n "$WORKERS" --dist loadfile "${ORDER[@]}" -m "not serial" "$@"
 one=$?
 echo "[test] pass 2: the tests marked serial, alone"
 PARSIMONY_RECORD_DURATIONS=0 "${PYTEST[@]}" -m serial "$@"
