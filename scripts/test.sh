@@ -21,7 +21,7 @@ if [ "$WORKERS" -le 1 ] || ! "$VENV/bin/python" -c "import xdist" 2>/dev/null; t
 fi
 echo "[test] pass 1: $WORKERS workers, the tests not marked serial"
 ORDER=()  # measured seconds: the collection order is longest first; none: xdist's own (most tests first)
-[ -f tests/durations.json ] && ORDER=(--no-loadscope-reorder)
+[ -f "${PARSIMONY_DURATIONS_FILE:-tests/durations.json}" ] && ORDER=(--no-loadscope-reorder)
 "${PYTEST[@]}" -n "$WORKERS" --dist loadfile "${ORDER[@]}" -m "not serial" "$@"
 one=$?
 echo "[test] pass 2: the tests marked serial, alone"
