@@ -3,7 +3,8 @@
 # Two passes: the tests run on 2 pytest-xdist workers (one file per worker at a time: module fixtures
 # are built once), then the tests marked `serial` (wall-clock bounds, e.g. a circuit breaker's
 # cool-down) run alone, so that the other worker's CPU load cannot break their timing.
-# The parallel pass hands out the longest files first (tests/scheduling.py reads tests/durations.json);
+# The parallel pass hands out the longest files first (tests/scheduling.py reads tests/durations.json and
+# turns xdist's own reordering off);
 # PARSIMONY_RECORD_DURATIONS=1 measures that pass's files again (run it on the whole suite).
 # PARSIMONY_TEST_WORKERS=1 runs everything in one process, as before. A pass that collects no tests
 # is fine; both collecting none (pytest's exit code 5) is a failure.
@@ -20,9 +21,7 @@ if [ "$WORKERS" -le 1 ] || ! "$VENV/bin/python" -c "import xdist" 2>/dev/null; t
   exit "$code"
 fi
 echo "[test] pass 1: $WORKERS workers, the tests not marked serial"
-ORDER=()  # measured seconds: the collection order is longest first; none: xdist's own (most tests first)
-[ -f "${PARSIMONY_DURATIONS_FILE:-tests/durations.json}" ] && ORDER=(--no-loadscope-reorder)
-"${PYTEST[@]}" -n "$WORKERS" --dist loadfile "${ORDER[@]}" -m "not serial" "$@"
+"${PYTEST[@]}" -n "$WORKERS" --dist loadfile -m "not serial" "$@"
 one=$?
 echo "[test] pass 2: the tests marked serial, alone"
 PARSIMONY_RECORD_DURATIONS=0 "${PYTEST[@]}" -m serial "$@"

@@ -9,6 +9,7 @@ import pytest
 
 from tests.scheduling import (  # noqa: F401  (hooks: the longest test files start first)
     pytest_collection_modifyitems,
+    pytest_configure,
     pytest_runtest_logreport,
     pytest_sessionfinish,
 )

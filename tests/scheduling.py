@@ -5,7 +5,9 @@
 so a long file collected last keeps one worker busy while the other has nothing left to do. This
 module sorts the collection by each file's measured seconds, longest first (the classic
 longest-processing-time schedule); files without a measurement keep their order, after the measured
-ones that take longer than a minute, before the rest.
+ones that take longer than a minute, before the rest. When there are measured seconds it also turns
+xdist's own reordering off (``--no-loadscope-reorder``: xdist would put the files with most tests first),
+so any ``pytest -n N --dist loadfile`` run follows the measured order, not only ``scripts/test.sh``.
 
 The seconds live in ``tests/durations.json`` (file -> seconds: setup, call and teardown of every test;
 ``PARSIMONY_DURATIONS_FILE`` names another file).
@@ -43,6 +45,12 @@ def longest_files_first(nodeids: list[str], seconds: dict[str, float]) -> list[i
         first.setdefault(_file(n), i)
     return sorted(range(len(nodeids)),
                   key=lambda i: (-seconds.get(_file(nodeids[i]), UNKNOWN_SECONDS), first[_file(nodeids[i])], i))
+
+
+def pytest_configure(config):
+    # read by xdist's loadscope/loadfile scheduler in the controller, after collection
+    if hasattr(config.option, "loadscopereorder") and _known():
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config, items):

@@ -45,3 +45,23 @@ def test_a_recorded_run_writes_each_files_seconds_and_the_next_collection_follow
     assert set(seconds) == {"test_fast.py", "test_slow.py"} and seconds["test_slow.py"] >= 0.3 > seconds["test_fast.py"]
     listed = run("--collect-only", record=False)
     assert listed.stdout.index("test_slow.py::test_c") < listed.stdout.index("test_fast.py::test_a")
+
+
+def test_with_measured_seconds_an_xdist_run_follows_them_not_xdists_most_tests_first(tmp_path):
+    # xdist's loadfile scheduler puts the file with most tests first unless its reordering is off;
+    # the plugin turns it off when there are measured seconds, so the one-test slow file runs first
+    (tmp_path / "test_many.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    pass\n\ndef test_c():\n    pass\n")
+    (tmp_path / "test_slow.py").write_text("def test_d():\n    pass\n")
+    durations = tmp_path / "durations.json"
+    cmd = [sys.executable, "-m", "pytest", "-v", "-n", "1", "--dist", "loadfile", "-p", "tests.scheduling", "-p",
+           "no:cacheprovider", str(tmp_path)]
+    env = dict(os.environ, PYTHONPATH=str(REPO), PARSIMONY_DURATIONS_FILE=str(durations), PARSIMONY_RECORD_DURATIONS="0")
+
+    def first_run():
+        done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout.index("test_slow.py::test_d") < done.stdout.index("test_many.py::test_a")
+
+    assert not first_run()  # nothing measured: xdist's own order, the file with most tests first
+    durations.write_text(json.dumps({"test_slow.py": 100.0, "test_many.py": 1.0}))
+    assert first_run()
