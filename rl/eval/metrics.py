@@ -232,7 +232,9 @@ def dataset_metrics(
 ) -> dict[str, Any]:
     """:func:`summarize_samples` as the in-memory evaluations report it: ``accuracy`` (= pass@1, 0.0
     for no samples), the token means and ``truncated_frac`` as 0.0 where a set is empty, and each of
-    ``text_metrics`` (name -> fn(completion) -> float) averaged over the samples."""
+    ``text_metrics`` (name -> fn(completion) -> float) averaged over the samples. A behaviour that is 0 or 1 on
+    every sample (AdaptThink's ``nothink``, a slip) also gets the accuracy of the samples that show it and of those
+    that do not: ``<name>_accuracy`` and ``no_<name>_accuracy`` (None where no sample is in that group)."""
     result = summarize_samples(samples)
     result["accuracy"] = result["pass@1"] if result["pass@1"] is not None else 0.0
     for key in ("mean_tokens", "median_tokens", "mean_tokens_correct", "mean_tokens_incorrect", "truncated_frac"):
@@ -241,4 +243,12 @@ def dataset_metrics(
     for metric, fn in (text_metrics or {}).items():
         vals = [fn(x.get("completion", "")) for x in samples]
         result[metric] = sum(vals) / len(vals) if vals else 0.0
+        if vals and all(v in (0.0, 1.0) for v in vals):
+            result.update(_accuracy_by_behaviour(metric, samples, vals))
     return result
+
+
+def _accuracy_by_behaviour(metric: str, samples: Sequence[Mapping[str, Any]], flags: Sequence[float]) -> dict:
+    groups = {f"{metric}_accuracy": [s for s, f in zip(samples, flags) if f == 1.0],
+              f"no_{metric}_accuracy": [s for s, f in zip(samples, flags) if f == 0.0]}
+    return {k: (sum(bool(s["correct"]) for s in g) / len(g) if g else None) for k, g in groups.items()}

@@ -386,6 +386,7 @@ def main(argv=None) -> int:
                 # explore: candidates tried before the answer (a guess tries none); overthink: the slip opening
                 "mean_tries": r.get("tries"), "guess_fraction": r.get("guess"), "slip_fraction": r.get("slip"),
                 "nothink_fraction": r.get("nothink"),  # AdaptThink's mode: answers that skip thinking
+                "nothink_accuracy": r.get("nothink_accuracy"), "think_accuracy": r.get("no_nothink_accuracy"),
                 # tool tasks: round-trips per episode, on problems that need the tool and on those that do not
                 "mean_tool_calls": r.get("mean_tool_calls"), "tool_calls_needed": r.get("tool_calls_needed"),
                 "tool_calls_unneeded": r.get("tool_calls_unneeded"), "zero_tool_calls_frac": r.get("zero_tool_calls_frac"),
@@ -397,7 +398,7 @@ def main(argv=None) -> int:
     behaviours = [k for k in ("mean_tries", "guess_fraction", "slip_fraction", "mean_tool_calls", "tool_calls_needed",
                               "tool_calls_unneeded") if summary[0].get(k) is not None]
     if any(r.get("nothink_fraction") for r in summary):  # AdaptThink's mode, where some answer skips thinking
-        behaviours.append("nothink_fraction")
+        behaviours += ["nothink_fraction", "nothink_accuracy", "think_accuracy"]
     lines = ["| method | decoding | accuracy | mean tokens | Δ tokens vs SFT | redundant fraction | redundant chunks |"
              + "".join(f" {k} |" for k in behaviours),
              "|---|---|---|---|---|---|---|" + "---|" * len(behaviours)]

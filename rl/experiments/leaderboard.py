@@ -21,7 +21,8 @@ from typing import Any, Iterable, Sequence
 REFERENCE_ROWS = ("sft_start", "sft_nothink_start")  # the starts (the second: AdaptThink's, compare_starts.py)
 # numeric columns averaged over seeds (others are taken from the first seed)
 SEED_FIELDS = ("accuracy", "mean_tokens", "redundant_fraction", "redundant_chunks", "mean_tokens_correct", "mean_tries",
-               "guess_fraction", "slip_fraction", "train_seconds", "approx_rollouts", "accuracy_se")
+               "guess_fraction", "slip_fraction", "nothink_fraction", "nothink_accuracy", "think_accuracy", "train_seconds",
+               "approx_rollouts", "accuracy_se")
 
 
 def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[bool]:

@@ -50,6 +50,12 @@ def test_compare_trains_adapt_think_from_its_own_start_with_r_ref_of_the_drawn_p
     assert {(r["method"], r["decoding"]) for r in summary} == {
         (m, d) for m in ("sft_start", "sft_nothink_start", "grpo", "adapt_think") for d in ("greedy", "sampled")}
     assert all(r["nothink_fraction"] is not None for r in summary)
+    # each mode's accuracy where the mode occurs (None where no answer was in it)
+    for r in summary:
+        assert set(r) >= {"nothink_accuracy", "think_accuracy"}
+        assert (r["nothink_accuracy"] is None) == (r["nothink_fraction"] == 0.0)
+        assert (r["think_accuracy"] is None) == (r["nothink_fraction"] == 1.0)
+    assert "| think_accuracy |" in (out / "summary.md").read_text()
     board = (out / "leaderboard.md").read_text()
     assert "| sft_nothink_start |" in board
     assert next(line for line in board.splitlines() if line.startswith("| sft_nothink_start |")).count("| ref |") >= 1

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from rl.eval.metrics import (
+    dataset_metrics,
     maj_at_n,
     majority_vote,
     mean_pass_at_1,
@@ -203,3 +204,18 @@ def test_summarize_samples_without_tool_calls_or_time_and_pooled_keys():
     assert summarize_samples(recs)["num_problems"] == 1
     empty = summarize_samples([])
     assert empty["num_problems"] == 0 and empty["pass@1"] is None and empty["pass@k"] == {}
+
+
+def test_a_binary_behaviour_gets_the_accuracy_of_each_mode():
+    # AdaptThink's nothink: 3 of 5 answers skip thinking, 2 of them right; of the 2 that think, 1 is right
+    texts = ["</think>a", "</think>b", "</think>c", "<think>x</think>d", "<think>y</think>e"]
+    correct = [True, True, False, True, False]
+    samples = [{"problem": i, "sample": 0, "completion": t, "correct": c, "extracted": "1", "tokens": 3, "truncated": False}
+               for i, (t, c) in enumerate(zip(texts, correct))]
+    res = dataset_metrics(samples, {"nothink": lambda t: float(t.startswith("</think>")), "chars": len})
+    assert res["nothink"] == pytest.approx(0.6) and res["accuracy"] == pytest.approx(0.6)
+    assert res["nothink_accuracy"] == pytest.approx(2 / 3) and res["no_nothink_accuracy"] == pytest.approx(0.5)
+    assert "chars_accuracy" not in res  # not a 0/1 behaviour
+    # one mode absent: its accuracy is None, not 0
+    alone = dataset_metrics(samples[:3], {"nothink": lambda t: float(t.startswith("</think>"))})
+    assert alone["nothink_accuracy"] == pytest.approx(2 / 3) and alone["no_nothink_accuracy"] is None

@@ -73,6 +73,12 @@ def test_aggregate_seeds_mean_and_std():
     assert row["accuracy"] == pytest.approx(0.9) and row["accuracy_std"] == pytest.approx(0.1)
     assert row["mean_tokens"] == pytest.approx(70.0) and row["mean_tokens_std"] == pytest.approx(10.0)
     assert row["redundant_fraction"] is None and "redundant_fraction_std" not in row
+    # AdaptThink's mode and its accuracies are averaged too, not taken from the first seed
+    modes = [[{"method": "adapt_think", "decoding": "sampled", "accuracy": 0.9, "mean_tokens": 100.0, "nothink_fraction": f,
+               "nothink_accuracy": acc, "think_accuracy": 0.95}] for f, acc in ((0.1, 0.8), (0.3, None), (0.2, 0.9))]
+    (row,) = aggregate_seeds(modes)
+    assert row["nothink_fraction"] == pytest.approx(0.2) and row["nothink_accuracy"] == pytest.approx(0.85)
+    assert row["think_accuracy"] == pytest.approx(0.95)
 
 
 def test_markdown_table_marks_the_frontier_and_std():
