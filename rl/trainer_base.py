@@ -21,6 +21,7 @@ from rl import checkpoint as ckpt_lib
 from rl import checkpoint_check
 from rl import role_adapters, sharding
 from rl.config import OPTIMIZERS, TrainConfig
+from rl.malloc import tune_malloc
 from rl.redaction import redact
 from rl.modeling import apply_lora, is_peft_model, load_model, load_tokenizer, merged_copy
 from rl.tracking import Tracker
@@ -35,6 +36,7 @@ def seed_everything(seed: int) -> None:
 class BaseTrainer:
     def __init__(self, model: Any, args: TrainConfig, processing_class: Any = None) -> None:
         self.args = args
+        tune_malloc()  # a growing KV cache is otherwise mapped and faulted in afresh at every step (rl/malloc.py)
         if args.num_threads > 0:
             torch.set_num_threads(args.num_threads)
         _allow_new_mixed_precision("bf16" if args.bf16 else "no")

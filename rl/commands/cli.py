@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         hint = did_you_mean(name, SUBCOMMANDS, cutoff=0.6)
         print(f"error: parsimony: unknown command {name!r}{hint}; `parsimony --help` lists the commands", file=sys.stderr)
         return 2
+    from rl.malloc import tune_malloc
+
+    tune_malloc()  # before any model loads: glibc's thresholds for CPU decoding and training (rl/malloc.py)
     module = importlib.import_module(SUBCOMMANDS[name][0])
     sys.argv = [f"parsimony {name}"] + rest
     try:

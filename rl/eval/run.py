@@ -160,7 +160,9 @@ def run_eval(
     (tests count generate calls through it).
     """
     from rl.eval import report
+    from rl.malloc import tune_malloc
 
+    tune_malloc()
     if not benchmarks:
         raise EvalError("no benchmarks to evaluate (use --benchmarks and/or --hub-dataset)")
     names = [b.name for b in benchmarks]
