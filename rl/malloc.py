@@ -4,9 +4,10 @@ glibc serves a large request (above a threshold) with its own ``mmap`` and retur
 after such a free it raises the threshold to the freed size. A tensor that grows by a little each step, as a
 KV cache does (one token longer per decoding step, every layer), is always a little larger than the last freed
 block, so it is mapped fresh every time and every page of it is faulted in and zeroed by the kernel. Measured on
-SmolLM2-135M (32 sequences x 192 sampled tokens, one thread, `docs/performance.md`): 10.7 M page faults and 33 s of
-system time in a 158-s decode; with the threshold fixed at glibc's maximum, 0.15 M faults, 0.5 s and 129 s, with
-the same tokens. The faults also slow the other core: a trainer beside such a decode ran 20x slower.
+SmolLM2-135M (32 sequences x 192 sampled tokens, one thread, two runs each, ``scripts/bench_malloc.py`` and
+``docs/performance.md``): 4.8-10.7 M page faults and 15-33 s of system time in a 145-158-s decode; with the
+thresholds fixed, 0.15 M faults, 0.5 s and 120-129 s, with the same tokens. The faults also slow the other core: a
+trainer beside such a decode ran 20x slower.
 
 :func:`tune_malloc` fixes the mmap threshold at 32 MiB (the largest glibc accepts; larger blocks are still mapped)
 and keeps up to 1 GiB of freed memory at the top of the heap instead of returning it. The parsimony commands, the
