@@ -18,26 +18,23 @@ library is not glibc.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's upper bound for a fixed threshold on 64-bit (HEAP_MAX_SIZE / 2)
 TRIM_THRESHOLD = 1024 * 1024 * 1024
-_state: dict[str, bool] = {}
 
 
+@functools.cache
 def tune_malloc() -> bool:
     """Fix glibc's mmap and trim thresholds for this process (once); True when they are set."""
-    if "tuned" in _state:
-        return _state["tuned"]
-    tuned = False
-    if os.environ.get("PARSIMONY_MALLOC_TUNE", "1") != "0" and sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None)
-            libc.gnu_get_libc_version  # glibc only: musl's mallopt ignores these parameters
-            tuned = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-        except (OSError, AttributeError):
-            tuned = False
-    _state["tuned"] = tuned
-    return tuned
+    if os.environ.get("PARSIMONY_MALLOC_TUNE", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc only: musl's mallopt ignores these parameters
+    except (OSError, AttributeError):
+        return False
+    return libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1

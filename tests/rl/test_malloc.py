@@ -47,8 +47,11 @@ def test_growing_tensors_reuse_the_heap_once_tuned_and_the_setting_turns_it_off(
 def test_tune_malloc_is_called_once_per_process(monkeypatch):
     from rl import malloc
 
-    monkeypatch.setattr(malloc, "_state", {})
-    monkeypatch.setenv("PARSIMONY_MALLOC_TUNE", "0")
-    assert malloc.tune_malloc() is False
-    monkeypatch.setenv("PARSIMONY_MALLOC_TUNE", "1")
-    assert malloc.tune_malloc() is False  # the first answer stands: the thresholds are per process
+    malloc.tune_malloc.cache_clear()
+    try:
+        monkeypatch.setenv("PARSIMONY_MALLOC_TUNE", "0")
+        assert malloc.tune_malloc() is False
+        monkeypatch.setenv("PARSIMONY_MALLOC_TUNE", "1")
+        assert malloc.tune_malloc() is False  # the first answer stands: the thresholds are per process
+    finally:
+        malloc.tune_malloc.cache_clear()
